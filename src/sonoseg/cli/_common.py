@@ -1,0 +1,68 @@
+"""Shared CLI helpers: one rich console, one-line coloured errors, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, Iterable, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sonoseg.errors import SonosegError
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+
+
+def error_line(message: str) -> None:
+    """Print one red line on stderr (first line of the message only)."""
+    first = str(message).splitlines()[0] if str(message) else "error"
+    err_console.print(f"[bold red]error:[/] {first}", markup=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    error_line(message)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Decorator for commands: SonosegError (and file errors) become one coloured line + exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except SonosegError as exc:
+            fail(str(exc), code=2)
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "), code=2)
+
+    return wrapper
+
+
+def progress() -> Progress:
+    """A progress bar on stderr that hides itself when not a terminal (CI logs stay clean)."""
+    return Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+    with progress() as p:
+        task = p.add_task(description, total=total if total is not None else (len(items) if hasattr(items, "__len__") else None))
+        for item in items:
+            yield item
+            p.advance(task)

@@ -1,0 +1,134 @@
+"""One typed configuration for the whole pipeline: YAML file + ``key.sub=value`` CLI overrides.
+
+Each stage reads only its own section; the full object is stored with every run and checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from sonoseg.errors import ConfigError
+from sonoseg.preprocess.config import PreprocessConfig
+
+
+class AugmentConfig(BaseModel):
+    """Joint image+mask augmentation (albumentations). Applied to the training split only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotate_limit: float = 15.0  # degrees
+    shift_limit: float = 0.2  # fraction of size (seed 004: +-20%)
+    scale_range: tuple[float, float] = (0.5, 2.0)  # seed 004
+    affine_p: float = 0.7
+    brightness_contrast: float = 0.2
+    brightness_contrast_p: float = 0.5
+    gauss_noise_std: tuple[float, float] = (0.0, 0.05)  # on 0..1 images
+    gauss_noise_p: float = 0.0
+    speckle_sigma: tuple[float, float] = (0.0, 0.15)  # multiplicative noise I*(1+n)
+    speckle_p: float = 0.0
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "unet"  # registry name, see sonoseg.models.list_models()
+    encoder: Optional[str] = None  # smp encoder (e.g. resnet18, efficientnet-b0, mobilenet_v2)
+    encoder_weights: Optional[str] = None  # local file path, or a name resolved from the local cache
+    in_channels: int = 1
+    classes: int = 1  # 1 = binary (sigmoid); K>1 = multi-class incl. background (softmax)
+    params: dict[str, Any] = Field(default_factory=dict)  # extra kwargs for the architecture
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    root: Optional[str] = None
+    split_file: Optional[str] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: Optional[str] = None  # preprocessed-image cache; default: <run>/../.cache
+    num_workers: int = 0
+    batch_size: int = 8
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = 50
+    loss: Literal["dice", "bce", "dice_bce", "ce", "ce_dice", "focal", "tversky"] = "dice_bce"
+    dice_weight: float = 0.5  # weight of the Dice term in combined losses
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: Literal["plateau", "cosine", "none"] = "plateau"
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    grad_clip_norm: Optional[float] = 1.0
+    amp: bool = True  # mixed precision, CUDA only
+    early_stopping_patience: Optional[int] = 15
+    seed: int = 42
+    deterministic: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    tensorboard: bool = False
+    threads: Optional[int] = None  # torch intra-op threads on CPU
+
+
+class SonosegConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = d
+    for k in keys[:-1]:
+        cur = cur.setdefault(k, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    cur[keys[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (so 1e-3, [256,256], null work)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> SonosegConfig:
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    data = apply_overrides(data, overrides or [])
+    try:
+        return SonosegConfig.model_validate(data)
+    except Exception as exc:  # pydantic ValidationError -> one line
+        first = str(exc).splitlines()
+        raise ConfigError("invalid config: " + " ".join(first[:3])) from exc
+
+
+def save_config(cfg: BaseModel, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

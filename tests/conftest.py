@@ -1,0 +1,57 @@
+"""Shared fixtures: real DICOM test files (pydicom + pydicom-data, found on disk, never downloaded)
+and the BUSI dataset (skips with a clear reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dicom_dirs() -> list[Path]:
+    dirs = []
+    import pydicom
+
+    dirs.append(Path(pydicom.__file__).parent / "data" / "test_files")
+    try:
+        import data_store  # installed by the pydicom-data package
+
+        dirs.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    return [d for d in dirs if d.is_dir()]
+
+
+def dicom_testfile(name: str) -> Path:
+    """Path of a named file shipped by pydicom or pydicom-data; skip the test if unavailable."""
+    for d in _dicom_dirs():
+        p = d / name
+        if p.is_file():
+            return p
+    pytest.skip(f"DICOM test file {name} not installed (needs pydicom-data)")
+
+
+@pytest.fixture
+def dicom_file():
+    return dicom_testfile
+
+
+def busi_root() -> Path | None:
+    env = os.environ.get("SONOSEG_DATA")
+    candidates = [Path(env) / "busi"] if env else []
+    candidates += [REPO.parent / "shared" / "data" / "busi", REPO / ".." / "shared" / "data" / "busi"]
+    for c in candidates:
+        if (c / "images").is_dir() and (c / "masks").is_dir():
+            return c.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def busi() -> Path:
+    root = busi_root()
+    if root is None:
+        pytest.skip("BUSI dataset not found: set SONOSEG_DATA or place it at ../shared/data/busi")
+    return root
