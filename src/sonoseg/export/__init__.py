@@ -1,0 +1,269 @@
+"""Export a trained model for deployment: ONNX (fp32), ONNX int8 (static QDQ), TorchScript.
+
+:func:`export_model` is the one entry point: it exports every requested format, checks each
+against PyTorch (logits max-abs-diff at export, then Dice on the validation split), and writes
+only the formats whose Dice drop versus PyTorch is within ``tolerance``. Everything is built in a
+staging folder inside ``out_dir`` and moved into place only once accepted, so a refused model
+never appears on disk, not even half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from sonoseg.errors import ConfigError, SonosegError
+from sonoseg.export.onnx_export import ExportError, export_onnx, read_onnx_config
+from sonoseg.export.quantize import quantize_dynamic_int8, quantize_static_int8
+from sonoseg.export.torchscript import export_torchscript, load_torchscript
+
+FORMATS = ("onnx", "onnx-int8", "torchscript")
+FILE_NAMES = {"onnx": "{stem}.onnx", "onnx-int8": "{stem}.int8.onnx", "torchscript": "{stem}.ts"}
+BACKEND_OF = {"onnx": "onnx", "onnx-int8": "onnx-int8", "torchscript": "torch"}
+REPORT_NAME = "export_report.json"
+
+
+class ExportRefused(SonosegError):
+    """An exported model lost more Dice than allowed; it was not written. ``report`` has the numbers."""
+
+    def __init__(self, message: str, report: "ExportReport"):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ExportReport:
+    checkpoint: str
+    out_dir: Path
+    formats: tuple[str, ...]
+    tolerance: float
+    files: dict[str, str] = field(default_factory=dict)  # format -> written path
+    details: dict[str, dict] = field(default_factory=dict)  # format -> exporter/quantiser result
+    dice: dict[str, float] = field(default_factory=dict)  # "torch" and each format: mean val Dice
+    dice_delta: dict[str, float] = field(default_factory=dict)  # format Dice - torch Dice
+    agreement: dict[str, float] = field(default_factory=dict)  # Dice of format masks vs torch masks
+    refused: dict[str, str] = field(default_factory=dict)  # format -> reason
+    n_val: int = 0
+    n_calib: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "checkpoint": self.checkpoint, "out_dir": str(self.out_dir), "formats": list(self.formats),
+            "tolerance": self.tolerance, "files": self.files, "details": self.details, "dice": self.dice,
+            "dice_delta": self.dice_delta, "agreement": self.agreement, "refused": self.refused,
+            "n_val": self.n_val, "n_calib": self.n_calib, "seconds": round(self.seconds, 2),
+        }  # fmt: skip
+
+    def lines(self) -> list[str]:
+        """Human summary, one line per format."""
+        out = []
+        if "torch" in self.dice:
+            out.append(f"pytorch      Dice {self.dice['torch']:.4f} on {self.n_val} validation images")
+        for f in self.formats:
+            d = self.details.get(f, {})
+            diff = d.get("max_abs_diff") or {}
+            parts = [f"{f:<12}"]
+            if f in self.dice:
+                parts.append(f"Dice {self.dice[f]:.4f} ({self.dice_delta[f]:+.4f} vs torch, mask agreement "
+                             f"{self.agreement.get(f, float('nan')):.4f})")
+            if diff:
+                parts.append(f"max|Δlogit| {max(diff.values()):.1e}")
+            parts.append(f"-> {self.files[f]}" if f in self.files else f"NOT WRITTEN: {self.refused.get(f, '?')}")
+            out.append("  ".join(parts))
+        return out
+
+
+# -- Dice of a backend over model-grid pairs --------------------------------------------------------
+def _masks_from_logits(logits: np.ndarray) -> np.ndarray:
+    """N x K x H x W logits -> N x H x W uint8 labels (sigmoid >= 0.5 <=> logit >= 0 for K = 1)."""
+    if logits.shape[1] == 1:
+        return (logits[:, 0] >= 0).astype(np.uint8)
+    return logits.argmax(1).astype(np.uint8)
+
+
+def predict_masks(run: Callable[[np.ndarray], np.ndarray], images: Sequence[np.ndarray], in_channels: int = 1,
+                  batch_size: int = 8) -> list[np.ndarray]:
+    """Masks on the model grid for HxW (or CxHxW) float32 images, batching images of equal size."""
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(images):
+        j = i + 1
+        while j < len(images) and j - i < batch_size and np.shape(images[j]) == np.shape(images[i]):
+            j += 1
+        x = np.stack([np.asarray(im, np.float32) for im in images[i:j]])
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.shape[1] == 1 and in_channels > 1:
+            x = np.repeat(x, in_channels, axis=1)
+        out.extend(_masks_from_logits(np.asarray(run(np.ascontiguousarray(x)))))
+        i = j
+    return out
+
+
+def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: int = 1) -> float:
+    """Mean per-image Dice over images with a non-empty ground truth (sonoseg.evaluate convention)."""
+    from sonoseg.evaluate.metrics import segmentation_metrics
+
+    vals = []
+    for p, g in zip(preds, gts):
+        m = segmentation_metrics(p, np.asarray(g), classes=classes, backend="scipy")  # Dice only: cheap HD
+        vals.append(m["dice"] if classes == 1 else m["macro"]["dice"])
+    vals = np.asarray(vals, dtype=float)
+    return float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+
+
+def mask_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """Pooled Dice between two sets of foreground masks (1.0 = identical predictions)."""
+    inter = sum(int(np.count_nonzero((x > 0) & (y > 0))) for x, y in zip(a, b))
+    total = sum(int(np.count_nonzero(x > 0)) + int(np.count_nonzero(y > 0)) for x, y in zip(a, b))
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+# -- dataset helpers (CLI) ----------------------------------------------------------------------------
+def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n: Optional[int] = None,
+                seed: int = 0, cache_dir: Optional[str | Path] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image grid float32 HxW, mask grid uint8/int64 HxW) pairs of one split, preprocessed exactly as
+    in training (same SegmentationDataset arrays and cache, no augmentation).
+
+    ``n``: a seeded random subset of that size (calibration uses 64 training images by default).
+    ``cache_dir``: default = the trainer's (``data.cache_dir`` or ``<dataset>/.sonoseg-cache``).
+    """
+    from sonoseg.data import SegmentationDataset, discover_dataset, read_split_csv
+
+    samples = discover_dataset(dataset)
+    assignment = read_split_csv(split_file)
+    chosen = [s for s in samples if assignment.get(s.stem) == split and s.mask_path is not None]
+    if not chosen:
+        raise ConfigError(f"{split_file}: no images with masks of {dataset} in split {split!r}")
+    if n is not None and n < len(chosen):
+        idx = np.sort(np.random.default_rng(seed).choice(len(chosen), size=n, replace=False))
+        chosen = [chosen[i] for i in idx]
+    if cache_dir is None:
+        cache_dir = cfg.data.cache_dir or Path(dataset) / ".sonoseg-cache"
+    ds = SegmentationDataset(chosen, cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes)
+    out = []
+    for i in range(len(ds)):
+        image, mask = ds.arrays(i)
+        labels = (mask > 0).astype(np.uint8) if cfg.model.classes == 1 else mask.astype(np.int64)
+        out.append((np.asarray(image, np.float32), labels))
+    return out
+
+
+# -- orchestration -------------------------------------------------------------------------------------
+def export_model(
+    checkpoint,
+    out_dir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    calib_images: Optional[Sequence[np.ndarray]] = None,
+    val_pairs: Optional[Sequence[tuple[np.ndarray, np.ndarray]]] = None,
+    tolerance: float = 0.01,
+    *,
+    config=None,
+    threads: Optional[int] = None,
+    stem: str = "model",
+    opset: int = 17,
+    exporter: str = "auto",
+    activation_type: str = "quint8",
+    calibrate_method: str = "minmax",
+    log: Callable[[str], None] = lambda s: None,
+) -> ExportReport:
+    """Export ``checkpoint`` (path or nn.Module + ``config``) to ``out_dir``.
+
+    ``calib_images``: model-grid training images for int8 calibration (required for "onnx-int8").
+    ``val_pairs``: (image grid, mask grid) validation pairs; required for "onnx-int8" (its Dice gate)
+    and used for every format when given. A format whose Dice drops by more than ``tolerance`` is
+    not written and :class:`ExportRefused` is raised after the accepted formats are written.
+    """
+    from sonoseg.infer.backends import create_backend, load_torch_model
+
+    t0 = time.perf_counter()
+    formats = tuple(dict.fromkeys(formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"unknown export format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    if "onnx-int8" in formats:
+        if not calib_images:
+            raise ConfigError("onnx-int8 needs calibration images from the training split (calib_images)")
+        if not val_pairs:
+            raise ConfigError("onnx-int8 needs validation pairs: its Dice change versus PyTorch is checked "
+                              "before it is written (val_pairs)")
+    model, cfg = load_torch_model(checkpoint)
+    cfg = config or cfg
+    if cfg is None:
+        raise ConfigError("the model carries no SonosegConfig; pass config= (preprocessing must travel with it)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src_name = str(checkpoint) if isinstance(checkpoint, (str, Path)) else type(checkpoint).__name__
+    report = ExportReport(src_name, out_dir, formats, tolerance, n_val=len(val_pairs or ()),
+                          n_calib=len(calib_images or ()))
+    staging = Path(tempfile.mkdtemp(prefix=".sonoseg-export-", dir=out_dir))
+    try:
+        staged: dict[str, Path] = {}
+        if "onnx" in formats or "onnx-int8" in formats:
+            log("exporting ONNX (fp32)")
+            res = export_onnx(model, staging / FILE_NAMES["onnx"].format(stem=stem), config=cfg, opset=opset,
+                              exporter=exporter)
+            report.details["onnx"] = res.to_dict()
+            if "onnx" in formats:
+                staged["onnx"] = res.path
+        if "onnx-int8" in formats:
+            log(f"quantising int8 (static QDQ, {len(calib_images)} calibration images)")
+            q = quantize_static_int8(staging / FILE_NAMES["onnx"].format(stem=stem),
+                                     staging / FILE_NAMES["onnx-int8"].format(stem=stem), calib_images,
+                                     activation_type=activation_type, calibrate_method=calibrate_method)
+            report.details["onnx-int8"] = q.to_dict()
+            staged["onnx-int8"] = q.path
+        if "torchscript" in formats:
+            log("exporting TorchScript")
+            ts = export_torchscript(model, staging / FILE_NAMES["torchscript"].format(stem=stem), config=cfg)
+            report.details["torchscript"] = ts.to_dict()
+            staged["torchscript"] = ts.path
+
+        if val_pairs:
+            images = [p[0] for p in val_pairs]
+            gts = [np.asarray(p[1]) for p in val_pairs]
+            k, ch = cfg.model.classes, cfg.model.in_channels
+            log(f"validating on {len(images)} images")
+            ref_be = create_backend("torch", model, threads=threads, config=cfg)
+            ref_masks = predict_masks(ref_be.run, images, ch)
+            report.dice["torch"] = mean_dice(ref_masks, gts, k)
+            for f, p in staged.items():
+                be = create_backend(BACKEND_OF[f], p, threads=threads)
+                masks = predict_masks(be.run, images, ch)
+                be.close()
+                report.dice[f] = mean_dice(masks, gts, k)
+                report.dice_delta[f] = report.dice[f] - report.dice["torch"]
+                report.agreement[f] = mask_agreement(ref_masks, masks)
+                drop = -report.dice_delta[f]
+                if not drop <= tolerance:  # also refuses NaN
+                    report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
+        for f, p in staged.items():
+            if f in report.refused:
+                continue
+            final = out_dir / p.name
+            p.replace(final)
+            report.files[f] = str(final)
+        report.seconds = time.perf_counter() - t0
+        (out_dir / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if report.refused:
+        f, why = next(iter(report.refused.items()))
+        raise ExportRefused(f"{f} model not written: {why} (Dice {report.dice[f]:.4f} vs PyTorch "
+                            f"{report.dice['torch']:.4f})", report)
+    return report
+
+
+__all__ = [
+    "ExportError", "ExportRefused", "ExportReport", "FORMATS", "export_model", "export_onnx",
+    "export_torchscript", "load_torchscript", "mean_dice", "predict_masks", "quantize_dynamic_int8",
+    "quantize_static_int8", "read_onnx_config", "split_grids",
+]  # fmt: skip

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # numpy only for annotations: this module stays import-light
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,36 @@ class ImageMeta:
     sop_class_uid: Optional[str] = None
     us_regions: list[UltrasoundRegion] = field(default_factory=list)
     affine: Optional[list[list[float]]] = None  # 4x4 RAS affine for volumes (NIfTI / series)
+    transfer_syntax_name: Optional[str] = None  # e.g. "JPEG Baseline (Process 1)"; transfer_syntax is the UID
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class LoadedImage:
+    """Decoded pixels plus metadata. Pixels are display-ready: MONOCHROME1 inverted, colour as RGB.
+
+    Shapes: HxW or HxWx3 (one frame), FxHxW[x3] (multi-frame), or the NIfTI array as nibabel gives it.
+    """
+
+    pixels: "np.ndarray"
+    meta: ImageMeta
+
+    @property
+    def is_multiframe(self) -> bool:
+        return self.meta.format == "dicom" and self.meta.frames > 1
+
+
+@dataclass
+class Volume:
+    """A 3D scalar volume indexed ``array[z, y, x]``.
+
+    ``affine`` maps voxel indices ``(x, y, z, 1)`` (NIfTI/nibabel order, i.e. reversed array axes)
+    to RAS+ millimetres, exactly like a NIfTI sform; ``spacing`` is (z, y, x) in mm.
+    """
+
+    array: "np.ndarray"
+    spacing: tuple[float, float, float]
+    affine: "np.ndarray"
+    meta: ImageMeta

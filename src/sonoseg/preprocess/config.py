@@ -10,7 +10,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class PreprocessConfig(BaseModel):
     """Order of steps (fixed): to grayscale -> ROI crop -> to uint8 -> 3x3 median -> CLAHE
-    -> intensity normalisation (float32) -> resize (letterbox or centre crop) to ``size``."""
+    -> intensity normalisation (float32) -> resize (letterbox or centre crop) to ``size``.
+
+    - grayscale: BT.601 luminance for RGB; the Y channel for still-encoded YBR.
+    - roi: "none" keeps the frame; "dicom" crops to the largest tissue US region when the file has
+      one; "auto" additionally finds the scan sector by image analysis when it has none (seed 004
+      §3.3). The crop offset is recorded in the GridTransform, so masks map back exactly.
+    - to uint8: 8-bit data is kept as is; 16-bit / float data is min-max scaled per image (inside
+      the ROI, so scanner UI does not set the range).
+    - clahe_tile_grid is (rows, cols) like ``size`` (OpenCV's tileGridSize is the other way round).
+    - resize: "letterbox" keeps the aspect ratio and pads with ``pad_value`` (centred); "crop"
+      scales to cover the grid and cuts the centre (seed 000: the central square).
+    """
 
     model_config = ConfigDict(extra="forbid")
 

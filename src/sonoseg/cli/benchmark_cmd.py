@@ -1,0 +1,110 @@
+"""``sonoseg benchmark``: latency / frames/s / peak memory of each inference backend on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sonoseg.cli._common import console, err_console, fail, handle_errors
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or min(vals) < 1:
+        fail(f"--{what} must be a comma-separated list of positive integers, got {text!r}", code=2)
+    return vals
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    @handle_errors
+    def benchmark_cmd(
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint/.ts to time; default: shipped model."),
+        model: Optional[str] = typer.Option(None, "--model", help="Time an untrained registry model instead (e.g. fpn)."),
+        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for --model (e.g. mobilenet_v2)."),
+        size: int = typer.Option(256, help="Model input side for --model (grid size)."),
+        backends: str = typer.Option("torch,onnx,onnx-int8", help="Comma list: torch, torch-compile, onnx, onnx-int8, onnx-int8-dynamic."),
+        threads: str = typer.Option("1,2", help="Comma list of thread counts."),
+        batch: str = typer.Option("1", help="Comma list of batch sizes for model rows (throughput at batch N)."),
+        e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Add end-to-end rows (uint8 frame -> mask in original pixels)."),
+        compare: bool = typer.Option(False, "--compare", help="Add the seed's classic U-Net (base 64) and MONAI's UNet."),
+        dynamic_int8: bool = typer.Option(False, "--dynamic-int8", help="Add onnx-int8-dynamic rows (slow on CPU convs)."),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Use these images as e2e frames and int8 calibration."),
+        iters: int = typer.Option(50, min=1, help="Timed iterations per row (at most)."),
+        warmup: int = typer.Option(3, min=0, help="Untimed warm-up iterations per row."),
+        max_seconds: float = typer.Option(10.0, help="Stop a row's timing after this long (>= 5 iterations)."),
+        isolate: bool = typer.Option(True, "--isolate/--no-isolate", help="One fresh process per row (clean peak RSS)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows (+ machine info) as JSON."),
+    ) -> None:
+        """Time torch / ONNX / int8 backends at 1 and 2 threads (model-only and end-to-end rows)."""
+        from sonoseg.infer.benchmark import (
+            BenchmarkPlan,
+            BenchModel,
+            comparison_models,
+            machine_info,
+            registry_model,
+            rows_table,
+            run_benchmark,
+        )
+        from sonoseg.infer.backends import KINDS
+
+        kinds = tuple(dict.fromkeys(b.strip() for b in backends.split(",") if b.strip()))
+        if dynamic_int8 and "onnx-int8-dynamic" not in kinds:
+            kinds += ("onnx-int8-dynamic",)
+        bad = [k for k in kinds if k not in KINDS]
+        if bad or not kinds:
+            fail(f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}", code=2)
+        plan = BenchmarkPlan(backends=kinds, threads=_ints(threads, "threads"), batches=_ints(batch, "batch"), e2e=e2e,
+                             warmup=warmup, iters=iters, max_seconds=max_seconds, isolate=isolate)
+        if model:
+            models = [registry_model(model, encoder, (size, size))]
+        else:
+            if checkpoint is None:
+                from sonoseg.cli.export_cmd import _default_checkpoint
+
+                checkpoint = _default_checkpoint()
+            models = [BenchModel.from_source(checkpoint)]
+        if compare:
+            models += comparison_models(tuple(models[0].config.preprocess.size))
+        frames = calib = None
+        if dataset is not None:
+            frames, calib = _dataset_frames(dataset, models[0].config)
+        say = lambda m: err_console.print(f"[dim]{m}[/]", highlight=False)  # noqa: E731
+        rows = run_benchmark(models, plan, calib_images=calib, frames=frames, log=say)
+        console.print(rows_table(rows))
+        for r in rows:
+            if r.get("status") != "ok":
+                err_console.print(f"[yellow]{r['backend']} ({r['model']}) {r['status']}:[/] {r['note']}", highlight=False)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+            console.print(f"[green]wrote[/] {json_out}")
+
+
+def _dataset_frames(dataset: Path, cfg, n_frames: int = 16, n_calib: int = 32):
+    """Decoded frames of a dataset (e2e input) and their preprocessed grids (int8 calibration; latency
+    only -- the accuracy-checked int8 model comes from ``sonoseg export``)."""
+    import numpy as np
+
+    from sonoseg.data import discover_dataset
+    from sonoseg.io import load_image
+    from sonoseg.preprocess import preprocess_image
+
+    samples = discover_dataset(dataset)
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(samples), size=min(len(samples), max(n_frames, n_calib)), replace=False)
+    frames = []
+    for i in pick:
+        loaded = load_image(samples[int(i)].image_path)
+        px = loaded.pixels
+        if loaded.meta.frames > 1 and px.shape[0] == loaded.meta.frames:
+            px = px[0]  # a cine: its first frame
+        frames.append(np.ascontiguousarray(px))
+    calib = [preprocess_image(f, cfg.preprocess).image for f in frames[:n_calib]]
+    return frames[:n_frames], calib

@@ -1,0 +1,73 @@
+"""``sonoseg train``: train a segmentation model on a dataset folder (images/ + masks/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sonoseg.cli._common import console, handle_errors
+
+
+def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra) -> list[str]:
+    o = []
+    if dataset:
+        o.append(f"data.root={dataset}")
+    if split_file:
+        o.append(f"data.split_file={split_file}")
+    if model:
+        o.append(f"model.name={model}")
+    if encoder:
+        o.append(f"model.encoder={encoder}")
+    if epochs is not None:
+        o.append(f"train.epochs={epochs}")
+    if batch_size is not None:
+        o.append(f"data.batch_size={batch_size}")
+    if lr is not None:
+        o.append(f"train.lr={lr}")
+    if device:
+        o.append(f"train.device={device}")
+    return o + list(extra or [])
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    @handle_errors
+    def train_cmd(
+        dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with images/ and masks/ (or set data.root)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/)."),
+        set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
+        split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split` (default: make one)."),
+        model: Optional[str] = typer.Option(None, help="Architecture name (sonoseg.models.list_models())."),
+        encoder: Optional[str] = typer.Option(None, help="Encoder for smp architectures, e.g. resnet18."),
+        epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+        batch_size: Optional[int] = typer.Option(None, help="Per-process batch size."),
+        lr: Optional[float] = typer.Option(None, help="Learning rate."),
+        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+        out: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
+        name: Optional[str] = typer.Option(None, help="Run name (default: run-<timestamp>); never overwritten."),
+        resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
+        folds: Optional[int] = typer.Option(None, help="k-fold cross-validation over train+val."),
+        progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Train a model; writes best.pt, last.pt, metrics.csv, curves.png into a new run directory.
+
+        Multi-process: ``torchrun --nproc_per_node=2 -m sonoseg train DATASET ...`` (DDP, gloo on CPU).
+        """
+        from sonoseg.config import load_config
+        from sonoseg.train.kfold import train_kfold
+        from sonoseg.train.trainer import train
+
+        overrides = _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, set_)
+        cfg = load_config(config, overrides)
+        log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+        if folds:
+            summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
+            console.print(f"[green]done[/]: {summary['run_dir']}")
+            return
+        result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs)
+        console.print(
+            f"[green]done[/]: best val Dice {result.best_dice:.4f} at epoch {result.best_epoch} "
+            f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"
+        )

@@ -1,0 +1,258 @@
+"""Inference backends behind one interface: ``Backend.run(x N x C x H x W float32) -> logits N x K x H x W``.
+
+Kinds:
+
+* ``torch``: eager PyTorch under ``torch.inference_mode`` (source: checkpoint, TorchScript file
+  ``.ts``/``.torchscript``, a pickled module, or an ``nn.Module``).
+* ``torch-compile``: the same model through ``torch.compile`` (inductor). Compilation happens at
+  construction on a dummy input, so a missing C++ toolchain surfaces as :class:`BackendUnavailable`
+  with a clear message instead of failing mid-stream.
+* ``onnx``: onnxruntime CPUExecutionProvider on any ONNX file (fp32 or already-quantised int8).
+* ``onnx-int8``: static QDQ int8 model. Source: an int8 ``.onnx`` as written by ``sonoseg export``,
+  or a float model/ONNX plus ``calib_images`` to quantise on the fly.
+* ``onnx-int8-dynamic``: dynamically quantised ONNX (benchmark comparison only; slow for convs).
+
+Threads: torch uses ``torch.set_num_threads(threads)`` (process-global, re-applied before each
+run in case another backend changed it); onnxruntime uses ``intra_op_num_threads=threads``,
+``inter_op_num_threads=1`` (sequential graph), graph optimisation level ALL. Only the modules a
+backend needs are imported, so an ONNX-only deployment never loads torch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from sonoseg.errors import ConfigError, InputError, SonosegError
+
+KINDS = ("torch", "torch-compile", "onnx", "onnx-int8", "onnx-int8-dynamic")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+class BackendUnavailable(SonosegError):
+    """The backend cannot run on this machine (missing runtime/toolchain); message says why."""
+
+
+class Backend(ABC):
+    """One model + one runtime. ``config`` is the SonosegConfig carried by the model file (or None)."""
+
+    kind: str = ""
+
+    def __init__(self, threads: Optional[int], config=None, source: str = ""):
+        self.threads = threads
+        self.config = config
+        self.source = source
+        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None  # owns on-the-fly exports
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a float32 N x C x H x W batch."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.run(x)
+
+    def close(self) -> None:
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} threads={self.threads} source={self.source!r}>"
+
+
+def _check_input(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ConfigError(f"backend input must be N x C x H x W, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# -- torch ----------------------------------------------------------------------------------------
+def load_torch_model(source: Any):
+    """``(nn.Module in eval mode, SonosegConfig | None)`` from a module, checkpoint or TorchScript file."""
+    import torch
+
+    if isinstance(source, torch.nn.Module):
+        return source.eval(), None
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(path, "model file not found")
+    from sonoseg.export.torchscript import SUFFIXES, is_torchscript_file, load_torchscript
+
+    if path.suffix in SUFFIXES or is_torchscript_file(path):
+        return load_torchscript(path)
+    if path.suffix == ".onnx":
+        raise InputError(path, "an ONNX file needs the 'onnx' backend, not a torch one")
+    from sonoseg._compat import ensure_torchvision
+    from sonoseg.train.checkpoint import FORMAT, load_model
+
+    ensure_torchvision()  # a pickled smp/timm module imports torchvision while unpickling
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"not a readable model file ({type(exc).__name__})") from exc
+    if isinstance(obj, torch.nn.Module):  # whole pickled module (benchmark artefacts)
+        return obj.eval(), None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        del obj
+        return load_model(path)
+    raise InputError(path, "not a sonoseg checkpoint, TorchScript file or pickled nn.Module")
+
+
+class TorchBackend(Backend):
+    kind = "torch"
+
+    def __init__(self, model, threads: Optional[int] = None, config=None, source: str = ""):
+        import torch
+
+        super().__init__(threads if threads else torch.get_num_threads(), config, source)
+        self._explicit_threads = bool(threads)
+        self.model = model.eval()
+        self._apply_threads()
+
+    def _apply_threads(self) -> None:
+        import torch
+
+        if self._explicit_threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+    def _forward(self, t):
+        return self.model(t)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        self._apply_threads()
+        with torch.inference_mode():
+            y = self._forward(torch.from_numpy(_check_input(x)))
+        return y.float().numpy()
+
+
+class TorchCompileBackend(TorchBackend):
+    kind = "torch-compile"
+
+    def __init__(self, model, threads: Optional[int] = None, config=None, source: str = "",
+                 warmup_shape: Optional[tuple[int, ...]] = None):
+        import torch
+
+        super().__init__(model, threads, config, source)
+        try:
+            self.compiled = torch.compile(self.model, backend="inductor", dynamic=False)
+            if warmup_shape is not None:
+                with torch.inference_mode():
+                    self.compiled(torch.zeros(warmup_shape))
+        except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op, ...
+            raise BackendUnavailable(
+                f"torch-compile unavailable: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                "(inductor needs a working C++ compiler; use the 'torch' or 'onnx' backend)") from exc
+
+    def _forward(self, t):
+        return self.compiled(t)
+
+
+# -- onnxruntime ----------------------------------------------------------------------------------
+class OnnxBackend(Backend):
+    kind = "onnx"
+
+    def __init__(self, path: str | Path, threads: Optional[int] = None, kind: str = "onnx"):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from exc
+        from sonoseg.export.onnx_export import read_onnx_config
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "ONNX file not found")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads) if threads else 0  # 0 = ORT default (physical cores)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            config = read_onnx_config(path)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(path, f"not a loadable ONNX model ({type(exc).__name__})") from exc
+        super().__init__(threads, config, str(path))
+        self.kind = kind
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: _check_input(x)})[0]
+
+
+def _is_quantized(path: Path, mode: str) -> bool:
+    from sonoseg.export.quantize import quantization_info
+
+    info = quantization_info(path)
+    return bool(info) and info.get("mode") == mode
+
+
+def create_backend(kind: str, source: Any, threads: Optional[int] = None, *, config=None,
+                   calib_images: Optional[Sequence[np.ndarray]] = None,
+                   compile_shape: Optional[tuple[int, ...]] = None) -> Backend:
+    """Build a backend of ``kind`` from ``source`` (checkpoint / TorchScript / ONNX path, or nn.Module).
+
+    ``config`` overrides/supplies the SonosegConfig (e.g. for a bare nn.Module). For ``onnx*`` kinds
+    a non-ONNX source is exported to a temporary ONNX first; ``onnx-int8`` then needs
+    ``calib_images`` (model-grid training images) unless the source is already a static int8 file.
+    ``compile_shape``: input shape to compile ``torch-compile`` for at construction (default:
+    1 x C x config size).
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    if kind in ("torch", "torch-compile"):
+        model, cfg = load_torch_model(source)
+        cfg = config or cfg
+        src = source if isinstance(source, (str, Path)) else type(source).__name__
+        if kind == "torch":
+            return TorchBackend(model, threads, cfg, str(src))
+        if compile_shape is None:
+            ch = cfg.model.in_channels if cfg is not None else 1
+            hw = tuple(cfg.preprocess.size) if cfg is not None else (256, 256)
+            compile_shape = (1, ch, *hw)
+        return TorchCompileBackend(model, threads, cfg, str(src), compile_shape)
+
+    tmpdir = None
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    if path is None or path.suffix != ".onnx":
+        from sonoseg.export.onnx_export import export_onnx
+
+        model, cfg = load_torch_model(source)
+        cfg = config or cfg
+        tmpdir = tempfile.TemporaryDirectory(prefix="sonoseg-be-")
+        path = Path(tmpdir.name) / "model.onnx"
+        export_onnx(model, path, config=cfg)
+    if kind == "onnx-int8" and not _is_quantized(path, "static"):
+        if not calib_images:
+            raise ConfigError(f"{path}: 'onnx-int8' needs a static int8 ONNX file (sonoseg export --int8) "
+                              "or calib_images to quantise on the fly")
+        from sonoseg.export.quantize import quantize_static_int8
+
+        tmpdir = tmpdir or tempfile.TemporaryDirectory(prefix="sonoseg-be-")
+        quantize_static_int8(path, Path(tmpdir.name) / "model.int8.onnx", calib_images)
+        path = Path(tmpdir.name) / "model.int8.onnx"
+    elif kind == "onnx-int8-dynamic" and not _is_quantized(path, "dynamic"):
+        from sonoseg.export.quantize import quantize_dynamic_int8
+
+        tmpdir = tmpdir or tempfile.TemporaryDirectory(prefix="sonoseg-be-")
+        quantize_dynamic_int8(path, Path(tmpdir.name) / "model.int8d.onnx")
+        path = Path(tmpdir.name) / "model.int8d.onnx"
+    be = OnnxBackend(path, threads, kind=kind)
+    if config is not None:
+        be.config = config
+    be._tmpdir = tmpdir
+    return be

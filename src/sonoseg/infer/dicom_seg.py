@@ -1,0 +1,391 @@
+"""DICOM Segmentation (SEG) output that references the ultrasound image it was computed from.
+
+highdicom builds the SEG. One gap needs a workaround: highdicom (<= 0.28, issue
+ImagingDataCommons/highdicom#284, open) refuses multi-frame sources without a spatial coordinate
+system ("Only a single frame is supported when the source image has no Frame of Reference UID") and
+crashes on US Multi-frame sources without functional groups. That is every ultrasound cine loop: US
+images carry no ImageOrientation/PositionPatient, hence no PlaneOrientation/PixelMeasures either.
+
+For those sources :class:`_CineSegmentation` lets highdicom do everything except the per-frame
+spatial bookkeeping, which it overrides:
+
+* one SEG frame per (source frame, segment), each with a DerivationImageSequence item referencing the
+  source SOP instance *and* its ReferencedFrameNumber (so viewers / ``get_pixels_by_source_frame``
+  find the frame);
+* no PixelMeasures / PlaneOrientation / PlanePosition (as highdicom does for single-frame sources
+  without a frame of reference: there is no patient geometry to state);
+* a second dimension index, FrameContentSequence > TemporalPositionIndex (= source frame number), next
+  to ReferencedSegmentNumber so every SEG frame has unique DimensionIndexValues.
+
+It relies on three private highdicom hooks (``_prepare_spatial_metadata``, ``_get_pffg_item``,
+``_get_derivation_source_image_item``); highdicom is pinned (constraints.txt) and
+tests/test_dicom_seg.py round-trips real vendor cine files through ``segread``.
+
+Privacy: highdicom copies the Patient and Study modules from the source (required for the SEG to attach
+to the study). Before that, the source header is reduced to what the SEG IOD requires: Type 3 patient /
+study attributes (other IDs, birth time, age, weight, comments, physicians...) and the optional Patient
+Study / Clinical Trial modules are not copied, nor institution / station names and device serial
+numbers (which highdicom would put in ContributingEquipmentSequence). Nothing here logs header values.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from highdicom.spatial import get_image_coordinate_system
+from highdicom.utils import is_multiframe_image
+from pydicom.uid import generate_uid
+
+from sonoseg import __version__
+from sonoseg.errors import InputError
+
+SourceLike = Union[str, Path, Dataset]
+
+_MAS = codes.SCT.MorphologicallyAbnormalStructure
+_ANAT = codes.SCT.AnatomicalStructure
+# segment name (lower case) -> (segmented property category, segmented property type)
+PROPERTY_CODES = {
+    "lesion": (_MAS, codes.SCT.Lesion),
+    "mass": (_MAS, codes.SCT.Mass),
+    "tumor": (_MAS, codes.SCT.Neoplasm),
+    "tumour": (_MAS, codes.SCT.Neoplasm),
+    "neoplasm": (_MAS, codes.SCT.Neoplasm),
+    "nodule": (_MAS, codes.SCT.Nodule),
+    "cyst": (_MAS, codes.SCT.Cyst),
+    "plaque": (_MAS, codes.SCT.Plaque),
+    "head": (_ANAT, codes.SCT.Head),
+    "fetal head": (_ANAT, codes.SCT.Head),
+    "abdomen": (_ANAT, codes.SCT.Abdomen),
+    "femur": (_ANAT, codes.SCT.Femur),
+    "breast": (_ANAT, codes.SCT.Breast),
+    "thyroid": (_ANAT, codes.SCT.Thyroid),
+    "liver": (_ANAT, codes.SCT.Liver),
+    "kidney": (_ANAT, codes.SCT.Kidney),
+    "gallbladder": (_ANAT, codes.SCT.Gallbladder),
+    "heart": (_ANAT, codes.SCT.Heart),
+    "left ventricle": (_ANAT, codes.SCT.LeftVentricle),
+    "artery": (_ANAT, codes.SCT.Artery),
+    "blood vessel": (_ANAT, codes.SCT.BloodVessel),
+    "lymph node": (_ANAT, codes.SCT.LymphNode),
+}
+GENERIC_CODES = (codes.SCT.Tissue, codes.SCT.Tissue)  # unknown names ("class 2"): generic tissue
+
+# Patient / study attributes kept from the source: Type 1/2 (+1C/2C) of the Patient and General Study
+# modules plus the de-identification flags and the study description. Everything else is dropped.
+_KEEP_EXTRA = {"PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+               "StudyDescription"}
+_DROP_MODULES = ("patient-study", "clinical-trial-subject", "clinical-trial-study")
+# highdicom records the source's equipment in ContributingEquipmentSequence: keep make/model/software,
+# not where or on which unit the patient was scanned.
+_DROP_EQUIPMENT = {"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+                   "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber"}
+_TEMPORAL_POSITION_INDEX = 0x00209128
+_FRAME_CONTENT_SEQUENCE = 0x00209111
+
+
+@lru_cache(maxsize=1)
+def _identifying_keywords() -> frozenset[str]:
+    from highdicom._standard_utils import get_module_attribute_map  # noqa: PLC0415 (private, pinned)
+
+    amap = get_module_attribute_map()
+    drop = set()
+    for module in ("patient", "general-study"):
+        drop |= {a["keyword"] for a in amap[module] if not a["path"] and a["type"] == "3"}
+    for module in _DROP_MODULES:
+        drop |= {a["keyword"] for a in amap[module] if not a["path"]}
+    return frozenset((drop - _KEEP_EXTRA) | _DROP_EQUIPMENT)
+
+
+_REQUIRED_EMPTY_OK = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                      "AccessionNumber", "StudyID", "ReferringPhysicianName")
+
+
+class _CineSegmentation(hd.seg.Segmentation):
+    """Segmentation of a multi-frame source that has no patient coordinate system (see module doc).
+
+    Construct with :meth:`build`; ``source`` must be a metadata proxy whose NumberOfFrames is 1 (to pass
+    highdicom's single-frame guard), the real frame numbers go in ``frame_numbers``.
+    """
+
+    @classmethod
+    def build(cls, frame_numbers: Sequence[int], *args, **kwargs) -> "_CineSegmentation":
+        obj = cls.__new__(cls)
+        obj.__dict__["_sonoseg_frame_numbers"] = [int(n) for n in frame_numbers]
+        cls.__init__(obj, *args, **kwargs)
+        return obj
+
+    def _prepare_spatial_metadata(self, **kwargs):  # noqa: D401 (highdicom hook)
+        numbers = self.__dict__["_sonoseg_frame_numbers"]
+        src = kwargs["source_images"][0]
+        if kwargs["number_of_planes"] != len(numbers):
+            raise ValueError("internal: planes and frame numbers differ")
+        # second dimension: temporal position (source frame number) in FrameContentSequence
+        dim = Dataset()
+        dim.DimensionOrganizationUID = self.DimensionIndexSequence[0].DimensionOrganizationUID
+        dim.DimensionIndexPointer = _TEMPORAL_POSITION_INDEX
+        dim.FunctionalGroupPointer = _FRAME_CONTENT_SEQUENCE
+        dim.DimensionDescriptionLabel = "Temporal Position Index"
+        self.DimensionIndexSequence.append(dim)
+        items = [
+            [self._get_derivation_source_image_item(source_image=src, frame_number=n, locations_preserved=True)]
+            for n in numbers
+        ]
+        # plane positions, orientation, pixel measures, position values, tile positions, order, derivations
+        return [None] * len(numbers), None, None, np.empty((0,)), np.empty((0,)), np.arange(len(numbers)), items
+
+    @staticmethod
+    def _get_pffg_item(dimension_index_values, plane_position, derivation_source_image_items,
+                       coordinate_system, derivation):
+        item = hd.seg.Segmentation._get_pffg_item(dimension_index_values, plane_position,
+                                                  derivation_source_image_items, coordinate_system, derivation)
+        if derivation_source_image_items and "ReferencedFrameNumber" in derivation_source_image_items[0]:
+            n = int(derivation_source_image_items[0].ReferencedFrameNumber)
+            fc = item.FrameContentSequence[0]
+            fc.add(DataElement(0x00209157, "UL", [*dimension_index_values, n]))
+            fc.add(DataElement(_TEMPORAL_POSITION_INDEX, "UL", n))
+        return item
+
+
+def _read_source(src: SourceLike) -> tuple[Dataset, str]:
+    if isinstance(src, Dataset):
+        return src, str(getattr(src, "filename", None) or "<dataset>")
+    path = Path(src)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except Exception as exc:  # pydicom raises many types for non-DICOM input
+        raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
+    return ds, str(path)
+
+
+def _proxy(ds: Dataset, name: str) -> Dataset:
+    """Metadata-only copy of the source, reduced to what the SEG may copy (see module doc)."""
+    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns"):
+        if kw not in ds:
+            raise InputError(name, f"source image has no {kw}")
+    drop = _identifying_keywords()
+    proxy = Dataset()
+    for elem in ds:
+        if elem.tag.group in (0x7FE0, 0x0002) or elem.keyword in drop:
+            continue
+        proxy.add(copy.copy(elem))  # shallow: the caller's dataset is never modified
+    for kw in _REQUIRED_EMPTY_OK:  # Type 2 in both IODs: present, possibly empty
+        if kw not in proxy:
+            setattr(proxy, kw, "")
+    if "Modality" not in proxy:
+        proxy.Modality = "US"
+    return proxy
+
+
+def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int], algorithm_name: str,
+                          algorithm_version: str, property_codes) -> list:
+    algo = hd.AlgorithmIdentificationSequence(
+        name=algorithm_name, version=str(algorithm_version), family=codes.cid7162.ArtificialIntelligence
+    )
+    out = []
+    for value in sorted(labels):
+        name = str(labels[value])
+        cat, typ = (property_codes or {}).get(value) or PROPERTY_CODES.get(name.strip().lower(), GENERIC_CODES)
+        out.append(
+            hd.seg.SegmentDescription(
+                segment_number=numbers[value],
+                segment_label=name[:64],
+                segmented_property_category=cat,
+                segmented_property_type=typ,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algo,
+            )
+        )
+    return out
+
+
+def _frames_of(ds: Dataset) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def write_dicom_seg(
+    source_path_or_datasets: Union[SourceLike, Sequence[SourceLike]],
+    masks: np.ndarray,
+    out_path: Union[str, Path],
+    labels: Optional[Mapping[int, str]] = None,
+    algorithm_name: str = "sonoseg",
+    algorithm_version: str = __version__,
+    segmentation_type: str = "BINARY",
+    frame_indices: Optional[Sequence[int]] = None,
+    *,
+    omit_empty_frames: bool = False,
+    property_codes: Optional[Mapping[int, tuple]] = None,
+    series_description: str = "sonoseg segmentation",
+    series_number: int = 900,
+    seed_uid: Optional[str] = None,
+) -> Path:
+    """Write a DICOM SEG for ``masks`` derived from one source image (single- or multi-frame).
+
+    ``masks``: H×W or F×H×W, binary or a label map whose non-zero values are keys of ``labels``
+    (label value -> segment name; default ``{1: "lesion"}``); for ``segmentation_type="FRACTIONAL"``
+    a float probability map of one segment. ``frame_indices``: 0-based source frames that the F
+    mask frames belong to (default: all frames, in order). ``omit_empty_frames=False`` (default)
+    stores empty frames too, so the SEG states that every listed frame was analysed and has no
+    finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
+    codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
+    {label: (category Code, type Code)}. BINARY/FRACTIONAL segment numbers are 1..N in label order;
+    LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic.
+    """
+    out_path = Path(out_path)
+    srcs = (list(source_path_or_datasets) if isinstance(source_path_or_datasets, (list, tuple))
+            else [source_path_or_datasets])
+    if not srcs:
+        raise InputError(out_path, "no source image given")
+    loaded = [_read_source(s) for s in srcs]
+    ds, name = loaded[0]
+    seg_type = hd.seg.SegmentationTypeValues(str(segmentation_type).upper())
+    labels = {int(k): str(v) for k, v in labels.items()} if labels else {1: "lesion"}
+    if any(k < 1 for k in labels):
+        raise InputError(name, "label values must be >= 1 (0 is background)")
+
+    arr = np.asarray(masks)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(name, f"mask must be HxW or FxHxW, got shape {arr.shape}")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if arr.shape[1:] != (rows, cols):
+        raise InputError(name, f"mask is {arr.shape[1]}x{arr.shape[2]} but the image is {rows}x{cols}")
+
+    if seg_type == hd.seg.SegmentationTypeValues.FRACTIONAL:
+        if len(labels) != 1:
+            raise InputError(name, "FRACTIONAL SEG holds one segment: pass a single label")
+        arr = arr.astype(np.float32)
+        if arr.size and (arr.min() < 0 or arr.max() > 1 or not np.isfinite(arr).all()):
+            raise InputError(name, "FRACTIONAL masks must be probabilities in [0, 1]")
+        numbers = {int(next(iter(labels))): 1}
+    else:
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.array_equal(arr, np.round(arr)):
+                raise InputError(name, "mask has non-integer values: threshold before writing a SEG")
+        present = {int(v) for v in np.unique(arr)} - {0}
+        unknown = present - {int(k) for k in labels}
+        if unknown:
+            raise InputError(name, f"mask has labels {sorted(unknown)} with no segment name")
+        if seg_type == hd.seg.SegmentationTypeValues.LABELMAP:
+            numbers = {int(v): int(v) for v in labels}
+            arr = arr.astype(np.uint16 if max(numbers) > 255 else np.uint8)
+        else:
+            numbers = {int(v): i for i, v in enumerate(sorted(labels), start=1)}
+            if any(k != v for k, v in numbers.items()):  # remap to consecutive segment numbers
+                lut = np.zeros(max(numbers) + 1, np.uint16)
+                for k, v in numbers.items():
+                    lut[k] = v
+                arr = lut[arr.astype(np.int64)]
+            arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
+
+    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes)
+    common = dict(
+        segmentation_type=seg_type,
+        segment_descriptions=descriptions,
+        series_instance_uid=_seeded(seed_uid, "series"),
+        series_number=int(series_number),
+        sop_instance_uid=_seeded(seed_uid, "sop"),
+        instance_number=1,
+        manufacturer="sonoseg",
+        manufacturer_model_name=algorithm_name,
+        software_versions=str(algorithm_version),
+        device_serial_number="none",
+        content_label="SONOSEG",
+        content_description=f"{algorithm_name} {algorithm_version} automatic segmentation"[:64],
+        omit_empty_frames=omit_empty_frames,
+    )
+    if seg_type == hd.seg.SegmentationTypeValues.FRACTIONAL:
+        common["fractional_type"] = hd.seg.SegmentationFractionalTypeValues.PROBABILITY
+
+    n_src = _frames_of(ds)
+    try:
+        no_geometry = get_image_coordinate_system(ds) is None
+        multiframe = n_src > 1 or is_multiframe_image(ds)  # KeyError for SOP classes highdicom lacks
+        if len(loaded) > 1:
+            if no_geometry:
+                raise InputError(name, "several single-frame sources without a frame of reference: "
+                                       "write one SEG per image")
+            if frame_indices is not None or arr.shape[0] != len(loaded):
+                raise InputError(name, f"{arr.shape[0]} mask frames for {len(loaded)} source images")
+            seg = hd.seg.Segmentation([_proxy(d, n) for d, n in loaded], arr, **common)
+        elif multiframe and no_geometry:
+            idx = list(range(n_src)) if frame_indices is None else [int(i) for i in frame_indices]
+            _check_indices(idx, arr.shape[0], n_src, name)
+            proxy = _proxy(ds, name)
+            del proxy.NumberOfFrames  # highdicom's single-frame guard; real frames are referenced by number
+            proxy.NumberOfFrames = 1
+            seg = _CineSegmentation.build([i + 1 for i in idx], [proxy], arr, **common)
+        elif multiframe:  # enhanced multi-frame with plane positions: highdicom's own path, all frames
+            idx = list(range(n_src)) if frame_indices is None else [int(i) for i in frame_indices]
+            _check_indices(idx, arr.shape[0], n_src, name)
+            full = arr
+            if idx != list(range(n_src)):
+                full = np.zeros((n_src, rows, cols), arr.dtype)
+                full[idx] = arr
+                common["omit_empty_frames"] = True  # frames that were not analysed are left out
+            seg = hd.seg.Segmentation([_proxy(ds, name)], full, **common)
+        else:
+            if arr.shape[0] != 1 or (frame_indices is not None and list(frame_indices) != [0]):
+                raise InputError(name, f"single-frame image but {arr.shape[0]} mask frames")
+            seg = hd.seg.Segmentation([_proxy(ds, name)], arr[0], **common)
+    except InputError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
+
+    seg.SeriesDescription = series_description[:64]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(out_path)
+    return out_path
+
+
+def _seeded(seed: Optional[str], role: str) -> str:
+    return generate_uid(entropy_srcs=[str(seed), "seg", role]) if seed is not None else hd.UID()
+
+
+def _check_indices(idx: list[int], n_masks: int, n_src: int, name: str) -> None:
+    if len(idx) != n_masks:
+        raise InputError(name, f"{n_masks} mask frames but {len(idx)} frame indices"
+                               f" (source has {n_src} frames)")
+    if len(set(idx)) != len(idx) or any(i < 0 or i >= n_src for i in idx):
+        raise InputError(name, f"frame indices must be unique and within 0..{n_src - 1}")
+
+
+def read_dicom_seg(seg_path: Union[str, Path], source_frames: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Label map (F×H×W, uint8/uint16, segment numbers as values) of a SEG per referenced source frame.
+
+    ``source_frames`` are 0-based source frame indices (default: frame 0 .. highest referenced, or the
+    single frame of a single-frame source); source frames without SEG frames read as empty.
+    """
+    seg = hd.seg.segread(str(seg_path))
+    ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    uid = ref.ReferencedSOPInstanceUID
+    numbers = set()
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        for d in item.get("DerivationImageSequence", []) or []:
+            for s in d.get("SourceImageSequence", []) or []:
+                if "ReferencedFrameNumber" in s:
+                    numbers.add(int(s.ReferencedFrameNumber))
+    if not numbers:
+        return seg.get_pixels_by_source_instance([uid], combine_segments=True, skip_overlap_checks=True)
+    frames = (list(range(max(numbers))) if source_frames is None else [int(i) for i in source_frames])
+    return seg.get_pixels_by_source_frame(
+        uid, [i + 1 for i in frames], combine_segments=True, assert_missing_frames_are_empty=True,
+        skip_overlap_checks=True,
+    )

@@ -1,0 +1,76 @@
+"""Writing what `predict` produces for one input: mask, overlay, measurements JSON, DICOM SEG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+
+def unique_stem(out_dir: Path, path: Path, taken: set[str]) -> str:
+    """Output prefix from the input file name (never from DICOM patient attributes); de-duplicated."""
+    name = path.name
+    for suf in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+        if name.lower().endswith(suf):
+            name = name[: -len(suf)]
+            break
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "input"
+    cand, i = stem, 1
+    while cand in taken:
+        cand = f"{stem}-{i}"
+        i += 1
+    taken.add(cand)
+    return cand
+
+
+def write_mask_png(mask: np.ndarray, path: Path) -> Path:
+    """Binary masks as 0/255 (viewable), label maps as their label values."""
+    m = mask.astype(np.uint8)
+    if m.max() <= 1:
+        m = m * 255
+    cv2.imwrite(str(path), m)
+    return path
+
+
+def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float = 0.35) -> Path:
+    from sonoseg.evaluate.overlay import contour_overlay, overlay_image
+
+    thick = max(1, round(max(mask.shape) / 300))
+    rgb = contour_overlay(overlay_image(image, mask, color=None if mask.max() > 1 else (230, 159, 0), alpha=alpha),
+                          mask, color=None if mask.max() > 1 else (255, 220, 0), thickness=thick)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def write_json(obj, path: Path) -> Path:
+    path.write_text(json.dumps(obj, indent=2, default=_default))
+    return path
+
+
+def _default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def write_mask_nifti(masks: np.ndarray, path: Path, affine: Optional[np.ndarray] = None,
+                     spacing: Optional[tuple[float, float]] = None) -> Path:
+    """Frames F x H x W -> NIfTI (x=col, y=row, z=frame) with pixel spacing on the diagonal when known."""
+    import nibabel as nib
+
+    if affine is None:
+        affine = np.eye(4)
+        if spacing is not None:
+            affine[0, 0], affine[1, 1] = float(spacing[1]), float(spacing[0])
+    data = np.ascontiguousarray(np.transpose(np.asarray(masks, dtype=np.uint8), (2, 1, 0)))
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path

@@ -1,0 +1,133 @@
+"""Model + preprocessing config -> masks in the ORIGINAL image geometry.
+
+A Predictor is built from a checkpoint, an exported ONNX/TorchScript file or the shipped default;
+the preprocessing config always comes from the model file, so inference matches training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from sonoseg.config import SonosegConfig
+from sonoseg.io.types import ImageMeta
+
+
+@dataclass
+class PostprocessOptions:
+    keep_largest: bool = False
+    min_size: int = 0  # pixels
+    fill_holes: bool = False
+
+
+@dataclass
+class Prediction:
+    mask: np.ndarray  # HxW uint8 labels in original image pixels
+    probability: np.ndarray  # HxW float32 foreground probability (binary) / max class prob, original pixels
+    grid_probability: np.ndarray  # KxHxW on the model grid (K=1 for binary)
+    transform: object  # preprocess GridTransform
+    grid_image: np.ndarray = field(repr=False, default=None)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class Predictor:
+    def __init__(self, backend, config: SonosegConfig, threshold: float = 0.5,
+                 postprocess: Optional[PostprocessOptions] = None, tta: Sequence[str] = ()):
+        self.backend = backend
+        self.config = config
+        self.threshold = threshold
+        self.post = postprocess or PostprocessOptions()
+        self.tta = tuple(tta)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_path(cls, path: Optional[str | Path] = None, backend: str = "auto", threads: Optional[int] = None,
+                  **kw) -> "Predictor":
+        """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model."""
+        from sonoseg.infer.backends import create_backend
+        from sonoseg.infer.default_model import default_model_path
+
+        path = Path(path) if path is not None else default_model_path()
+        if backend == "auto":
+            backend = "onnx" if path.suffix == ".onnx" else "torch"
+        be = create_backend(backend, path, threads=threads)
+        if be.config is None:
+            from sonoseg.errors import InputError
+
+            raise InputError(path, "model file carries no sonoseg config (preprocessing unknown)")
+        return cls(be, be.config, **kw)
+
+    @property
+    def classes(self) -> int:
+        return self.config.model.classes
+
+    # -- core ---------------------------------------------------------------------------------
+    def _run_grid(self, grid: np.ndarray) -> np.ndarray:
+        """grid N x H x W float32 -> probabilities N x K x H x W."""
+        x = grid[:, None].astype(np.float32, copy=False)
+        if self.config.model.in_channels > 1:
+            x = np.repeat(x, self.config.model.in_channels, axis=1)
+
+        def probs(inp):
+            logits = np.asarray(self.backend.run(np.ascontiguousarray(inp)), dtype=np.float32)
+            return _sigmoid(logits) if self.classes == 1 else _softmax(logits, 1)
+
+        if not self.tta:
+            return probs(x)
+        from sonoseg.evaluate.tta import flip_sets  # same flip combinations as evaluate.tta_predict
+
+        sets = flip_sets(self.tta)
+        acc = None
+        for axes in sets:
+            y = probs(np.ascontiguousarray(np.flip(x, axes))) if axes else probs(x)
+            y = np.flip(y, axes) if axes else y
+            acc = y if acc is None else acc + y
+        return acc / len(sets)
+
+    def _finish(self, prob_grid: np.ndarray, transform, grid_image=None) -> Prediction:
+        from sonoseg.evaluate.postprocess import postprocess
+
+        if self.classes == 1:
+            p = transform.to_original(prob_grid[0], interpolation="linear").astype(np.float32)
+            mask = (p >= self.threshold).astype(np.uint8)
+        else:
+            ps = np.stack([transform.to_original(prob_grid[c], interpolation="linear") for c in range(self.classes)])
+            mask = ps.argmax(0).astype(np.uint8)
+            p = ps.max(0).astype(np.float32)
+        if self.post.keep_largest or self.post.min_size or self.post.fill_holes:
+            mask = postprocess(mask, keep_largest=self.post.keep_largest, min_size=self.post.min_size,
+                               fill_holes=self.post.fill_holes, classes=self.classes).astype(np.uint8)
+        return Prediction(mask, p, prob_grid, transform, grid_image)
+
+    def predict(self, image: np.ndarray, meta: Optional[ImageMeta] = None) -> Prediction:
+        return next(self.predict_stream([image], meta, batch_size=1))
+
+    def predict_stream(self, frames: Iterable[np.ndarray], meta: Optional[ImageMeta] = None,
+                       batch_size: int = 8) -> Iterator[Prediction]:
+        """Streams frames in batches: memory stays bounded by ``batch_size`` whatever the frame count."""
+        from sonoseg.preprocess import preprocess_image
+
+        buf = []
+        for frame in frames:
+            buf.append(preprocess_image(frame, self.config.preprocess, meta))
+            if len(buf) == batch_size:
+                yield from self._flush(buf)
+                buf = []
+        if buf:
+            yield from self._flush(buf)
+
+    def _flush(self, buf) -> Iterator[Prediction]:
+        probs = self._run_grid(np.stack([b.image for b in buf]))
+        for b, pg in zip(buf, probs):
+            yield self._finish(pg, b.transform, b.image)

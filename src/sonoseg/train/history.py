@@ -1,0 +1,64 @@
+"""Per-epoch metrics: a CSV that grows line by line and a training-curve PNG (loss, Dice, LR)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "epoch_seconds", "elapsed_seconds"]
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return [{k: float(v) if k != "epoch" else int(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+
+
+def truncate_after(path: Path, epoch: int) -> None:
+    """On resume, drop rows written after the checkpoint's epoch (a crash may have left extra ones)."""
+    rows = [r for r in read_rows(path) if r["epoch"] <= epoch]
+    path.unlink(missing_ok=True)
+    for r in rows:
+        append_row(path, r)
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> Path | None:
+    rows = read_rows(csv_path)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, [r.get("train_loss") for r in rows], label="train")
+    axes[0].plot(ep, [r.get("val_loss") for r in rows], label="val")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    axes[1].plot(ep, [r.get("val_dice") for r in rows], color="tab:green")
+    best = max(range(len(rows)), key=lambda i: rows[i].get("val_dice", -1))
+    axes[1].scatter([ep[best]], [rows[best]["val_dice"]], color="red", zorder=3, label=f"best {rows[best]['val_dice']:.3f}")
+    axes[1].set_title("validation Dice")
+    axes[1].legend()
+    axes[2].plot(ep, [r.get("lr") for r in rows], color="tab:orange")
+    axes[2].set_yscale("log")
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,89 @@
+"""One training epoch and one validation pass. Kept free of checkpointing/logging concerns."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+
+def per_image_dice(logits: torch.Tensor, target: torch.Tensor, classes: int) -> list[float]:
+    """Hard Dice per image on the model grid (foreground classes averaged for multi-class).
+
+    Empty ground truth *and* empty prediction gives NaN (excluded from the mean) so empty-vs-empty
+    images never inflate validation Dice; empty GT with a false-positive prediction gives 0.
+    """
+    if classes == 1:
+        pred = (logits > 0).flatten(1).float()
+        gt = (target > 0.5).flatten(1).float()
+        pairs = [(pred, gt)]
+    else:
+        lab = logits.argmax(1)
+        pairs = [((lab == c).flatten(1).float(), (target == c).flatten(1).float()) for c in range(1, classes)]
+    out = []
+    for i in range(logits.shape[0]):
+        vals = []
+        for p, g in pairs:
+            denom = float(p[i].sum() + g[i].sum())
+            if denom == 0:
+                continue
+            vals.append(2.0 * float((p[i] * g[i]).sum()) / denom)
+        out.append(sum(vals) / len(vals) if vals else math.nan)
+    return out
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    scaler: Optional[torch.amp.GradScaler] = None,
+    grad_clip_norm: Optional[float] = None,
+    amp: bool = False,
+    on_batch: Optional[Callable[[float], None]] = None,
+) -> float:
+    model.train()
+    total, n = 0.0, 0
+    for batch in loader:
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["mask"].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            loss = loss_fn(model(x), y)
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            if grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+            optimizer.step()
+        total += float(loss.detach()) * x.shape[0]
+        n += x.shape[0]
+        if on_batch is not None:
+            on_batch(float(loss.detach()))
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.device, classes: int,
+             amp: bool = False) -> tuple[float, float]:
+    """Returns (mean loss, mean per-image Dice over images where Dice is defined)."""
+    model.eval()
+    total, n, dices = 0.0, 0, []
+    for batch in loader:
+        x = batch["image"].to(device)
+        y = batch["mask"].to(device)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            logits = model(x)
+        total += float(loss_fn(logits.float(), y)) * x.shape[0]
+        n += x.shape[0]
+        dices.extend(per_image_dice(logits.float(), y, classes))
+    finite = [d for d in dices if not math.isnan(d)]
+    return total / max(n, 1), (sum(finite) / len(finite) if finite else float("nan"))

@@ -1,0 +1,266 @@
+"""``train(cfg)``: the training run. Orchestrates the small parts in this package; the maths lives
+in loop.py, losses.py and optim.py, persistence in checkpoint.py and history.py.
+
+Resume is exact: shuffling, augmentation and dropout of epoch e are seeded from (seed, epoch) alone,
+and model/optimiser/scheduler/scaler/RNG states and the best score come back from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from sonoseg.config import SonosegConfig, save_config
+from sonoseg.errors import ConfigError
+from sonoseg.train import history
+from sonoseg.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from sonoseg.train.data_setup import select_samples
+from sonoseg.train.device import select_device
+from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
+from sonoseg.train.loop import train_one_epoch, validate
+from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
+from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    best_checkpoint: str
+    last_checkpoint: str
+    best_dice: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history_csv: str
+    curves_png: Optional[str]
+    seconds: float
+
+
+def new_run_dir(parent: str | Path, name: Optional[str] = None) -> Path:
+    """A fresh run directory; an existing one is never reused silently (a numeric suffix is added)."""
+    parent = Path(parent)
+    base = name or time.strftime("run-%Y%m%d-%H%M%S")
+    cand, i = parent / base, 1
+    while cand.exists() and any(cand.iterdir()):
+        cand = parent / f"{base}-{i}"
+        i += 1
+    cand.mkdir(parents=True, exist_ok=True)
+    return cand
+
+
+def _reseed_augment(aug, seed: int) -> None:
+    if hasattr(aug, "reseed"):  # sonoseg.data.augment.Augmenter
+        aug.reseed(seed)
+    elif hasattr(aug, "set_random_seed"):  # a bare albumentations Compose
+        aug.set_random_seed(seed)
+
+
+def _seed_epoch(cfg: SonosegConfig, epoch: int, rank: int, train_ds) -> int:
+    s = epoch_seed(cfg.train.seed, epoch, rank)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+    if hasattr(train_ds, "set_epoch"):
+        train_ds.set_epoch(epoch)
+    aug = getattr(train_ds, "augment", None)
+    if aug is not None:
+        _reseed_augment(aug, s)
+    return s
+
+
+def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
+    from sonoseg.data import SegmentationDataset
+    from sonoseg.data.augment import build_augmentation
+
+    aug = build_augmentation(cfg.augment) if cfg.augment.enabled else None
+    common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes)
+    train_ds = SegmentationDataset(split.train, augment=aug, **common)
+    val_ds = SegmentationDataset(split.val, augment=None, **common)
+    if ctx.enabled:
+        sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                     seed=cfg.train.seed, drop_last=False)
+    else:
+        sampler = RandomSampler(train_ds, generator=torch.Generator())
+    from sonoseg.data import seed_worker  # per-worker reseed of numpy/random/augmenter (derived from the epoch seed)
+
+    kw = dict(num_workers=cfg.data.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+              worker_init_fn=seed_worker if cfg.data.num_workers > 0 else None)
+    train_dl = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.data.batch_size, **kw)
+    val_dl = DataLoader(val_ds, batch_size=cfg.data.batch_size, sampler=SequentialSampler(val_ds), **kw)
+    return train_ds, val_ds, train_dl, val_dl
+
+
+def _preload(ds, enabled: bool) -> None:
+    ds.preload(show_progress=enabled)
+
+
+def train(
+    cfg: SonosegConfig,
+    out: str | Path = "runs",
+    name: Optional[str] = None,
+    resume: Optional[str | Path] = None,
+    folds: Optional[tuple[int, int]] = None,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+    epochs: Optional[int] = None,
+) -> TrainResult:
+    """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
+    run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV."""
+    from sonoseg.models import create_model_from_config
+    from sonoseg.train.losses import build_loss
+
+    t_start = time.time()
+    ctx = init_distributed(cfg.train.device)
+    payload = None
+    if resume is not None:
+        rpath = Path(resume)
+        rpath = rpath / "last.pt" if rpath.is_dir() else rpath
+        payload = load_checkpoint(rpath)
+        if "optimizer_state" not in payload:
+            raise ConfigError(f"{rpath}: checkpoint has no training state (slim/shipped checkpoint); cannot resume")
+        saved = checkpoint_config(payload)
+        if epochs is not None:  # allow extending a finished run
+            saved.train.epochs = epochs
+        cfg = saved
+        run_dir = rpath.parent
+    else:
+        run_dir = new_run_dir(out, name) if ctx.is_main else Path(out) / (name or "_")
+    if ctx.enabled:  # all ranks must agree on the run directory
+        obj = [str(run_dir)]
+        torch.distributed.broadcast_object_list(obj, src=0)
+        run_dir = Path(obj[0])
+
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = select_device(cfg.train.device, ctx.local_rank if ctx.enabled else None)
+    amp = bool(cfg.train.amp and device.type == "cuda")
+    main = ctx.is_main
+
+    split = select_samples(cfg, run_dir, folds)
+    if main and resume is None:
+        save_config(cfg, run_dir / "config.yaml")
+    from sonoseg.data import default_cache_dir
+
+    # never inside the dataset (it may be read-only or shared); keyed by file + preprocess config
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir() / "preprocessed"
+    train_ds, val_ds, train_dl, val_dl = _loaders(cfg, split, cache_dir, ctx)
+    if main:
+        log(f"run {run_dir}: {len(train_ds)} train / {len(val_ds)} val images, device {device}"
+            + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+        _preload(train_ds, show_progress)
+        _preload(val_ds, show_progress)
+    barrier(ctx)
+
+    model = create_model_from_config(cfg.model).to(device)
+    loss_fn = build_loss(cfg.train.loss, classes=cfg.model.classes, dice_weight=cfg.train.dice_weight)
+    optimizer = build_optimizer(model.parameters(), cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    start_epoch, best, best_epoch, bad_epochs = 1, -math.inf, 0, 0
+    if payload is not None:
+        model.load_state_dict(payload["model_state"])
+        optimizer.load_state_dict(payload["optimizer_state"])
+        if scheduler is not None and payload.get("scheduler_state"):
+            scheduler.load_state_dict(payload["scheduler_state"])
+        if payload.get("scaler_state"):
+            scaler.load_state_dict(payload["scaler_state"])
+        if payload.get("rng_state"):
+            restore_rng_state(payload["rng_state"])
+        start_epoch = payload["epoch"] + 1
+        best = payload["best_score"] if payload["best_score"] is not None else -math.inf
+        best_epoch = payload.get("best_epoch", 0)
+        bad_epochs = payload.get("bad_epochs", 0)
+        if main:
+            history.truncate_after(run_dir / "metrics.csv", payload["epoch"])
+            log(f"resumed from epoch {payload['epoch']} (best val Dice {best:.4f})")
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
+
+    writer = None
+    if main and cfg.train.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    csv_path, png_path = run_dir / "metrics.csv", run_dir / "curves.png"
+    stopped_early, epoch = False, start_epoch - 1
+    for epoch in range(start_epoch, cfg.train.epochs + 1):
+        t0 = time.time()
+        s = _seed_epoch(cfg, epoch, ctx.rank, train_ds)
+        if isinstance(train_dl.sampler, DistributedSampler):
+            train_dl.sampler.set_epoch(epoch)
+        else:
+            train_dl.sampler.generator.manual_seed(s)
+        train_loss = _run_epoch(net, train_dl, loss_fn, optimizer, device, scaler, cfg, amp, epoch, main and show_progress)
+        if ctx.enabled:
+            from sonoseg.train.distributed import all_reduce_mean
+
+            train_loss = all_reduce_mean(train_loss, ctx, device)
+        if main:
+            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp)
+        else:
+            val_loss, val_dice = 0.0, 0.0
+        val_dice = broadcast_float(0.0 if math.isnan(val_dice) else val_dice, ctx, device)
+        step_scheduler(scheduler, val_dice)
+        improved = val_dice > best
+        if improved:
+            best, best_epoch, bad_epochs = val_dice, epoch, 0
+        else:
+            bad_epochs += 1
+        if main:
+            row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
+                       lr=current_lr(optimizer), epoch_seconds=time.time() - t0, elapsed_seconds=time.time() - t_start)
+            history.append_row(csv_path, row)
+            if writer is not None:
+                for k in ("train_loss", "val_loss", "val_dice", "lr"):
+                    writer.add_scalar(k, row[k], epoch)
+            state = dict(config=cfg, model_state=model.state_dict(), epoch=epoch, best_score=best,
+                         metrics={"val_dice": val_dice, "val_loss": val_loss})
+            extra = dict(optimizer_state=optimizer.state_dict(),
+                         scheduler_state=scheduler.state_dict() if scheduler is not None else None,
+                         scaler_state=scaler.state_dict(), rng_state=capture_rng_state(),
+                         best_epoch=best_epoch, bad_epochs=bad_epochs)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", **state)
+            save_checkpoint(run_dir / "last.pt", **state, **extra)
+            log(f"epoch {epoch:3d}/{cfg.train.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                f"val Dice {val_dice:.4f}{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
+                f"{row['epoch_seconds']:.1f}s")
+            history.plot_curves(csv_path, png_path)
+        pat = cfg.train.early_stopping_patience
+        if pat is not None and bad_epochs >= pat:
+            stopped_early = True
+            if main:
+                log(f"early stopping: no improvement for {pat} epochs")
+            break
+    if writer is not None:
+        writer.close()
+    barrier(ctx)
+    result = TrainResult(str(run_dir), str(run_dir / "best.pt"), str(run_dir / "last.pt"), float(best),
+                         int(best_epoch), int(epoch), stopped_early, str(csv_path),
+                         str(png_path) if png_path.exists() else None, time.time() - t_start)
+    if main:
+        (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
+    cleanup(ctx)
+    return result
+
+
+def _run_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg, amp, epoch, show):
+    if not show:
+        return train_one_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg.train.grad_clip_norm, amp)
+    from sonoseg.cli._common import progress
+
+    with progress() as p:
+        task = p.add_task(f"epoch {epoch}", total=len(loader))
+        return train_one_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg.train.grad_clip_norm, amp,
+                               on_batch=lambda _l: p.advance(task))

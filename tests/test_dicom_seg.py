@@ -1,0 +1,216 @@
+"""DICOM SEG written for real vendor ultrasound files (pydicom-data), read back with highdicom/pydicom."""
+
+from __future__ import annotations
+
+import cv2
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from conftest import dicom_testfile
+from pydicom.sr.codedict import codes
+
+from sonoseg.errors import InputError
+from sonoseg.infer.dicom_seg import read_dicom_seg, write_dicom_seg
+
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+VENDOR_FILES = ["US1_UNCR.dcm", "OBXXXX1A.dcm", "OBXXXX1A_2frame.dcm", "OBXXXX1A_rle.dcm",
+                "OBXXXX1A_rle_2frame.dcm", "US1_J2KR.dcm"]
+
+
+def header(name):
+    return pydicom.dcmread(dicom_testfile(name), stop_before_pixels=True)
+
+
+def ellipse_masks(rows, cols, frames):
+    m = np.zeros((frames, rows, cols), np.uint8)
+    for i in range(frames):
+        cv2.ellipse(m[i], (cols // 2 + 25 * i, rows // 2 - 10 * i), (cols // 5, rows // 6), 15 * i, 0, 360, 1, -1)
+    return m
+
+
+def referenced_frames(seg) -> list[tuple[str, int | None]]:
+    out = []
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        (src,) = item.DerivationImageSequence[0].SourceImageSequence
+        out.append((src.ReferencedSOPInstanceUID, int(src.ReferencedFrameNumber) if "ReferencedFrameNumber" in src
+                    else None))
+    return out
+
+
+@pytest.mark.parametrize("name", VENDOR_FILES)
+def test_vendor_us_round_trip(tmp_path, name):
+    src = header(name)
+    n = int(src.get("NumberOfFrames", 1))
+    masks = ellipse_masks(src.Rows, src.Columns, n)
+    out = write_dicom_seg(dicom_testfile(name), masks if n > 1 else masks[0], tmp_path / "seg.dcm")
+
+    ds = pydicom.dcmread(out)
+    assert ds.SOPClassUID == SEG_STORAGE and ds.Modality == "SEG"
+    assert (ds.Rows, ds.Columns) == (src.Rows, src.Columns)
+    assert int(ds.NumberOfFrames) == n  # one segment, one SEG frame per source frame
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.SeriesInstanceUID != src.SeriesInstanceUID
+    ref = ds.ReferencedSeriesSequence[0]
+    assert ref.SeriesInstanceUID == src.SeriesInstanceUID
+    assert ref.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    refs = referenced_frames(ds)
+    assert {uid for uid, _ in refs} == {src.SOPInstanceUID}
+    if n > 1:
+        assert [f for _, f in refs] == list(range(1, n + 1))  # per-frame derivation references
+    assert ds.Manufacturer == "sonoseg"
+    (segment,) = ds.SegmentSequence
+    assert segment.SegmentLabel == "lesion" and segment.SegmentAlgorithmType == "AUTOMATIC"
+    category = segment.SegmentedPropertyCategoryCodeSequence[0]
+    assert category.CodeValue == codes.SCT.MorphologicallyAbnormalStructure.value
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Lesion.value
+    algo = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert algo.AlgorithmName == "sonoseg"
+    # no US geometry -> no invented pixel measures / orientation
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    assert "PlaneOrientationSequence" not in shared and "PixelMeasuresSequence" not in shared
+
+    seg = hd.seg.segread(out)
+    if n > 1:
+        px = seg.get_pixels_by_source_frame(src.SOPInstanceUID, list(range(1, n + 1)))
+    else:
+        px = seg.get_pixels_by_source_instance([src.SOPInstanceUID])
+    assert px.shape == (n, src.Rows, src.Columns, 1)
+    assert np.array_equal(px[..., 0], masks)
+    assert np.array_equal(read_dicom_seg(out), masks)
+
+
+def test_patient_header_reduced_to_what_seg_requires(tmp_path):
+    name = "US1_UNCR.dcm"  # carries birth time, size, weight, history, institution, station
+    src = header(name)
+    assert {"PatientWeight", "AdditionalPatientHistory", "InstitutionName"} <= set(src.dir())
+    m = ellipse_masks(src.Rows, src.Columns, 1)[0]
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "s.dcm"))
+    for kw in ("PatientBirthTime", "PatientSize", "PatientWeight", "AdditionalPatientHistory", "InstitutionName",
+               "StationName"):
+        assert kw not in ds, kw
+        for item in ds.get("ContributingEquipmentSequence", []):
+            assert kw not in item, kw
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"):  # Type 2: copied
+        assert ds[kw].value == src[kw].value
+
+
+def test_cine_empty_frames_kept_or_omitted(tmp_path):
+    name = "OBXXXX1A_rle_2frame.dcm"
+    src = header(name)
+    masks = ellipse_masks(src.Rows, src.Columns, 2)
+    masks[1] = 0  # second frame analysed, nothing found
+
+    kept = write_dicom_seg(dicom_testfile(name), masks, tmp_path / "kept.dcm")
+    ds = pydicom.dcmread(kept)
+    assert int(ds.NumberOfFrames) == 2 and [f for _, f in referenced_frames(ds)] == [1, 2]
+    assert np.array_equal(read_dicom_seg(kept), masks)
+
+    omitted = write_dicom_seg(dicom_testfile(name), masks, tmp_path / "omit.dcm", omit_empty_frames=True)
+    ds = pydicom.dcmread(omitted)
+    assert int(ds.NumberOfFrames) == 1 and [f for _, f in referenced_frames(ds)] == [1]
+    seg = hd.seg.segread(omitted)
+    with pytest.raises(ValueError):  # highdicom cannot know frame 2 exists ...
+        seg.get_pixels_by_source_frame(src.SOPInstanceUID, [1, 2])
+    px = seg.get_pixels_by_source_frame(src.SOPInstanceUID, [1, 2], assert_missing_frames_are_empty=True)
+    assert np.array_equal(px[..., 0], masks)  # ... but reads it as empty when told
+    assert np.array_equal(read_dicom_seg(omitted, source_frames=[0, 1]), masks)
+
+
+def test_all_empty_single_frame(tmp_path):
+    name = "US1_J2KR.dcm"
+    src = header(name)
+    empty = np.zeros((src.Rows, src.Columns), np.uint8)
+    for omit in (False, True):  # highdicom keeps the frame when everything is empty
+        out = write_dicom_seg(dicom_testfile(name), empty, tmp_path / f"e{omit}.dcm", omit_empty_frames=omit)
+        ds = pydicom.dcmread(out)
+        assert int(ds.NumberOfFrames) == 1
+        assert not read_dicom_seg(out).any()
+
+
+def test_label_map_subset_frames_and_labelmap_type(tmp_path):
+    name = "OBXXXX1A_rle_2frame.dcm"
+    src = header(name)
+    lab = np.zeros((1, src.Rows, src.Columns), np.uint8)
+    lab[0, 100:200, 100:300] = 1
+    lab[0, 300:380, 400:600] = 3  # non-consecutive label value
+    labels = {1: "lesion", 3: "cyst"}
+    out = write_dicom_seg(dicom_testfile(name), lab, tmp_path / "sub.dcm", labels=labels, frame_indices=[1])
+    ds = pydicom.dcmread(out)
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["lesion", "cyst"]
+    assert [int(s.SegmentNumber) for s in ds.SegmentSequence] == [1, 2]  # BINARY: 1..N
+    assert ds.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Cyst.value
+    assert int(ds.NumberOfFrames) == 2  # one frame per segment, both referencing source frame 2
+    assert [f for _, f in referenced_frames(ds)] == [2, 2]
+    back = read_dicom_seg(out, source_frames=[0, 1])
+    expected = np.zeros((2, src.Rows, src.Columns), np.uint8)
+    expected[1] = np.where(lab[0] == 3, 2, lab[0])  # segment numbers
+    assert np.array_equal(back, expected)
+
+    out = write_dicom_seg(dicom_testfile(name), np.repeat(lab, 2, 0), tmp_path / "lm.dcm", labels=labels,
+                          segmentation_type="LABELMAP")
+    ds = pydicom.dcmread(out)
+    assert ds.SegmentationType == "LABELMAP" and int(ds.NumberOfFrames) == 2
+    assert np.array_equal(read_dicom_seg(out), np.repeat(lab, 2, 0))  # label values kept
+
+
+def test_unknown_names_get_generic_codes_and_overrides(tmp_path):
+    name = "US1_UNCR.dcm"
+    src = header(name)
+    m = np.zeros((src.Rows, src.Columns), np.uint8)
+    m[50:100, 50:100] = 1
+    m[200:260, 300:400] = 2
+    out = write_dicom_seg(dicom_testfile(name), m, tmp_path / "s.dcm", labels={1: "class 1", 2: "thyroid"},
+                          property_codes={1: (codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Nodule)})
+    seg = pydicom.dcmread(out).SegmentSequence
+    assert seg[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Nodule.value
+    assert seg[1].SegmentedPropertyCategoryCodeSequence[0].CodeValue == codes.SCT.AnatomicalStructure.value
+    assert seg[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Thyroid.value
+    assert np.array_equal(read_dicom_seg(out)[0], m)
+
+
+def test_dataset_input_untouched_and_seeded_uids(tmp_path):
+    full = pydicom.dcmread(dicom_testfile("OBXXXX1A_2frame.dcm"))
+    before = (full.NumberOfFrames, full.PatientName, len(full.PixelData))
+    masks = ellipse_masks(full.Rows, full.Columns, 2)
+    a = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "a.dcm", seed_uid="s1"))
+    b = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "b.dcm", seed_uid="s1"))
+    assert (full.NumberOfFrames, full.PatientName, len(full.PixelData)) == before
+    assert a.SOPInstanceUID == b.SOPInstanceUID and a.SeriesInstanceUID == b.SeriesInstanceUID
+
+
+def test_bad_inputs(tmp_path):
+    name = "US1_UNCR.dcm"
+    src = header(name)
+    ok = np.zeros((src.Rows, src.Columns), np.uint8)
+    with pytest.raises(InputError, match="480x640"):
+        write_dicom_seg(dicom_testfile(name), np.zeros((10, 10), np.uint8), tmp_path / "x.dcm")
+    with pytest.raises(InputError, match="single-frame"):
+        write_dicom_seg(dicom_testfile(name), np.stack([ok, ok]), tmp_path / "x.dcm")
+    with pytest.raises(InputError, match="segment name"):
+        write_dicom_seg(dicom_testfile(name), ok + 2, tmp_path / "x.dcm")
+    cine = dicom_testfile("OBXXXX1A_rle_2frame.dcm")
+    c = np.zeros((3, 600, 800), np.uint8)
+    with pytest.raises(InputError, match="mask frames"):
+        write_dicom_seg(cine, c, tmp_path / "x.dcm")
+    with pytest.raises(InputError, match="within"):
+        write_dicom_seg(cine, c[:1], tmp_path / "x.dcm", frame_indices=[2])
+    not_dicom = tmp_path / "n.dcm"
+    not_dicom.write_bytes(b"not a dicom file at all")
+    with pytest.raises(InputError, match="n.dcm"):
+        write_dicom_seg(not_dicom, ok, tmp_path / "x.dcm")
+
+
+def test_fractional_probability_map(tmp_path):
+    name = "OBXXXX1A.dcm"
+    src = header(name)
+    prob = np.zeros((src.Rows, src.Columns), np.float32)
+    prob[100:300, 200:500] = np.linspace(0.0, 1.0, 300, dtype=np.float32)[None, :]
+    out = write_dicom_seg(dicom_testfile(name), prob, tmp_path / "f.dcm", segmentation_type="FRACTIONAL",
+                          labels={"1": "mass"})
+    ds = pydicom.dcmread(out)
+    assert ds.SegmentationType == "FRACTIONAL" and ds.SegmentationFractionalType == "PROBABILITY"
+    assert ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Mass.value
+    px = hd.seg.segread(out).get_pixels_by_source_instance([src.SOPInstanceUID])[0, ..., 0]
+    assert np.abs(px - prob).max() <= 0.5 / 255 + 1e-6  # stored as 8-bit fractions
+    with pytest.raises(InputError, match="probabilities"):
+        write_dicom_seg(dicom_testfile(name), prob * 2, tmp_path / "g.dcm", segmentation_type="FRACTIONAL")

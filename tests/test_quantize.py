@@ -1,0 +1,161 @@
+"""Static (QDQ) and dynamic int8 quantisation of exported ONNX models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sonoseg.config import SonosegConfig
+
+torch.set_num_threads(1)
+
+CFG = SonosegConfig.model_validate({"preprocess": {"size": [64, 64]}})
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 2, stride=2), nn.ReLU(),
+        nn.Conv2d(8, 1, 1),
+    ).eval()
+
+
+def phantom_grids(n, seed=0, size=64):
+    from sonoseg.data.phantom import make_phantom
+
+    return [make_phantom((size, size), seed=seed + i).image.astype(np.float32) / 255.0 for i in range(n)]
+
+
+def trained_cnn() -> nn.Module:
+    """small_cnn fitted for a few steps to phantom lesion masks (weights with a real purpose)."""
+    from sonoseg.data.phantom import make_phantom
+
+    model = small_cnn().train()
+    phs = [make_phantom((64, 64), seed=i) for i in range(8)]
+    x = torch.from_numpy(np.stack([p.image for p in phs]).astype(np.float32)[:, None] / 255.0)
+    y = torch.from_numpy(np.stack([p.mask for p in phs]).astype(np.float32)[:, None])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x), y, pos_weight=torch.tensor(10.0))
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def fg_dice(a, b) -> float:
+    """Dice between the foreground (logit >= 0) of two logit arrays."""
+    fa, fb = a >= 0, b >= 0
+    return 2 * (fa & fb).sum() / max(fa.sum() + fb.sum(), 1)
+
+
+def run(path, x):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from sonoseg.export import export_onnx
+
+    d = tmp_path_factory.mktemp("q")
+    model = trained_cnn()
+    export_onnx(model, d / "fp32.onnx", config=CFG)
+    return model, d
+
+
+def test_static_int8_close_to_fp32_and_self_describing(exported):
+    import onnx
+
+    from sonoseg.export.onnx_export import read_metadata, read_onnx_config
+    from sonoseg.export.quantize import quantization_info, quantize_static_int8
+
+    model, d = exported
+    res = quantize_static_int8(d / "fp32.onnx", d / "int8.onnx", phantom_grids(16, seed=100))
+    assert res.mode == "static" and res.activation_type == "quint8" and res.per_channel and res.n_calibration == 16
+    ops = [n.op_type for n in onnx.load(str(res.path)).graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # config travels into the int8 file; quantisation is recorded
+    assert read_onnx_config(res.path) == CFG
+    info = json.loads(read_metadata(res.path)["sonoseg_quantization"])
+    assert info["mode"] == "static" and info["calibration"] == "minmax" and quantization_info(res.path) == info
+    # outputs close to fp32 on unseen phantoms (and at another size: the int8 graph stays dynamic)
+    for size in (64, 96):
+        x = np.stack(phantom_grids(4, seed=500, size=size))[:, None]
+        ref, q = run(d / "fp32.onnx", x), run(res.path, x)
+        assert q.shape == ref.shape
+        assert 0.01 < (ref >= 0).mean() < 0.5  # the fitted model predicts real foreground
+        assert np.abs(q - ref).mean() < 0.05 * np.abs(ref).std()
+        assert fg_dice(q, ref) > 0.95
+
+
+def test_wrecked_calibration_is_far_from_fp32(exported):
+    """Sanity of the comparison above: calibrating on blank images must ruin the model."""
+    from sonoseg.export.quantize import quantize_static_int8
+
+    _, d = exported
+    quantize_static_int8(d / "fp32.onnx", d / "bad.onnx", [np.zeros((64, 64), np.float32)] * 2)
+    x = np.stack(phantom_grids(4, seed=500))[:, None]
+    ref, q = run(d / "fp32.onnx", x), run(d / "bad.onnx", x)
+    assert np.abs(q - ref).mean() > 0.1 * np.abs(ref).std()
+
+
+def test_qint8_activations_option(exported):
+    from sonoseg.export.quantize import quantize_static_int8
+
+    _, d = exported
+    res = quantize_static_int8(d / "fp32.onnx", d / "s8.onnx", phantom_grids(4), activation_type="qint8")
+    x = np.stack(phantom_grids(2, seed=7))[:, None]
+    assert res.activation_type == "qint8"
+    assert fg_dice(run(res.path, x), run(d / "fp32.onnx", x)) > 0.9
+
+
+def test_dynamic_int8_runs_and_is_labelled(exported):
+    import onnx
+
+    from sonoseg.export.quantize import quantization_info, quantize_dynamic_int8
+
+    _, d = exported
+    res = quantize_dynamic_int8(d / "fp32.onnx", d / "dyn.onnx")
+    ops = {n.op_type for n in onnx.load(str(res.path)).graph.node}
+    assert ops & {"ConvInteger", "DynamicQuantizeLinear"}
+    assert quantization_info(res.path)["mode"] == "dynamic"
+    assert quantization_info(d / "fp32.onnx") is None
+    x = np.stack(phantom_grids(2, seed=9))[:, None]
+    assert fg_dice(run(res.path, x), run(d / "fp32.onnx", x)) > 0.9
+
+
+def test_calibration_reader_batches_and_rewinds():
+    from sonoseg.export.quantize import ImageCalibrationReader
+
+    imgs = [np.full((8, 8), i, np.float32) for i in range(5)] + [np.zeros((4, 4), np.float32)]
+    r = ImageCalibrationReader(imgs, "image", in_channels=3, batch_size=2)
+    shapes = []
+    while (item := r.get_next()) is not None:
+        shapes.append(item["image"].shape)
+    assert shapes == [(2, 3, 8, 8), (2, 3, 8, 8), (1, 3, 8, 8), (1, 3, 4, 4)]  # size change splits a batch
+    r.rewind()
+    first = r.get_next()["image"]
+    assert first[1, 0, 0, 0] == 1.0
+
+
+def test_bad_options_raise(exported):
+    from sonoseg.errors import ConfigError
+    from sonoseg.export.quantize import quantize_static_int8
+
+    _, d = exported
+    with pytest.raises(ConfigError):
+        quantize_static_int8(d / "fp32.onnx", d / "x.onnx", phantom_grids(1), activation_type="int4")
+    with pytest.raises(ConfigError):
+        quantize_static_int8(d / "fp32.onnx", d / "x.onnx", [])
+    assert not (d / "x.onnx").exists()
