@@ -115,6 +115,7 @@ def test_scale_range_is_honoured():
     ratios = np.array(ratios)
     assert ratios.min() >= 0.25 * 0.85 and ratios.max() <= 4.0 * 1.15
     assert ratios.min() < 0.4 and ratios.max() > 3.0
+    assert 0.3 < np.mean(ratios < 1.0) < 0.7  # "increase or decrease": both directions equally often
     assert np.allclose(aspects, 1.5, atol=0.2)
 
 
@@ -176,3 +177,25 @@ def test_fill_value_for_zoomed_out_border():
     cfg = AugmentConfig(hflip=0, rotate_limit=0, shift_limit=0, scale_range=(0.5, 0.5), affine_p=1.0, **GEOMETRY_ONLY)
     a, _ = build_augmentation(cfg, seed=0, fill=-2.0)(img, np.zeros((64, 64), np.uint8))
     assert a[0, 0] == -2.0 and a[32, 32] == 1.0
+
+
+def _child_explicit(aug, img, mask, seed, queue):
+    aug.reseed(seed)  # what a worker_init_fn does
+    queue.put(aug(img, mask)[0])
+
+
+def test_explicit_reseed_in_worker_wins_over_automatic_one():
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs fork")
+    img, mask = phantom_sample(2, size=(48, 48))
+    aug = build_augmentation(AugmentConfig(affine_p=1.0, **GEOMETRY_ONLY), seed=9)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_explicit, args=(aug, img, mask, 123, q))
+    p.start()
+    child = q.get(timeout=60)
+    p.join(timeout=60)
+    aug.reseed(123)
+    assert np.array_equal(child, aug(img, mask)[0])

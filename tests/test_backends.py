@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,9 @@ def test_exported_files_load_with_their_config(ckpt, tmp_path):
     assert np.abs(q.run(x) - ref).mean() < 0.1 * np.abs(ref).std()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("SONOSEG_TEST_COMPILE") != "1",
+                    reason="inductor's first C++ compile takes 25-55 s here; set SONOSEG_TEST_COMPILE=1 to run")
 def test_torch_compile_backend_or_clear_skip(ckpt):
     from sonoseg.infer.backends import BackendUnavailable, create_backend
 

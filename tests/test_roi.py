@@ -165,6 +165,15 @@ def test_real_dicom_with_stale_region_is_not_cropped_by_header():
     assert find_roi(px, meta, "dicom") == (0, 0, px.shape[0], px.shape[1])
 
 
+def test_real_dicom_without_regions_drops_bottom_ui():
+    px, meta = _load("US1_UNCR.dcm")  # linear probe + power Doppler, no US regions, UI text below
+    assert not meta.us_regions
+    y0, x0, y1, x1 = find_roi(px, meta, "auto")
+    assert (x0, x1) == (0, px.shape[1])  # tissue spans the full width
+    assert y0 <= 70 and 330 <= y1 <= 360  # "LYMPH NODE", scale bar and TIS/MI line (rows > 360) go
+    assert find_roi(px, meta, "dicom") == (0, 0, 480, 640)
+
+
 # ---------------- BUSI ----------------
 @pytest.mark.busi
 def test_auto_roi_never_cuts_busi_lesions(busi: Path):

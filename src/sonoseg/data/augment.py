@@ -61,6 +61,7 @@ def _geometric(cfg: AugmentConfig, fill: float = 0.0) -> list[A.BasicTransform]:
                 translate_percent={"x": (-s, s), "y": (-s, s)},
                 scale=(lo, hi),
                 keep_ratio=True,
+                balanced_scale=True,  # zoom in and zoom out equally likely (0.5-1 vs 1-2)
                 rotate=(-float(cfg.rotate_limit), float(cfg.rotate_limit)),
                 interpolation=cv2.INTER_LINEAR,
                 mask_interpolation=cv2.INTER_NEAREST,
@@ -102,6 +103,8 @@ class Augmenter:
         self._pid = os.getpid()
 
     def reseed(self, seed: Optional[int]) -> None:
+        """Restart both random streams (e.g. from a DataLoader worker_init_fn)."""
+        self._pid = os.getpid()  # an explicit reseed in a worker replaces the automatic one
         self.geometric.set_random_seed(seed)
         self.intensity.set_random_seed(None if seed is None else seed + 1)
 

@@ -28,7 +28,6 @@ RoiMode = Literal["none", "dicom", "auto"]
 
 TISSUE = 1  # RegionDataType 1 = tissue; RegionSpatialFormat 1 = 2D
 REGION_SLACK = 2  # pixels a US region may overhang the matrix (off-by-one writers) before it is distrusted
-WEAK_BLUR = 5
 WEAK_DELTA = 2.5  # local mean above the background level: faint deep tissue still counts
 STRONG_DELTA = 12  # clearly echogenic pixels (after a 5x5 median), the seeds of the imaging area
 KEEP_FRACTION = 0.35  # keep every region with >= this share of the largest one (cysts split tissue)
@@ -87,7 +86,7 @@ def imaging_area_mask(gray: np.ndarray) -> Optional[np.ndarray]:
     side = min(H, W)
     k = _odd(side / 40)  # wider than text strokes, caliper crosses and tick marks
     background = min(float(np.percentile(g, 0.5)), 20.0)  # 0 for black surrounds, ~16 for video range
-    weak = (cv2.blur(g.astype(np.float32), (WEAK_BLUR, WEAK_BLUR)) > background + WEAK_DELTA).astype(np.uint8)
+    weak = (cv2.blur(g.astype(np.float32), (k, k)) > background + WEAK_DELTA).astype(np.uint8)
     strong = (cv2.medianBlur(g, 5) > background + STRONG_DELTA).astype(np.uint8)
     strong = cv2.morphologyEx(strong, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     n, labels = cv2.connectedComponents(weak, connectivity=8)
@@ -102,7 +101,11 @@ def imaging_area_mask(gray: np.ndarray) -> Optional[np.ndarray]:
 
 
 def roi_from_image(gray: np.ndarray) -> Optional[Box]:
-    """Bounding box of the imaging area (see module docstring), or None when not found."""
+    """Bounding box of the imaging area (see module docstring), or None when not found.
+
+    Deliberately conservative: faint deep tissue is kept, and UI text closer than ~1/80 of the
+    image side to the imaging area (or joined to it by a marker) can end up inside the box.
+    """
     mask = imaging_area_mask(gray)
     if mask is None:
         return None

@@ -82,7 +82,7 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
     from sonoseg.data import SegmentationDataset
     from sonoseg.data.augment import build_augmentation
 
-    aug = build_augmentation(cfg.augment) if cfg.augment.enabled else None
+    aug = build_augmentation(cfg.augment, seed=cfg.train.seed, fill=cfg.preprocess.pad_value) if cfg.augment.enabled else None
     common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes)
     train_ds = SegmentationDataset(split.train, augment=aug, **common)
     val_ds = SegmentationDataset(split.val, augment=None, **common)

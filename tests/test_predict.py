@@ -1,0 +1,120 @@
+"""`sonoseg predict` on real vendor ultrasound DICOMs (pydicom-data), images and bad files.
+
+A tiny untrained model is enough here: what is checked is geometry, streaming, outputs and the SEG,
+not accuracy (accuracy is covered by the evaluation of the shipped model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from conftest import dicom_testfile
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    from sonoseg.config import load_config
+    from sonoseg.models import create_model_from_config
+    from sonoseg.train.checkpoint import save_checkpoint
+
+    cfg = load_config(None, ["model.name=unet", "model.params={base_channels: 4, depth: 2}", "preprocess.size=[64, 64]"])
+    torch.manual_seed(0)
+    model = create_model_from_config(cfg.model)
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", config=cfg, model_state=model.state_dict())
+
+
+VENDOR = ["US1_UNCR.dcm", "US1_J2KR.dcm", "OBXXXX1A.dcm", "OBXXXX1A_2frame.dcm", "OBXXXX1A_rle.dcm",
+          "OBXXXX1A_rle_2frame.dcm"]
+
+
+@pytest.mark.parametrize("name", VENDOR)
+def test_predict_vendor_dicom_geometry_and_seg(name, tiny_ckpt, tmp_path):
+    import highdicom as hd
+
+    from sonoseg.infer.run import predict_inputs
+
+    src = dicom_testfile(name)
+    ds = pydicom.dcmread(src, stop_before_pixels=True)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    payload = predict_inputs([src], tmp_path, model=tiny_ckpt, threads=1, log=lambda m: None, show_progress=False)
+    r = payload["results"][0]
+    assert r["ok"], r["error"]
+    assert r["frames"] == frames
+    if frames == 1:
+        import cv2
+
+        mask = cv2.imread(r["mask"], cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (ds.Rows, ds.Columns)
+    else:
+        import nibabel as nib
+
+        assert nib.load(r["mask"]).shape == (ds.Columns, ds.Rows, frames)
+    seg = hd.seg.segread(r["seg"])
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert (seg.Rows, seg.Columns) == (ds.Rows, ds.Columns)
+    refs = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert refs == {ds.SOPInstanceUID}
+    meas = json.loads(Path(r["measurements"]).read_text())
+    assert meas["unit"] in ("mm", "px")
+    assert Path(r["overlay"]).is_file()
+
+
+def test_predict_skips_bad_files_and_finishes_the_rest(tiny_ckpt, tmp_path):
+    from sonoseg.infer.run import predict_inputs
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "garbage.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x01\x02" * 10)
+    (inp / "notes.png").write_bytes(b"not a png")
+    good = dicom_testfile("US1_UNCR.dcm")
+    (inp / "good.dcm").write_bytes(Path(good).read_bytes())
+    payload = predict_inputs([inp, tmp_path / "missing.dcm"], tmp_path / "out", model=tiny_ckpt, threads=1,
+                             log=lambda m: None, show_progress=False)
+    by = {Path(r["input"]).name: r for r in payload["results"]}
+    assert by["good.dcm"]["ok"]
+    assert payload["n_ok"] == 1 and payload["n_failed"] >= 2
+    for r in payload["results"]:
+        if not r["ok"]:
+            assert r["error"] and "\n" not in r["error"]
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {"input", "ok", "error", "mask", "overlay", "measurements", "seg"} <= set(saved["results"][0])
+
+
+def test_predict_cli_exit_codes(tiny_ckpt, tmp_path):
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    res = CliRunner().invoke(app, ["predict", str(bad), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert res.exit_code != 0
+    res = CliRunner().invoke(app, ["predict", str(dicom_testfile("OBXXXX1A.dcm")), str(bad), "--model", str(tiny_ckpt),
+                                   "--out", str(tmp_path / "o2"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["predict", str(dicom_testfile("OBXXXX1A.dcm")), str(bad), "--model", str(tiny_ckpt),
+                                   "--out", str(tmp_path / "o3"), "--no-progress", "--strict"])
+    assert res.exit_code != 0
+
+
+def test_predict_png_and_nifti(tiny_ckpt, tmp_path):
+    import cv2
+    import nibabel as nib
+
+    from sonoseg.infer.run import predict_inputs
+
+    img = (np.random.default_rng(0).random((70, 90)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).random((50, 40, 3)).astype(np.float32), np.diag([0.3, 0.4, 2, 1])),
+             str(tmp_path / "v.nii.gz"))
+    payload = predict_inputs([tmp_path / "a.png", tmp_path / "v.nii.gz"], tmp_path / "out", model=tiny_ckpt,
+                             threads=1, log=lambda m: None, show_progress=False)
+    r_png, r_nii = payload["results"]
+    assert r_png["ok"] and cv2.imread(r_png["mask"], 0).shape == (70, 90)
+    assert r_nii["ok"] and nib.load(r_nii["mask"]).shape == (50, 40, 3)
+    np.testing.assert_allclose(nib.load(r_nii["mask"]).affine, np.diag([0.3, 0.4, 2, 1]))
