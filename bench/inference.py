@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         frames, calib = _dataset_frames(args.dataset, models[0].config)
     rows = run_benchmark(models, plan, calib_images=calib, frames=frames,
                          log=lambda m: console.print(f"[dim]{m}[/]"))
-    Console().print(rows_table(rows))
+    out_console = Console()
+    (out_console if out_console.is_terminal else Console(width=140)).print(rows_table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine_info()
     (args.out / "inference.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))

@@ -57,7 +57,8 @@ def test_isolated_row_runs_in_fresh_process_without_torch(tiny, tmp_path):
     assert row["status"] == "ok", row
     assert row["rss_method"] == "VmHWM of a fresh process per row"
     assert row["iters"] == 3 and row["median_ms"] > 0
-    assert row["peak_rss_mb"] < 400  # torch alone would put the process well above this
+    assert row["torch_imported"] is False  # an ONNX deployment never loads libtorch
+    assert 0 < row["base_rss_mb"] < row["peak_rss_mb"]
 
 
 def test_broken_source_gives_failed_row_not_exception(tmp_path):

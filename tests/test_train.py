@@ -67,10 +67,13 @@ def test_slim_checkpoint_cannot_resume(phantom_ds, tmp_path):
         train(_cfg(phantom_ds, tmp_path, 2), resume=slim, log=lambda m: None, show_progress=False)
 
 
-def test_train_then_evaluate_end_to_end(phantom_ds, tmp_path):
+def test_train_then_evaluate_end_to_end(tmp_path):
     from typer.testing import CliRunner
 
     from sonoseg.cli.main import app
+    from sonoseg.data.phantom import write_phantom_dataset
+
+    phantom_ds = write_phantom_dataset(tmp_path / "ds", n=30, size=(128, 128), seed=11)
 
     runner = CliRunner()
     split = tmp_path / "split.csv"
@@ -78,9 +81,10 @@ def test_train_then_evaluate_end_to_end(phantom_ds, tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, [
         "train", str(phantom_ds), "--split-file", str(split), "--out", str(tmp_path / "runs"), "--name", "e2e",
-        "--epochs", "6", "--model", "unet", "--no-progress", "--lr", "0.01",
+        "--epochs", "25", "--model", "unet", "--no-progress", "--lr", "0.003", "--batch-size", "8",
         "--set", "model.params={base_channels: 8, depth: 2}", "--set", "preprocess.size=[64, 64]",
         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.threads=1", "--set", "augment.enabled=false",
+        "--set", "train.scheduler=none", "--set", "train.early_stopping_patience=null",
     ])
     assert res.exit_code == 0, res.output
     run = tmp_path / "runs" / "e2e"

@@ -77,7 +77,10 @@ def register(app: typer.Typer) -> None:
             frames, calib = _dataset_frames(dataset, models[0].config)
         say = lambda m: err_console.print(f"[dim]{m}[/]", highlight=False)  # noqa: E731
         rows = run_benchmark(models, plan, calib_images=calib, frames=frames, log=say)
-        console.print(rows_table(rows))
+        from rich.console import Console
+
+        # rich clamps to the console width (80 when piped): give logs a wide console so no column is cut
+        (console if console.is_terminal else Console(width=140, highlight=False)).print(rows_table(rows))
         for r in rows:
             if r.get("status") != "ok":
                 err_console.print(f"[yellow]{r['backend']} ({r['model']}) {r['status']}:[/] {r['note']}", highlight=False)

@@ -52,13 +52,13 @@ def register(app: typer.Typer) -> None:
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)
         formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
-        say = lambda m: console.print(m, highlight=False)  # noqa: E731
+        say = lambda m: console.print(m, highlight=False, soft_wrap=True)  # noqa: E731
         calib = None
         if int8:
-            say(f"calibration: {calib_n} images of split {cfg.data.train_split!r}")
             calib = [img for img, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=calib_n)]
-        say(f"validation: split {cfg.data.val_split!r}")
+            say(f"calibration: {len(calib)} images of split {cfg.data.train_split!r} (preprocessed as in training)")
         val = split_grids(dataset, split_file, cfg.data.val_split, cfg, n=val_n, seed=1)
+        say(f"validation: {len(val)} images of split {cfg.data.val_split!r}")
         try:
             report = export_model(ckpt, out, formats, calib, val, tolerance, threads=threads, stem=stem,
                                   calibrate_method=calibration, log=say)
@@ -69,4 +69,5 @@ def register(app: typer.Typer) -> None:
             return
         for line in report.lines():
             say(line)
-        console.print(f"[green]wrote[/] {', '.join(report.files.values())} and {out / 'export_report.json'}")
+        console.print(f"[green]wrote[/] {', '.join(report.files.values())} and {out / 'export_report.json'}",
+                      soft_wrap=True)

@@ -23,15 +23,15 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
                              fill_holes, tuple(tta), log=lambda m: None, show_progress=progress_bars)
     table = Table(title=f"sonoseg predict -> {out}")
-    for c in ("input", "frames", "structures", "max area", "outputs"):
-        table.add_column(c)
+    for c in ("input", "frames", "structures", "largest area", "max diameter", "SEG"):
+        table.add_column(c, justify="left" if c == "input" else "right")
     for r in payload["results"]:
         if r["ok"]:
             s = r["summary"]
             unit = s.get("unit", "px")
-            outs = ", ".join(Path(r[k]).name for k in ("mask", "overlay", "measurements", "seg") if r.get(k))
-            table.add_row(Path(r["input"]).name, str(r["frames"]), str(s.get("lesion_frames", "")),
-                          f"{s.get('max_area', 0):.1f} {unit}{'²' if unit == 'mm' else ''}", outs)
+            table.add_row(Path(r["input"]).name, str(r["frames"]), str(s.get("max_structures_per_frame", "")),
+                          f"{s.get('max_area', 0):.1f} {unit}²", f"{s.get('max_diameter', 0):.1f} {unit}",
+                          "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
         if not r["ok"]:

@@ -87,3 +87,10 @@ def load_npz(path: str | Path) -> Optional[dict[str, np.ndarray]]:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, KeyError, EOFError):
         return None
+
+
+def preprocessed_cache_dir(configured: Optional[str | Path] = None) -> Path:
+    """Where preprocessed training arrays are cached: ``data.cache_dir`` when set, else
+    ``default_cache_dir()/preprocessed`` -- never inside the dataset, which may be read-only or shared.
+    Trainer and exporter use this one rule so export calibrates on exactly the training arrays."""
+    return Path(configured).expanduser() if configured else default_cache_dir() / "preprocessed"

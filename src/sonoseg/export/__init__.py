@@ -134,7 +134,7 @@ def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n:
     in training (same SegmentationDataset arrays and cache, no augmentation).
 
     ``n``: a seeded random subset of that size (calibration uses 64 training images by default).
-    ``cache_dir``: default = the trainer's (``data.cache_dir`` or ``<dataset>/.sonoseg-cache``).
+    ``cache_dir``: default = the trainer's (``sonoseg.data.cache.preprocessed_cache_dir``).
     """
     from sonoseg.data import SegmentationDataset, discover_dataset, read_split_csv
 
@@ -147,7 +147,9 @@ def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n:
         idx = np.sort(np.random.default_rng(seed).choice(len(chosen), size=n, replace=False))
         chosen = [chosen[i] for i in idx]
     if cache_dir is None:
-        cache_dir = cfg.data.cache_dir or Path(dataset) / ".sonoseg-cache"
+        from sonoseg.data.cache import preprocessed_cache_dir
+
+        cache_dir = preprocessed_cache_dir(cfg.data.cache_dir)
     ds = SegmentationDataset(chosen, cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes)
     out = []
     for i in range(len(ds)):
@@ -242,7 +244,7 @@ def export_model(
                 report.dice[f] = mean_dice(masks, gts, k)
                 report.dice_delta[f] = report.dice[f] - report.dice["torch"]
                 report.agreement[f] = mask_agreement(ref_masks, masks)
-                drop = -report.dice_delta[f]
+                drop = round(-report.dice_delta[f], 6) + 0.0  # no "-0.0000" in messages
                 if not drop <= tolerance:  # also refuses NaN
                     report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
         for f, p in staged.items():
@@ -256,9 +258,11 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if report.refused:
-        f, why = next(iter(report.refused.items()))
-        raise ExportRefused(f"{f} model not written: {why} (Dice {report.dice[f]:.4f} vs PyTorch "
-                            f"{report.dice['torch']:.4f})", report)
+        f = max(report.refused, key=lambda k: -report.dice_delta[k])  # the worst one explains the refusal
+        names = ", ".join(report.refused)
+        raise ExportRefused(f"{names} model{'s' if len(report.refused) > 1 else ''} not written: {f} "
+                            f"{report.refused[f]} (Dice {report.dice[f]:.4f} vs PyTorch {report.dice['torch']:.4f})",
+                            report)
     return report
 
 

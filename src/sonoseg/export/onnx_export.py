@@ -18,7 +18,6 @@ dynamic-size check fails the model is re-exported with fixed height/width (dynam
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings

@@ -17,7 +17,10 @@ back to ONNX shape inference only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,6 +101,19 @@ def ImageCalibrationReader(images, input_name: str = INPUT_NAME, in_channels: in
     return _calibration_reader_class()(images, input_name, in_channels, batch_size)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs benign per-tensor notes (e.g. 'Axis 1 is out-of-range for weight'
+    for GroupNorm's 1-D scales, which it then quantises per tensor) through the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _model_input(path: Path) -> tuple[str, int]:
     import onnx
 
@@ -147,7 +163,7 @@ def quantize_static_int8(
     if calibrate_method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibrate_method {calibrate_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
     t0 = time.perf_counter()
-    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
     input_name, channels = _model_input(fp32_path)
     reader = ImageCalibrationReader(calib_images, input_name, channels, batch_size)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -156,15 +172,17 @@ def quantize_static_int8(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonoseg-q-") as td:
         pre = Path(td) / "pre.onnx"
-        notes = pre_process(fp32_path, pre)
+        with _in_dir(td):
+            notes = pre_process(fp32_path, pre)
         tmp_out = Path(td) / "int8.onnx"
         try:
-            quantize_static(
-                str(pre), str(tmp_out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
-                calibrate_method=method, nodes_to_exclude=list(nodes_to_exclude) or None,
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": activation_type == "qint8"},
-            )
+            with _quiet_root_logger(), _in_dir(td):
+                quantize_static(
+                    str(pre), str(tmp_out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
+                    calibrate_method=method, nodes_to_exclude=list(nodes_to_exclude) or None,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": activation_type == "qint8"},
+                )
         except Exception as exc:  # noqa: BLE001 - surface as one line
             raise ExportError(f"{fp32_path}: static int8 quantisation failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
@@ -176,19 +194,35 @@ def quantize_static_int8(
                           len(reader.images), time.perf_counter() - t0, notes)
 
 
+@contextlib.contextmanager
+def _in_dir(path: str | Path):
+    """Run with ``path`` as working directory. onnxruntime's quantisation tooling (C++ side, when it
+    saves models it re-loaded with shape inference) drops ``<uuid>.data`` external-data files into the
+    *current* directory and never removes them; confining it to our temporary folder keeps users'
+    folders clean."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = True) -> QuantizeResult:
     """Dynamic int8 (weights int8, activations quantised per call). For benchmark comparison only:
     it is several times slower than fp32 for conv nets in onnxruntime (see module docstring)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     t0 = time.perf_counter()
-    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonoseg-q-") as td:
         pre = Path(td) / "pre.onnx"
-        notes = pre_process(fp32_path, pre)
+        with _in_dir(td):
+            notes = pre_process(fp32_path, pre)
         tmp_out = Path(td) / "int8d.onnx"
-        quantize_dynamic(str(pre), str(tmp_out), weight_type=QuantType.QInt8, per_channel=per_channel)
+        with _quiet_root_logger(), _in_dir(td):
+            quantize_dynamic(str(pre), str(tmp_out), weight_type=QuantType.QInt8, per_channel=per_channel)
         _carry_metadata(fp32_path, tmp_out, {"mode": "dynamic", "weight": "qint8", "per_channel": per_channel})
         tmp_out.replace(out_path)
     return QuantizeResult(out_path, "dynamic", None, "qint8", per_channel, None, 0, time.perf_counter() - t0, notes)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 ROW_KEYS = ("model", "mode", "backend", "threads", "batch", "size", "median_ms", "p95_ms", "mean_ms", "fps",
-            "peak_rss_mb", "base_rss_mb", "iters", "rss_method", "status", "note")
+            "peak_rss_mb", "base_rss_mb", "iters", "rss_method", "torch_imported", "status", "note")
 ROW_MARKER = "SONOSEG_BENCH_ROW "
 
 
@@ -166,7 +166,8 @@ def run_row(spec: RowSpec, reset_rss: bool = True) -> dict:
     row.update(median_ms=med, p95_ms=round(float(np.percentile(ms, 95)), 3),
                mean_ms=round(float(ms.mean()), 3), fps=round(spec.batch * 1000.0 / med, 2),
                peak_rss_mb=round(peak, 1), base_rss_mb=None if base is None else round(base, 1), iters=int(ms.size),
-               rss_method=method if how == "VmHWM" else "ru_maxrss (process-wide upper bound)")
+               rss_method=method if how == "VmHWM" else "ru_maxrss (process-wide upper bound)",
+               torch_imported="torch" in sys.modules)  # tells whether peak RSS includes libtorch
     return row
 
 

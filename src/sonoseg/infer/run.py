@@ -86,8 +86,11 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             res.seg = str(write_dicom_seg(path, seg_masks, out / f"{stem}.seg.dcm", labels=labels,
                                           frame_indices=list(range(res.frames)) if n > 1 else None))
-        res.summary = {"lesion_frames": sum(1 for f in per_frame if f["structures"]),
-                       "max_area": max((s["area"] for f in per_frame for s in f["structures"]), default=0.0),
+        structs = [s for f in per_frame for s in f["structures"]]
+        res.summary = {"frames_with_structures": sum(1 for f in per_frame if f["structures"]),
+                       "max_structures_per_frame": max((len(f["structures"]) for f in per_frame), default=0),
+                       "max_area": max((s["area"] for s in structs), default=0.0),
+                       "max_diameter": max((s["max_diameter"] or 0.0 for s in structs), default=0.0),
                        "unit": "mm" if spacing else "px"}
         res.ok = True
         return res

@@ -150,10 +150,9 @@ def train(
     split = select_samples(cfg, run_dir, folds)
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
-    from sonoseg.data import default_cache_dir
+    from sonoseg.data.cache import preprocessed_cache_dir
 
-    # never inside the dataset (it may be read-only or shared); keyed by file + preprocess config
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir() / "preprocessed"
+    cache_dir = preprocessed_cache_dir(cfg.data.cache_dir)  # keyed by file fingerprint + preprocess config
     train_ds, val_ds, train_dl, val_dl = _loaders(cfg, split, cache_dir, ctx)
     if main:
         log(f"run {run_dir}: {len(train_ds)} train / {len(val_ds)} val images, device {device}"

@@ -1,0 +1,40 @@
+"""Package a training run's best checkpoint as the shipped default model.
+
+Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json]
+Writes src/sonoseg/assets/models/busi_default.pt: weights in fp16 (half the size; loaded back into
+fp32 parameters), no optimiser/RNG state, and a config stripped of machine-local paths. The test
+metrics from `sonoseg evaluate` (if given) travel inside the checkpoint for `sonoseg` to show.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from sonoseg.train.checkpoint import load_checkpoint
+
+DST = Path("src/sonoseg/assets/models/busi_default.pt")
+
+
+def main(src: str, metrics_json: str | None = None) -> None:
+    payload = load_checkpoint(src)
+    cfg = payload["config"]
+    cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
+    cfg["train"].update(device="auto")
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["model_state"].items()}
+    metrics = dict(payload.get("metrics") or {})
+    if metrics_json:
+        m = json.loads(Path(metrics_json).read_text())
+        metrics["test"] = {k: m[k] for k in ("dice", "iou", "precision", "recall", "hd95", "assd") if k in m}
+    out = {k: payload[k] for k in ("format", "version", "epoch", "best_score")}
+    out.update(config=cfg, model_state=state, metrics=metrics)
+    DST.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, DST)
+    print(f"{DST}: {DST.stat().st_size / 1e6:.2f} MB, epoch {out['epoch']}, val Dice {out['best_score']:.4f}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
