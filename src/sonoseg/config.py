@@ -82,6 +82,19 @@ class TrainConfig(BaseModel):
     threads: Optional[int] = None  # torch intra-op threads on CPU
 
 
+class PostprocessConfig(BaseModel):
+    """Inference-time cleanup that travels with a model (chosen on the validation split);
+    CLI flags of predict/evaluate override it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.5, gt=0, lt=1)  # binary models: foreground probability cut-off
+    keep_largest: bool = False
+    min_size: int = Field(0, ge=0)  # pixels
+    fill_holes: bool = False
+    tta: list[Literal["h", "v"]] = Field(default_factory=list)  # flip test-time augmentation
+
+
 class SonosegConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,6 +103,7 @@ class SonosegConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:

@@ -66,3 +66,16 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             p.advance(task)
+
+
+def parse_tta(values) -> tuple[str, ...] | None:
+    """CLI --tta: nothing given -> None (use the model's setting); 'none' -> no TTA; else h/v flips."""
+    vals = [v.strip().lower() for v in values or [] if v.strip()]
+    if not vals:
+        return None
+    if vals == ["none"]:
+        return ()
+    bad = [v for v in vals if v not in ("h", "v")]
+    if bad:
+        raise typer.BadParameter(f"--tta takes h, v or none, not {bad[0]!r}")
+    return tuple(vals)

@@ -18,5 +18,5 @@ def register(app: typer.Typer) -> None:
         """Segment the shipped sample ultrasound DICOMs with the shipped default model."""
         from sonoseg.cli.predict_cmd import run_predict
 
-        run_predict([], out, None, "auto", None, 8, True, False, 0, False, [], False, True)
+        run_predict([], out, None, "auto", None, 8, True, None, None, None, [], False, True)
         console.print(f"open {out}/*.overlay.png to see the segmentations")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, handle_errors
+from sonoseg.cli._common import console, handle_errors, parse_tta
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +21,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Output folder."),
         backend: str = typer.Option("auto", help="auto | torch | onnx | onnx-int8"),
         threads: Optional[int] = typer.Option(None, help="CPU threads for inference."),
-        keep_largest: bool = typer.Option(False, help="Keep only the largest connected component."),
-        min_size: int = typer.Option(0, help="Remove components smaller than this many pixels."),
-        fill_holes: bool = typer.Option(False, help="Fill holes in predicted masks."),
-        tta: List[str] = typer.Option([], help="Test-time flips: h and/or v (repeatable)."),
+        keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest connected component (default: the model's setting)"),
+        min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
+        fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in predicted masks (default: the model's setting)"),
+        tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
         units: str = typer.Option("auto", help="HD95/ASSD units: auto (mm if every image has spacing), mm, px."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from sonoseg.evaluate.run import evaluate_model
 
         result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,
-                                fill_holes, tta, n_boot, units, log=lambda m: console.print(m, highlight=False),
+                                fill_holes, parse_tta(tta), n_boot, units, log=lambda m: console.print(m, highlight=False),
                                 show_progress=progress_bars)
         table = Table(title=f"{split} split: {len(result.per_image)} images")
         for col in ("metric", "mean", "std", "95% CI", "n"):

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, error_line, handle_errors
+from sonoseg.cli._common import console, error_line, handle_errors, parse_tta
 
 
 def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
@@ -21,7 +21,7 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
     payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                             fill_holes, tuple(tta), log=lambda m: None, show_progress=progress_bars)
+                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars)
     table = Table(title=f"sonoseg predict -> {out}")
     for c in ("input", "frames", "structures", "largest area", "max diameter", "SEG"):
         table.add_column(c, justify="left" if c == "input" else "right")
@@ -53,10 +53,10 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, help="CPU threads."),
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs."),
-        keep_largest: bool = typer.Option(False, help="Keep only the largest component."),
-        min_size: int = typer.Option(0, help="Remove components smaller than this many pixels."),
-        fill_holes: bool = typer.Option(False, help="Fill holes in masks."),
-        tta: List[str] = typer.Option([], help="Test-time flips: h and/or v."),
+        keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest component (default: the model's setting)"),
+        min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
+        fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in masks (default: the model's setting)"),
+        tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         strict: bool = typer.Option(False, help="Exit non-zero if any input failed."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:

@@ -27,10 +27,10 @@ def evaluate_model(
     out_dir: str | Path = "eval",
     backend: str = "auto",
     threads: Optional[int] = None,
-    keep_largest: bool = False,
-    min_size: int = 0,
-    fill_holes: bool = False,
-    tta: Sequence[str] = (),
+    keep_largest: Optional[bool] = None,
+    min_size: Optional[int] = None,
+    fill_holes: Optional[bool] = None,
+    tta: Optional[Sequence[str]] = None,
     n_boot: int = 1000,
     distance_units: str = "auto",
     log: Callable[[str], None] = print,
@@ -41,13 +41,13 @@ def evaluate_model(
     from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
     from sonoseg.evaluate.report import GalleryItem, write_report
-    from sonoseg.infer.predictor import PostprocessOptions, Predictor
+    from sonoseg.infer.predictor import Predictor
     from sonoseg.io import load_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(model, backend=backend, threads=threads,
-                                    postprocess=PostprocessOptions(keep_largest, min_size, fill_holes), tta=tta)
+    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta)
     classes = predictor.classes
     samples = discover_dataset(dataset)
     if split_file is not None:

@@ -23,6 +23,15 @@ class PostprocessOptions:
     fill_holes: bool = False
 
 
+def merge_postprocess(config: SonosegConfig, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
+                      fill_holes: Optional[bool] = None) -> PostprocessOptions:
+    """CLI flags that were given override the model's stored postprocessing; the rest come from it."""
+    pc = config.postprocess
+    return PostprocessOptions(pc.keep_largest if keep_largest is None else keep_largest,
+                              pc.min_size if min_size is None else min_size,
+                              pc.fill_holes if fill_holes is None else fill_holes)
+
+
 @dataclass
 class Prediction:
     mask: np.ndarray  # HxW uint8 labels in original image pixels
@@ -42,19 +51,25 @@ def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 class Predictor:
-    def __init__(self, backend, config: SonosegConfig, threshold: float = 0.5,
-                 postprocess: Optional[PostprocessOptions] = None, tta: Sequence[str] = ()):
+    """``threshold``/``postprocess``/``tta`` left as None take the model's own ``config.postprocess``
+    (chosen on its validation split and stored with it); given values override it."""
+
+    def __init__(self, backend, config: SonosegConfig, threshold: Optional[float] = None,
+                 postprocess: Optional[PostprocessOptions] = None, tta: Optional[Sequence[str]] = None):
         self.backend = backend
         self.config = config
-        self.threshold = threshold
-        self.post = postprocess or PostprocessOptions()
-        self.tta = tuple(tta)
+        pc = config.postprocess
+        self.threshold = pc.threshold if threshold is None else threshold
+        self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
+        self.tta = tuple(pc.tta if tta is None else tta)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_path(cls, path: Optional[str | Path] = None, backend: str = "auto", threads: Optional[int] = None,
-                  **kw) -> "Predictor":
-        """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model."""
+                  keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
+                  fill_holes: Optional[bool] = None, **kw) -> "Predictor":
+        """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model.
+        Postprocessing flags left as None come from the model's stored config."""
         from sonoseg.infer.backends import create_backend
         from sonoseg.infer.default_model import default_model_path
 
@@ -66,6 +81,8 @@ class Predictor:
             from sonoseg.errors import InputError
 
             raise InputError(path, "model file carries no sonoseg config (preprocessing unknown)")
+        if kw.get("postprocess") is None:
+            kw["postprocess"] = merge_postprocess(be.config, keep_largest, min_size, fill_holes)
         return cls(be, be.config, **kw)
 
     @property

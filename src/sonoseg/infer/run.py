@@ -149,17 +149,17 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
 
 def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optional[str | Path] = None,
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
-                   write_seg: bool = True, keep_largest: bool = False, min_size: int = 0, fill_holes: bool = False,
-                   tta: tuple[str, ...] = (), log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
+                   write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
+                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``)."""
     from sonoseg.infer.outputs import unique_stem, write_json
-    from sonoseg.infer.predictor import PostprocessOptions, Predictor
+    from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(model, backend=backend, threads=threads,
-                                    postprocess=PostprocessOptions(keep_largest, min_size, fill_holes), tta=tta)
+    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta)
     files, results, taken = [], [], set()
     for p in inputs:
         p = Path(p)
