@@ -100,3 +100,17 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     # the phantom lesions are high-contrast: a few epochs must learn something real
     assert metrics["dice"]["mean"] > 0.3
     assert (out / "per_image.csv").is_file()
+
+
+def test_init_from_checkpoint_starts_a_new_run_from_its_weights(phantom_ds, tmp_path):
+    from sonoseg.train.trainer import train
+
+    quiet = dict(log=lambda m: None, show_progress=False)
+    first = train(_cfg(phantom_ds, tmp_path, 1), out=tmp_path / "runs", name="a", **quiet)
+    tuned = train(_cfg(phantom_ds, tmp_path, 1, **{"train.lr": 0.0, "train.weight_decay": 0.0}), out=tmp_path / "runs",
+                  name="b", init=first.last_checkpoint, **quiet)
+    a = torch.load(first.last_checkpoint, weights_only=False)["model_state"]
+    b = torch.load(tuned.last_checkpoint, weights_only=False)["model_state"]
+    weights = [k for k in a if k.endswith("weight")]
+    assert weights and all(torch.equal(a[k], b[k]) for k in weights)  # lr 0: parameters unchanged
+    assert tuned.run_dir != first.run_dir

@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, help="Run name (default: run-<timestamp>); never overwritten."),
         resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
         folds: Optional[int] = typer.Option(None, help="k-fold cross-validation over train+val."),
+        init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fine-tune; same architecture)."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train a model; writes best.pt, last.pt, metrics.csv, curves.png into a new run directory.
@@ -66,7 +67,8 @@ def register(app: typer.Typer) -> None:
             summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
             console.print(f"[green]done[/]: {summary['run_dir']}")
             return
-        result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs)
+        result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
+                       init=init)
         console.print(
             f"[green]done[/]: best val Dice {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"

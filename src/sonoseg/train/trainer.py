@@ -113,9 +113,11 @@ def train(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
     epochs: Optional[int] = None,
+    init: Optional[str | Path] = None,
 ) -> TrainResult:
     """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
-    run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV."""
+    run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV;
+    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule)."""
     from sonoseg.models import create_model_from_config
     from sonoseg.train.losses import build_loss
 
@@ -167,6 +169,10 @@ def train(
     scheduler = build_scheduler(optimizer, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     start_epoch, best, best_epoch, bad_epochs = 1, -math.inf, 0, 0
+    if init is not None and payload is None:
+        model.load_state_dict(load_checkpoint(init)["model_state"])
+        if main:
+            log(f"initialised weights from {init}")
     if payload is not None:
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
