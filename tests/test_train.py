@@ -114,3 +114,19 @@ def test_init_from_checkpoint_starts_a_new_run_from_its_weights(phantom_ds, tmp_
     weights = [k for k in a if k.endswith("weight")]
     assert weights and all(torch.equal(a[k], b[k]) for k in weights)  # lr 0: parameters unchanged
     assert tuned.run_dir != first.run_dir
+
+
+def test_kfold_cross_validation_runs_one_training_per_fold(phantom_ds, tmp_path):
+    from sonoseg.train.kfold import train_kfold
+
+    summary = train_kfold(_cfg(phantom_ds, tmp_path, 1), k=2, out=tmp_path / "runs", name="cv",
+                          log=lambda m: None, show_progress=False)
+    run = Path(summary["run_dir"])
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["fold-0", "fold-1"]
+    saved = json.loads((run / "cv_summary.json").read_text())
+    assert saved["k"] == 2 and len(saved["folds"]) == 2
+    # folds partition one pool (train+val of the split): fold 0 validates on what fold 1 trains on
+    f0 = json.loads((run / "fold-0" / "samples.json").read_text())
+    f1 = json.loads((run / "fold-1" / "samples.json").read_text())
+    assert set(f0["val"]).isdisjoint(f1["val"]) and f0["val"] and f1["val"]
+    assert set(f0["train"]) == set(f1["val"]) and set(f1["train"]) == set(f0["val"])

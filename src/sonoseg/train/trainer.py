@@ -152,6 +152,9 @@ def train(
     split = select_samples(cfg, run_dir, folds)
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
+        (run_dir / "samples.json").write_text(json.dumps(  # provenance: exactly which images trained/validated
+            {"split_file": str(split.split_file), "train": [s.stem for s in split.train], "val": [s.stem for s in split.val]},
+            indent=1))
     from sonoseg.data.cache import preprocessed_cache_dir
 
     cache_dir = preprocessed_cache_dir(cfg.data.cache_dir)  # keyed by file fingerprint + preprocess config
