@@ -52,8 +52,10 @@ def plot_curves(csv_path: Path, png_path: Path) -> Path | None:
     axes[1].scatter([ep[best]], [rows[best]["val_dice"]], color="red", zorder=3, label=f"best {rows[best]['val_dice']:.3f}")
     axes[1].set_title("validation Dice")
     axes[1].legend()
-    axes[2].plot(ep, [r.get("lr") for r in rows], color="tab:orange")
-    axes[2].set_yscale("log")
+    lrs = [r.get("lr") for r in rows]
+    axes[2].plot(ep, lrs, color="tab:orange")
+    if all(v is not None and v > 0 for v in lrs):
+        axes[2].set_yscale("log")
     axes[2].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
