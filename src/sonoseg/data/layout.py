@@ -138,16 +138,23 @@ def _clean(value: Optional[str]) -> Optional[str]:
     return v or None
 
 
-def read_labels(path: str | Path) -> LabelTable:
-    """Parse a labels CSV. Image values may carry a folder or an extension ('images/a.png' -> 'a')."""
+def read_csv_records(path: str | Path, what: str) -> tuple[list[str], list[dict]]:
+    """(header, rows) of a CSV (BOM tolerated); unreadable -> one-line InputError naming ``what``."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            records = list(reader)
+            return list(reader.fieldnames or []), list(reader)
+    except FileNotFoundError as exc:
+        raise InputError(path, f"{what} not found") from exc
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(path, f"cannot read labels file ({exc})") from exc
+        raise InputError(path, f"cannot read {what} ({exc})") from exc
+
+
+def read_labels(path: str | Path) -> LabelTable:
+    """Parse a labels CSV. Image values may carry a folder or an extension ('images/a.png' -> 'a')."""
+    path = Path(path)
+    header, records = read_csv_records(path, "labels file")
     img_col = pick_column(header, IMAGE_COLUMNS)
     if img_col is None:
         raise InputError(path, f"no image column (expected one of {', '.join(IMAGE_COLUMNS)}; found {', '.join(header) or 'none'})")

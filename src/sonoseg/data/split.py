@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sonoseg.data.dedup import DEFAULT_DUP_THRESHOLD, UnionFind, find_duplicate_groups
-from sonoseg.data.layout import IMAGE_COLUMNS, Sample, natural_key, pick_column
+from sonoseg.data.layout import IMAGE_COLUMNS, Sample, natural_key, pick_column, read_csv_records
 from sonoseg.errors import ConfigError, InputError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -236,15 +236,7 @@ def write_split_csv(result: SplitResult, path: str | Path) -> Path:
 def read_split_csv(path: str | Path) -> dict[str, str]:
     """stem -> split name. Needs an image column (image/case/stem/name...) and a ``split`` column."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            records = list(reader)
-    except FileNotFoundError as exc:
-        raise InputError(path, "split file not found") from exc
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(path, f"cannot read split file ({exc})") from exc
+    header, records = read_csv_records(path, "split file")
     img_col = pick_column(header, IMAGE_COLUMNS)
     split_col = pick_column(header, ("split", "subset", "fold"))
     if img_col is None or split_col is None:
