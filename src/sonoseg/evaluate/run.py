@@ -55,8 +55,21 @@ def evaluate_model(
         samples = [s for s in samples if assignment.get(s.stem) == split]
         if not samples:
             raise ConfigError(f"{split_file}: no images of {dataset} in split {split!r}")
-    keep: dict[str, tuple] = {}
+    evaluated: dict[str, object] = {}  # stem -> Sample; images are not kept in memory
     failures: list[str] = []
+
+    def run_one(s):
+        """(display image, ground truth, prediction, meta) of one sample in original pixels."""
+        loaded = load_image(s.image_path)
+        img = loaded.pixels
+        if loaded.meta.frames > 1 and img.ndim >= 3 and img.shape[0] == loaded.meta.frames:
+            img = img[0]
+        gt = load_mask(s.mask_path)
+        gt = (gt > 0).astype(np.uint8) if classes == 1 else gt.astype(np.uint8)
+        pred = predictor.predict(img, loaded.meta)
+        if pred.mask.shape != gt.shape:
+            raise InputError(s.mask_path, f"mask shape {gt.shape} != image shape {pred.mask.shape}")
+        return img, gt, pred.mask, loaded.meta
 
     def items():
         from sonoseg.cli._common import track
@@ -64,33 +77,23 @@ def evaluate_model(
         it = track(samples, f"evaluating {len(samples)} images") if show_progress else samples
         for s in it:
             try:
-                loaded = load_image(s.image_path)
-                img = loaded.pixels
-                if loaded.meta.frames > 1 and img.ndim >= 3 and img.shape[0] == loaded.meta.frames:
-                    img = img[0]
-                gt = load_mask(s.mask_path)
-                gt = (gt > 0).astype(np.uint8) if classes == 1 else gt.astype(np.uint8)
-                pred = predictor.predict(img, loaded.meta)
-                if pred.mask.shape != gt.shape:
-                    raise InputError(s.mask_path, f"mask shape {gt.shape} != image shape {pred.mask.shape}")
+                _, gt, pred, meta = run_one(s)
             except InputError as exc:
                 failures.append(str(exc))
                 log(f"skipped {exc}")
                 continue
-            keep[s.stem] = (_to_gray(img), gt, pred.mask)
-            yield s.stem, pred.mask, gt, loaded.meta.pixel_spacing_mm
+            evaluated[s.stem] = s
+            yield s.stem, pred, gt, meta.pixel_spacing_mm
 
     result = evaluate_pairs(items(), classes=classes, n_boot=n_boot, distance_units=distance_units)
-    if not keep:
+    if not evaluated:
         raise ConfigError(f"{dataset}: no image could be evaluated ({len(failures)} failures)")
     write_metrics(result, out_dir)
-    df = result.per_image.sort_values("dice", na_position="first") if "dice" in result.per_image else result.per_image
-    stems = [s for s in df["stem"].tolist() if s in keep]
-    picks = []
-    if stems:
-        idx = sorted({len(stems) - 1, len(stems) // 2, 0})
-        picks = [stems[i] for i in idx][::-1]  # best, median, worst
-    gallery = [GalleryItem(stem=s, image=keep[s][0], gt=keep[s][1], pred=keep[s][2]) for s in picks]
+
+    def gallery(stem: str) -> GalleryItem:  # called by the report for best/median/worst only
+        img, gt, pred, _ = run_one(evaluated[stem])
+        return GalleryItem(stem=stem, image=_to_gray(img), gt=gt, pred=pred)
+
     write_report(result, out_dir, gallery=gallery)
     if failures:
         (out_dir / "failures.txt").write_text("\n".join(failures) + "\n")

@@ -34,10 +34,6 @@ class InputResult:
     summary: dict = field(default_factory=dict)
 
 
-def _gray_for_display(frame: np.ndarray) -> np.ndarray:
-    return frame
-
-
 def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
                             write_seg: bool) -> InputResult:
     from sonoseg.infer.measure import measure_mask
