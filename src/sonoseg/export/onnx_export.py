@@ -230,38 +230,48 @@ def read_onnx_config(path: str | Path):
     return SonosegConfig.model_validate_json(raw) if raw else None
 
 
-def _verify(model, path: Path, size, in_channels, normalize, dyn_batch, dyn_spatial, atol, seed=0):
-    """Returns (diffs, tolerance, spatial_ok)."""
-    sess = ort_session(path)
+def compare_with_eager(model, run, checks: dict[str, np.ndarray], size, in_channels: int, atol: float,
+                       spatial: bool = True, spatial_batch: int = 2, seed: int = 0):
+    """Shared check of an exported model against eager PyTorch: ``run(x) -> logits`` on each input of
+    ``checks``, then (``spatial``) on the first other spatial size the eager model accepts.
+
+    Returns (max |diff| per check, tolerance = atol * max(1, max |reference logit|), spatial_ok); a
+    failing run at the other size (shapes baked into the graph) counts as a mismatch.
+    """
     diffs: dict[str, float] = {}
     worst_ref = 1.0
-    checks = dict(verification_inputs(size, in_channels, normalize, seed))
-    if dyn_batch:
-        checks["batch2"] = np.concatenate([checks["random"], checks["phantom"]], axis=0)
     for name, x in checks.items():
         ref = torch_forward(model, x)
         worst_ref = max(worst_ref, float(np.abs(ref).max()))
-        diffs[name] = max_abs_diff(sess.run(None, {INPUT_NAME: x})[0], ref)
-    spatial_ok = True
-    if dyn_spatial:
-        spatial_ok = False
+        diffs[name] = max_abs_diff(run(x), ref)
+    spatial_ok = not spatial
+    if spatial:
         rng = np.random.default_rng(seed + 1)
         for hw in _other_size_candidates(size):
-            x = rng.random((2 if dyn_batch else 1, in_channels, *hw)).astype(np.float32)
+            x = rng.random((spatial_batch, in_channels, *hw)).astype(np.float32)
             try:
                 ref = torch_forward(model, x)
             except Exception:  # noqa: BLE001 - the PyTorch model itself cannot take this size
                 continue
             worst_ref = max(worst_ref, float(np.abs(ref).max()))
             try:
-                out = sess.run(None, {INPUT_NAME: x})[0]
-            except Exception:  # noqa: BLE001 - shapes were baked into the graph
+                out = run(x)
+            except Exception:  # noqa: BLE001 - shapes were baked into the exported graph
                 out = np.empty(0)
-            d = max_abs_diff(out, ref)
-            diffs[f"size_{hw[0]}x{hw[1]}"] = d
+            diffs[f"size_{hw[0]}x{hw[1]}"] = d = max_abs_diff(out, ref)
             spatial_ok = d <= atol * worst_ref
             break
     return diffs, atol * worst_ref, spatial_ok
+
+
+def _verify(model, path: Path, size, in_channels, normalize, dyn_batch, dyn_spatial, atol, seed=0):
+    """ONNX file vs eager: returns (diffs, tolerance, spatial_ok)."""
+    sess = ort_session(path)
+    checks = dict(verification_inputs(size, in_channels, normalize, seed))
+    if dyn_batch:
+        checks["batch2"] = np.concatenate([checks["random"], checks["phantom"]], axis=0)
+    return compare_with_eager(model, lambda x: sess.run(None, {INPUT_NAME: x})[0], checks, size, in_channels,
+                              atol, spatial=dyn_spatial, spatial_batch=2 if dyn_batch else 1, seed=seed)
 
 
 def export_onnx(

@@ -143,6 +143,25 @@ def _carry_metadata(src: Path, dst: Path, quant: dict) -> None:
     embed_metadata(dst, meta)
 
 
+@contextlib.contextmanager
+def _staging(fp32_path: Path):
+    """A temporary working folder holding the pre-processed model: yields (folder, pre.onnx, notes).
+
+    The process's working directory is that folder for the whole block: onnxruntime's quantisation
+    tooling (C++ side, when it saves models it re-loaded with shape inference) drops ``<uuid>.data``
+    external-data files into the *current* directory and never removes them. Paths passed in must be
+    absolute.
+    """
+    old = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="sonoseg-q-") as td:
+        os.chdir(td)
+        try:
+            pre = Path(td) / "pre.onnx"
+            yield Path(td), pre, pre_process(fp32_path, pre)
+        finally:
+            os.chdir(old)
+
+
 def quantize_static_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -170,13 +189,10 @@ def quantize_static_int8(
               "entropy": CalibrationMethod.Entropy}[calibrate_method]
     act = QuantType.QUInt8 if activation_type == "quint8" else QuantType.QInt8
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sonoseg-q-") as td:
-        pre = Path(td) / "pre.onnx"
-        with _in_dir(td):
-            notes = pre_process(fp32_path, pre)
-        tmp_out = Path(td) / "int8.onnx"
+    with _staging(fp32_path) as (td, pre, notes):
+        tmp_out = td / "int8.onnx"
         try:
-            with _quiet_root_logger(), _in_dir(td):
+            with _quiet_root_logger():
                 quantize_static(
                     str(pre), str(tmp_out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                     reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
@@ -194,20 +210,6 @@ def quantize_static_int8(
                           len(reader.images), time.perf_counter() - t0, notes)
 
 
-@contextlib.contextmanager
-def _in_dir(path: str | Path):
-    """Run with ``path`` as working directory. onnxruntime's quantisation tooling (C++ side, when it
-    saves models it re-loaded with shape inference) drops ``<uuid>.data`` external-data files into the
-    *current* directory and never removes them; confining it to our temporary folder keeps users'
-    folders clean."""
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = True) -> QuantizeResult:
     """Dynamic int8 (weights int8, activations quantised per call). For benchmark comparison only:
     it is several times slower than fp32 for conv nets in onnxruntime (see module docstring)."""
@@ -216,12 +218,9 @@ def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, *, per_ch
     t0 = time.perf_counter()
     fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sonoseg-q-") as td:
-        pre = Path(td) / "pre.onnx"
-        with _in_dir(td):
-            notes = pre_process(fp32_path, pre)
-        tmp_out = Path(td) / "int8d.onnx"
-        with _quiet_root_logger(), _in_dir(td):
+    with _staging(fp32_path) as (td, pre, notes):
+        tmp_out = td / "int8d.onnx"
+        with _quiet_root_logger():
             quantize_dynamic(str(pre), str(tmp_out), weight_type=QuantType.QInt8, per_channel=per_channel)
         _carry_metadata(fp32_path, tmp_out, {"mode": "dynamic", "weight": "qint8", "per_channel": per_channel})
         tmp_out.replace(out_path)

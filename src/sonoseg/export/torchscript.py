@@ -16,13 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from sonoseg.export.onnx_export import (
     ExportError,
     _input_spec,
-    _other_size_candidates,
-    max_abs_diff,
+    compare_with_eager,
     torch_forward,
     verification_inputs,
 )
@@ -49,29 +47,9 @@ class TorchScriptExportResult:
 
 
 def _check(model, scripted, size, in_channels, normalize, atol):
-    diffs: dict[str, float] = {}
-    worst_ref = 1.0
-    for name, x in verification_inputs(size, in_channels, normalize).items():
-        ref = torch_forward(model, x)
-        worst_ref = max(worst_ref, float(np.abs(ref).max()))
-        diffs[name] = max_abs_diff(torch_forward(scripted, x), ref)
-    spatial_ok = False
-    rng = np.random.default_rng(1)
-    for hw in _other_size_candidates(size):
-        x = rng.random((2, in_channels, *hw)).astype(np.float32)
-        try:
-            ref = torch_forward(model, x)
-        except Exception:  # noqa: BLE001 - eager model cannot take this size either
-            continue
-        try:
-            out = torch_forward(scripted, x)
-        except Exception:  # noqa: BLE001
-            out = np.empty(0)
-        worst_ref = max(worst_ref, float(np.abs(ref).max()))
-        diffs[f"size_{hw[0]}x{hw[1]}"] = d = max_abs_diff(out, ref)
-        spatial_ok = d <= atol * worst_ref
-        break
-    return diffs, atol * worst_ref, spatial_ok
+    """TorchScript module vs eager: returns (diffs, tolerance, spatial_ok)."""
+    return compare_with_eager(model, lambda x: torch_forward(scripted, x),
+                              verification_inputs(size, in_channels, normalize), size, in_channels, atol)
 
 
 def export_torchscript(
