@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "validate",
     "train",
     "evaluate",
+    "ensemble",
     "export",
     "benchmark",
     "phantom",

@@ -4,6 +4,7 @@
 returns a network that takes N x C x H x W inputs of any H, W and returns logits of the same size.
 """
 
+from sonoseg.models.ensemble import ProbabilityMeanEnsemble
 from sonoseg.models.padding import PAD_MODES, PadToMultiple, unwrap
 from sonoseg.models.registry import (
     count_parameters,
@@ -22,6 +23,7 @@ __all__ = [
     "PAD_MODES",
     "LoadReport",
     "PadToMultiple",
+    "ProbabilityMeanEnsemble",
     "UNet",
     "count_parameters",
     "create_model",
