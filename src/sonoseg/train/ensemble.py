@@ -66,7 +66,7 @@ def ensemble_checkpoints(paths: Sequence[str | Path], dst: str | Path, half: boo
         "params": {"members": [spec for spec, _, _ in members]},
     })
     model = create_model_from_config(cfg.model)
-    for net, (_, state, info) in zip(unwrap(model).members, members):
+    for net, (_, state, _) in zip(unwrap(model).members, members):
         net.load_state_dict(state)  # strict: a member that does not match its spec fails here
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
