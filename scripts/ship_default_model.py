@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from sonoseg.train.checkpoint import load_checkpoint
+from sonoseg.train.checkpoint import half_state, load_checkpoint
 
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
@@ -24,7 +24,7 @@ def main(src: str, metrics_json: str | None = None) -> None:
     cfg = payload["config"]
     cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
     cfg["train"].update(device="auto")
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["model_state"].items()}
+    state = half_state(payload["model_state"])
     metrics = dict(payload.get("metrics") or {})
     if metrics_json:
         m = json.loads(Path(metrics_json).read_text())

@@ -76,12 +76,17 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
     return model.eval(), cfg
 
 
+def half_state(state: dict) -> dict:
+    """fp16 copies of the floating-point tensors (shipping size halves; loading casts back to fp32)."""
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
 def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:
     """Drop optimiser/RNG state (for shipping); optionally store weights as fp16 to halve the size."""
     payload = load_checkpoint(src)
     state = payload["model_state"]
     if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        state = half_state(state)
     keep = {k: payload[k] for k in ("format", "version", "config", "epoch", "best_score", "metrics") if k in payload}
     keep["model_state"] = state
     dst = Path(dst)

@@ -11,10 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from sonoseg.errors import ConfigError
-from sonoseg.train.checkpoint import FORMAT, VERSION, checkpoint_config, load_checkpoint
+from sonoseg.train.checkpoint import checkpoint_config, half_state, load_checkpoint, save_checkpoint
 
 
 def _members_of(payload: dict, path: Path) -> list[tuple[dict, dict, dict]]:
@@ -68,16 +66,8 @@ def ensemble_checkpoints(paths: Sequence[str | Path], dst: str | Path, half: boo
     model = create_model_from_config(cfg.model)
     for net, (_, state, _) in zip(unwrap(model).members, members):
         net.load_state_dict(state)  # strict: a member that does not match its spec fails here
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict()
     if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    payload = {
-        "format": FORMAT, "version": VERSION, "config": cfg.model_dump(mode="json"), "model_state": state,
-        "epoch": 0, "best_score": None, "metrics": {"ensemble_of": [info for _, _, info in members]},
-    }
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(dst.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(dst)
-    return dst
+        state = half_state(state)
+    return save_checkpoint(dst, config=cfg, model_state=state, epoch=0, best_score=None,
+                           metrics={"ensemble_of": [info for _, _, info in members]})
