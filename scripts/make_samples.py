@@ -1,7 +1,7 @@
 """Build the sample DICOMs shipped in src/sonoseg/assets/samples from BUSI test-split images.
 
 Usage: python scripts/make_samples.py ../shared/data/busi busi_split.csv
-The images are wrapped by sonoseg itself (Ultrasound Image Storage, synthetic anonymous patient,
+The images are wrapped by sonoseg itself (Ultrasound Image Storage, anonymous placeholder patient,
 deterministic UIDs, RLE lossless). BUSI carries no pixel calibration, so none is invented: the
 samples have no SequenceOfUltrasoundRegions spacing and measurements come out in pixels.
 """

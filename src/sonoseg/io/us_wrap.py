@@ -113,7 +113,7 @@ def _build(
         ds.PatientName = SAMPLE_PATIENT_NAME
         ds.PatientID = SAMPLE_PATIENT_ID
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "sonoseg synthetic sample: no patient data"
+        ds.DeidentificationMethod = "sonoseg anonymous sample: no patient identifiers"
     else:
         ds.PatientName = patient_name or ""
         ds.PatientID = patient_id or ""
