@@ -33,7 +33,7 @@ def main(busi: str, split_csv: str, out: str = "src/sonoseg/assets/samples") -> 
         path = wrap_as_us_dicom(img, out_dir / f"sample_{i}_{name}.dcm", series_description=f"BUSI {case} (test split)",
                                 seed_uid=f"sonoseg-sample-{case}", instance_number=i)
         ds = dcmread(path)
-        ds.compress(RLELossless)
+        ds.compress(RLELossless, generate_instance_uid=False)  # keep the seeded, reproducible UID
         ds.save_as(path, enforce_file_format=True)
         print(path, path.stat().st_size // 1024, "KiB")
 
