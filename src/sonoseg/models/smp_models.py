@@ -13,7 +13,8 @@ Registry names -> smp classes::
     deeplabv3plus  smp.DeepLabV3Plus   ASPP + decoder (dilated encoder, stride 16)
 
 Encoders (:data:`SUPPORTED_ENCODERS`): the seed's ResNet-18/34/50/101, EfficientNet-b0..b7 (smp's
-``efficientnet-bN``, the EfficientNet-PyTorch port) and MobileNetV2 (``mobilenet_v2``).
+``efficientnet-bN``, the EfficientNet-PyTorch port), MobileNetV2 (``mobilenet_v2``) and EfficientNet-Lite0
+(``timm-tf_efficientnet_lite0``: no squeeze-excite, ReLU6, int8-friendly; pretrained via :mod:`.pretrained_lite`).
 
 smp is imported only when a model is built (it pulls in timm/torchvision; call sites that only
 list models stay fast). smp is always called with ``encoder_weights=None`` -- pretrained weights
@@ -45,6 +46,7 @@ SUPPORTED_ENCODERS: tuple[str, ...] = (
     "resnet101",
     *(f"efficientnet-b{i}" for i in range(8)),
     "mobilenet_v2",
+    "timm-tf_efficientnet_lite0",  # ImageNet weights via the `pretrained` extra (models/pretrained_lite.py)
 )
 DEFAULT_ENCODER = "resnet34"  # smp's default; the best ResNet in seed 004
 
@@ -123,6 +125,10 @@ def build_smp(arch: str, encoder: str, in_channels: int, classes: int, **kwargs)
     except (TypeError, ValueError, KeyError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{arch} with encoder {encoder}: {msg}") from exc
+    if encoder == "timm-tf_efficientnet_lite0":
+        from sonoseg.models.pretrained_lite import make_tf_faithful
+
+        make_tf_faithful(net.encoder)
     stride = int(net.encoder.output_stride)
     net.size_multiple = stride
     net.min_input_size = min_input_size(arch, stride)
