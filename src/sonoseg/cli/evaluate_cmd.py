@@ -10,6 +10,23 @@ import typer
 from sonoseg.cli._common import console, handle_errors, parse_tta
 
 
+def class_table(cm: dict):
+    """Headline class metrics with their bootstrap CIs."""
+    from rich.table import Table
+
+    t = Table(title=f"class head: {cm['n']} images ({', '.join(cm['names'])})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("95% CI", justify="right")
+    for key, v in cm["metrics"].items():
+        if v["value"] is None:
+            continue
+        lo, hi = v["ci95"]
+        ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "-"
+        t.add_row(key, f"{v['value']:.3f}", ci)
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @handle_errors
@@ -46,4 +63,7 @@ def register(app: typer.Typer) -> None:
                 continue
             table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
         console.print(table)
-        console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}")
+        if result.class_metrics:
+            console.print(class_table(result.class_metrics))
+        console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
+                      + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))

@@ -23,20 +23,28 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
                              fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars)
     table = Table(title=f"sonoseg predict -> {out}")
-    for c in ("input", "frames", "structures", "largest area", "max diameter", "SEG"):
-        table.add_column(c, justify="left" if c == "input" else "right")
+    has_class = bool(payload.get("class_names"))
+    cols = ("input", "frames", *(("class", "p") if has_class else ()), "structures", "largest area", "max diameter", "SEG")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("input", "class") else "right")
     for r in payload["results"]:
         if r["ok"]:
             s = r["summary"]
             unit = s.get("unit", "px")
-            table.add_row(Path(r["input"]).name, str(r["frames"]), str(s.get("max_structures_per_frame", "")),
+            cls = s.get("class")
+            extra = ()
+            if has_class:
+                p = (s.get("class_probabilities") or {}).get(cls)
+                extra = (str(cls or "-"), f"{p:.2f}" if p is not None else "-")
+            table.add_row(Path(r["input"]).name, str(r["frames"]), *extra, str(s.get("max_structures_per_frame", "")),
                           f"{s.get('max_area', 0):.1f} {unit}²", f"{s.get('max_diameter', 0):.1f} {unit}",
                           "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
         if not r["ok"]:
             error_line(r["error"])
-    console.print(f"{payload['n_ok']} ok, {payload['n_failed']} failed; results in {Path(out) / 'results.json'}")
+    console.print(f"{payload['n_ok']} ok, {payload['n_failed']} failed; model {payload.get('model_version')}; "
+                  f"results in {Path(out) / 'results.json'}")
     if payload["n_ok"] == 0 or (strict and payload["n_failed"]):
         raise typer.Exit(1)
     return payload

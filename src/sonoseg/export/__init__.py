@@ -50,6 +50,9 @@ class ExportReport:
     dice_delta: dict[str, float] = field(default_factory=dict)  # format Dice - torch Dice
     agreement: dict[str, float] = field(default_factory=dict)  # Dice of format masks vs torch masks
     refused: dict[str, str] = field(default_factory=dict)  # format -> reason
+    # models with a class head: max |class probability - torch's| and argmax agreement on the val images
+    class_prob_diff: dict[str, float] = field(default_factory=dict)
+    class_agreement: dict[str, float] = field(default_factory=dict)
     n_val: int = 0
     n_calib: int = 0
     seconds: float = 0.0
@@ -59,6 +62,7 @@ class ExportReport:
             "checkpoint": self.checkpoint, "out_dir": str(self.out_dir), "formats": list(self.formats),
             "tolerance": self.tolerance, "files": self.files, "details": self.details, "dice": self.dice,
             "dice_delta": self.dice_delta, "agreement": self.agreement, "refused": self.refused,
+            "class_prob_diff": self.class_prob_diff, "class_agreement": self.class_agreement,
             "n_val": self.n_val, "n_calib": self.n_calib, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -76,6 +80,8 @@ class ExportReport:
                              f"{self.agreement.get(f, float('nan')):.4f})")
             if diff:
                 parts.append(f"max|Δlogit| {max(diff.values()):.1e}")
+            if f in self.class_prob_diff:
+                parts.append(f"class max|Δp| {self.class_prob_diff[f]:.1e}, same class {self.class_agreement[f]:.1%}")
             parts.append(f"-> {self.files[f]}" if f in self.files else f"NOT WRITTEN: {self.refused.get(f, '?')}")
             out.append("  ".join(parts))
         return out
@@ -106,6 +112,22 @@ def predict_masks(run: Callable[[np.ndarray], np.ndarray], images: Sequence[np.n
         out.extend(_masks_from_logits(np.asarray(run(np.ascontiguousarray(x)))))
         i = j
     return out
+
+
+def predict_class_probs(run_all, images: Sequence[np.ndarray], in_channels: int = 1) -> Optional[np.ndarray]:
+    """N x C softmax probabilities of a class head (None without one), one image at a time."""
+    out = []
+    for im in images:
+        x = np.asarray(im, np.float32)
+        x = x[None, None] if x.ndim == 2 else x[None]
+        if x.shape[1] == 1 and in_channels > 1:
+            x = np.repeat(x, in_channels, axis=1)
+        c = run_all(np.ascontiguousarray(x))[1]
+        if c is None:
+            return None
+        e = np.exp(c - c.max(1, keepdims=True))
+        out.append((e / e.sum(1, keepdims=True))[0])
+    return np.stack(out) if out else None
 
 
 def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: int = 1) -> float:
@@ -236,10 +258,16 @@ def export_model(
             log(f"validating on {len(images)} images")
             ref_be = create_backend("torch", model, threads=threads, config=cfg)
             ref_masks = predict_masks(ref_be.run, images, ch)
+            ref_cls = predict_class_probs(ref_be.run_all, images, ch)
             report.dice["torch"] = mean_dice(ref_masks, gts, k)
             for f, p in staged.items():
                 be = create_backend(BACKEND_OF[f], p, threads=threads)
                 masks = predict_masks(be.run, images, ch)
+                if ref_cls is not None:
+                    cls = predict_class_probs(be.run_all, images, ch)
+                    report.class_prob_diff[f] = float(np.abs(cls - ref_cls).max()) if cls is not None else float("inf")
+                    report.class_agreement[f] = (float(np.mean(cls.argmax(1) == ref_cls.argmax(1)))
+                                                 if cls is not None else 0.0)
                 be.close()
                 report.dice[f] = mean_dice(masks, gts, k)
                 report.dice_delta[f] = report.dice[f] - report.dice["torch"]

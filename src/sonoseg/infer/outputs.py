@@ -35,12 +35,19 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
     return path
 
 
-def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float = 0.35) -> Path:
+def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float = 0.35, label: str = "") -> Path:
+    """Mask fill + contour on the image; ``label`` (e.g. the predicted class) is written top-left."""
     from sonoseg.evaluate.overlay import contour_overlay, overlay_image
 
     thick = max(1, round(max(mask.shape) / 300))
     rgb = contour_overlay(overlay_image(image, mask, color=None if mask.max() > 1 else (230, 159, 0), alpha=alpha),
                           mask, color=None if mask.max() > 1 else (255, 220, 0), thickness=thick)
+    if label:
+        rgb = np.ascontiguousarray(rgb)
+        scale = max(0.4, max(mask.shape) / 900)
+        org = (max(4, mask.shape[1] // 60), max(14, int(24 * scale)))
+        cv2.putText(rgb, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3 * thick, cv2.LINE_AA)
+        cv2.putText(rgb, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return path
 

@@ -49,9 +49,12 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         tmp = tempfile.NamedTemporaryFile(suffix=".npy", dir=out, delete=False)
         masks = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
     per_frame, best = [], (-1, None, None)
+    class_sum = None
     i = 0
     try:
         for i, (frame, pred) in enumerate(_paired(iter_frames(path), predictor, meta, batch_size)):
+            if pred.class_probabilities is not None:
+                class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
             if i >= n:
                 raise InputError(path, f"more frames than NumberOfFrames={n}")
             m = pred.mask
@@ -70,9 +73,12 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             res.mask = str(write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz", spacing=spacing))
         else:
             res.mask = str(write_mask_png(masks[0], out / f"{stem}.mask.png"))
-        res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png"))
-        payload = {"input": path.name, "unit": "mm" if spacing else "px", "pixel_spacing_mm": spacing,
-                   "spacing_source": meta.spacing_source, "frames": per_frame if n > 1 else None,
+        decision = image_decision(predictor, best[0], None if class_sum is None else class_sum / len(per_frame))
+        res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png", label=decision_label(decision)))
+        payload = {"input": path.name, "model_version": predictor.model_version,
+                   "unit": "mm" if spacing else "px", "pixel_spacing_mm": spacing,
+                   "spacing_source": meta.spacing_source, "decision": decision,
+                   "frames": per_frame if n > 1 else None,
                    "structures": per_frame[0]["structures"] if n == 1 else None}
         res.measurements = str(write_json(payload, out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg:
@@ -81,13 +87,14 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             res.seg = str(write_dicom_seg(path, seg_masks, out / f"{stem}.seg.dcm", labels=labels,
-                                          frame_indices=list(range(res.frames)) if n > 1 else None))
+                                          frame_indices=list(range(res.frames)) if n > 1 else None,
+                                          finding=decision if decision["class"] is not None else None))
         structs = [s for f in per_frame for s in f["structures"]]
         res.summary = {"frames_with_structures": sum(1 for f in per_frame if f["structures"]),
                        "max_structures_per_frame": max((len(f["structures"]) for f in per_frame), default=0),
                        "max_area": max((s["area"] for s in structs), default=0.0),
                        "max_diameter": max((s["max_diameter"] or 0.0 for s in structs), default=0.0),
-                       "unit": "mm" if spacing else "px"}
+                       "unit": "mm" if spacing else "px", **_decision_summary(decision)}
         res.ok = True
         return res
     finally:
@@ -95,6 +102,29 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             del masks
             tmp.close()
             Path(tmp.name).unlink(missing_ok=True)
+
+
+def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
+    """The lesion / class decision of :mod:`sonoseg.infer.decision` for one input."""
+    from sonoseg.infer.decision import decide
+
+    head = predictor.config.model.classification
+    return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
+                  head.no_lesion_class if head is not None else None)
+
+
+def decision_label(decision: dict) -> str:
+    """One line for the overlay picture, e.g. 'malignant 0.91' or 'no lesion found'."""
+    cls = decision.get("class")
+    if cls is None:
+        return ""
+    p = (decision.get("class_probabilities") or {}).get(cls)
+    return f"{cls} {p:.2f}" + ("" if decision["agreement"] else f" ({decision['note']})")
+
+
+def _decision_summary(decision: dict) -> dict:
+    return {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
+            "lesion_found": decision["lesion_found"], "decision_source": decision["source"]}
 
 
 def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
@@ -126,9 +156,12 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
     spacing = (float(zooms[1]), float(zooms[0]))  # slice[x, y].T -> rows = y
     masks = np.zeros(data.shape, dtype=np.uint8)
     per, best = [], (-1, None, None)
+    class_sum = None
     for z in range(data.shape[2]):
         sl = np.asarray(data[:, :, z]).T
         pred = predictor.predict(sl.astype(np.float32))
+        if pred.class_probabilities is not None:
+            class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
         masks[:, :, z] = pred.mask.T
         per.append({"slice": z, "structures": measure_mask(pred.mask, spacing)})
         a = int(pred.mask.sum())
@@ -137,9 +170,12 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
     mpath = out / f"{stem}.mask.nii.gz"
     nib.save(nib.Nifti1Image(masks, img.affine), str(mpath))
     res = InputResult(str(path), ok=True, kind="volume", frames=data.shape[2], mask=str(mpath))
-    res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png"))
-    res.measurements = str(write_json({"input": path.name, "unit": "mm", "pixel_spacing_mm": spacing, "slices": per},
+    decision = image_decision(predictor, best[0], None if class_sum is None else class_sum / data.shape[2])
+    res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png", label=decision_label(decision)))
+    res.measurements = str(write_json({"input": path.name, "model_version": predictor.model_version, "unit": "mm",
+                                       "pixel_spacing_mm": spacing, "decision": decision, "slices": per},
                                       out / f"{stem}.measurements.json"))
+    res.summary = _decision_summary(decision)
     return res
 
 
@@ -190,6 +226,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         log(("ok   " if r.ok else "FAIL ") + (f"{path.name}: {r.frames} frame(s)" if r.ok else r.error))
     payload = {
         "model": str(model) if model else "default",
+        "model_version": predictor.model_version,
+        "class_names": list(predictor.class_names),
         "n_inputs": len(results),
         "n_ok": sum(r.ok for r in results),
         "n_failed": sum(not r.ok for r in results),
