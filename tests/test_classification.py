@@ -15,7 +15,7 @@ import torch
 from sonoseg.errors import ConfigError
 from sonoseg.evaluate.class_metrics import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
 from sonoseg.infer.decision import decide
-from sonoseg.models import create_model, list_models
+from sonoseg.models import create_model, list_models, unwrap
 from sonoseg.models.registry import get_entry
 
 HEAD = {"classes": 3, "dropout": 0.0, "pooling": "avg"}
@@ -33,11 +33,14 @@ def test_head_builds_for_every_encoder_model_and_unet_refuses():
                 create_model(name, classification=HEAD)
             continue
         model = create_model(name, "mobilenet_v2", classification=HEAD).eval()
-        side = max(64, getattr(model, "min_size", 0))
-        with torch.no_grad():
-            seg, cls = model(torch.rand(2, 1, side + 5, side - 3))
-        assert seg.shape == (2, 1, side + 5, side - 3) and cls.shape == (2, 3), name
+        head = unwrap(model).classification_head  # smp's aux head: pooling -> dropout -> linear
+        assert [m.out_features for m in head.modules() if isinstance(m, torch.nn.Linear)] == [3], name
         assert model.spec["classification"]["classes"] == 3
+        if name in ("fpn", "pan"):  # forward through the padding wrapper (PAN: the largest minimum size)
+            side = max(64, model.min_size)
+            with torch.no_grad():
+                seg, cls = model(torch.rand(2, 1, side + 5, side - 3))
+            assert seg.shape == (2, 1, side + 5, side - 3) and cls.shape == (2, 3), name
         built += 1
     assert built == 9  # the nine smp architectures
     assert not get_entry("unet").supports_classification
