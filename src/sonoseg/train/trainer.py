@@ -190,6 +190,10 @@ def train(
         optimizer.load_state_dict(payload["optimizer_state"])
         if scheduler is not None and payload.get("scheduler_state"):
             scheduler.load_state_dict(payload["scheduler_state"])
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                # resumed with another epoch count (--epochs): the cosine continues from the current LR and
+                # now ends at min_lr on the new last epoch (the saved T_max would restart or stop it early)
+                scheduler.T_max = max(cfg.train.epochs, 1)
         if payload.get("scaler_state"):
             scaler.load_state_dict(payload["scaler_state"])
         if payload.get("rng_state"):
