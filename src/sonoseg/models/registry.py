@@ -145,11 +145,15 @@ def create_model(
     return model
 
 
-def create_model_from_config(cfg) -> nn.Module:
-    """Build from a :class:`sonoseg.config.ModelConfig` (``params`` become architecture kwargs)."""
+def create_model_from_config(cfg, pretrained: bool = True) -> nn.Module:
+    """Build from a :class:`sonoseg.config.ModelConfig` (``params`` become architecture kwargs).
+
+    ``pretrained=False`` skips ``encoder_weights``: for rebuilding a trained model whose checkpoint
+    holds every weight (no need for, e.g., the ``pretrained`` extra where it is deployed)."""
     return create_model(
         cfg.name, encoder=cfg.encoder, in_channels=cfg.in_channels, classes=cfg.classes,
-        encoder_weights=cfg.encoder_weights, classification=cfg.head_spec(), **dict(cfg.params),
+        encoder_weights=cfg.encoder_weights if pretrained else None, classification=cfg.head_spec(),
+        **dict(cfg.params),
     )
 
 

@@ -29,7 +29,7 @@ from sonoseg.train.data_setup import select_samples
 from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
 from sonoseg.train.loop import train_one_epoch, validate
-from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
+from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
 from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 
 
@@ -189,11 +189,7 @@ def train(
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
         if scheduler is not None and payload.get("scheduler_state"):
-            scheduler.load_state_dict(payload["scheduler_state"])
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                # resumed with another epoch count (--epochs): the cosine continues from the current LR and
-                # now ends at min_lr on the new last epoch (the saved T_max would restart or stop it early)
-                scheduler.T_max = max(cfg.train.epochs, 1)
+            restore_scheduler(scheduler, payload["scheduler_state"], cfg.train)
         if payload.get("scaler_state"):
             scaler.load_state_dict(payload["scaler_state"])
         if payload.get("rng_state"):
