@@ -38,13 +38,14 @@ class TrainResult:
     run_dir: str
     best_checkpoint: str
     last_checkpoint: str
-    best_dice: float
+    best_dice: float  # the best monitored val score: val Dice, or mean(val Dice, bacc) with a class head
     best_epoch: int
     epochs_run: int
     stopped_early: bool
     history_csv: str
     curves_png: Optional[str]
     seconds: float
+    monitor: str = "val Dice"  # what best_dice measures
 
 
 def new_run_dir(parent: str | Path, name: Optional[str] = None) -> Path:
@@ -273,7 +274,8 @@ def train(
     barrier(ctx)
     result = TrainResult(str(run_dir), str(run_dir / "best.pt"), str(run_dir / "last.pt"), float(best),
                          int(best_epoch), int(epoch), stopped_early, str(csv_path),
-                         str(png_path) if png_path.exists() else None, time.time() - t_start)
+                         str(png_path) if png_path.exists() else None, time.time() - t_start,
+                         "mean(val Dice, val balanced accuracy)" if cfg.model.class_names() else "val Dice")
     if main:
         (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
     cleanup(ctx)
