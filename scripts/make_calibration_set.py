@@ -18,7 +18,7 @@ import numpy as np
 
 from sonoseg.data import discover_dataset, read_split_csv
 
-N_PER_CLASS = {"benign": 72, "malignant": 56, "normal": 32}
+N_PER_CLASS = {"benign": 45, "malignant": 35, "normal": 20}
 MAX_SIDE = 256
 
 
@@ -28,7 +28,7 @@ def main(dataset: str, split_file: str, out: str = "src/sonoseg/assets/calibrati
     rng = np.random.default_rng(0)
     classes = {s.cls for s in samples}
     if "normal" not in classes:  # a split without normal images: their share goes to the lesion classes
-        N_PER_CLASS.update(benign=88, malignant=72)
+        N_PER_CLASS.update(benign=56, malignant=44)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in [*out_dir.glob("*.png"), *out_dir.glob("*.jpg")]:

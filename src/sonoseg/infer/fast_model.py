@@ -3,7 +3,7 @@ use on *this* CPU, checked against PyTorch, and cached.
 
 Why build instead of ship: the int8 scheme that is exact depends on the CPU (VNNI or not, see
 :mod:`sonoseg.export.quantize`), and an fp32 ONNX file is cheap to make (seconds). The package ships
-a calibration set of 160 small training-split breast-ultrasound frames (``assets/calibration``);
+a calibration set of 100 small training-split breast-ultrasound frames (``assets/calibration``);
 four fifths calibrate the int8 model, the rest check it: the int8 model is used only when its
 masks agree with PyTorch's (per-image Dice, mean >= ``MIN_AGREEMENT``, worst >= ``MIN_WORST``),
 otherwise the fp32 ONNX model is. The files and the measured agreement are cached (keyed by the
