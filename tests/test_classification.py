@@ -189,6 +189,7 @@ def test_cli_evaluate_writes_class_metrics(trained):
         assert (tmp / "ev" / f).stat().st_size > 0
 
 
+@pytest.mark.slow  # int8 quantisation
 def test_export_carries_both_outputs_with_same_class_probabilities(trained):
     from sonoseg.export import export_model, split_grids
     from sonoseg.infer.backends import create_backend
@@ -241,3 +242,18 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
     mod = item.SegmentedPropertyTypeModifierCodeSequence[0]
     assert (mod.CodeValue, mod.CodingSchemeDesignator) == (cls, "99SONOSEG")
     assert cls in seg.SegmentSequence[0].SegmentDescription
+
+
+@pytest.mark.slow  # int8 quantisation
+def test_fast_int8_path_checks_the_class_too(trained):
+    """predict's automatic int8 model (shipped calibration frames) is only used when it also names the
+    same class as PyTorch on the check frames."""
+    from sonoseg.infer import fast_model
+
+    tmp, _, run = trained
+    fm = fast_model.build_fast_model(run / "best.pt", quantize=True, cache_dir=tmp / "fast", threads=1)
+    rec = json.loads(next((tmp / "fast").rglob("int8-*.json")).read_text())
+    assert 0.0 <= rec["class_agreement"] <= 1.0 and rec["class_prob_max_diff"] >= 0.0
+    accepted = (rec["agreement_mean"] >= fast_model.MIN_AGREEMENT and rec["agreement_worst"] >= fast_model.MIN_WORST
+                and rec["class_agreement"] >= fast_model.MIN_CLASS_AGREEMENT)
+    assert (fm.kind == "onnx-int8") == accepted and ("same class" in fm.note)
