@@ -257,3 +257,23 @@ def test_fast_int8_path_checks_the_class_too(trained):
     accepted = (rec["agreement_mean"] >= fast_model.MIN_AGREEMENT and rec["agreement_worst"] >= fast_model.MIN_WORST
                 and rec["class_agreement"] >= fast_model.MIN_CLASS_AGREEMENT)
     assert (fm.kind == "onnx-int8") == accepted and ("same class" in fm.note)
+
+
+def test_class_names_come_from_the_data_and_the_head_is_off_without_classes():
+    from sonoseg.config import load_config
+    from sonoseg.data.layout import Sample
+    from sonoseg.train.trainer import resolve_class_names
+
+    def samples(classes):
+        return [Sample(f"s{i}", Path(f"/x/s{i}.png"), None, c) for i, c in enumerate(classes)]
+
+    cfg = load_config(None, ["model.name=fpn", "model.classification={}"])
+    resolve_class_names(cfg, samples(["b", "a", None, "c", "a"]), log=lambda m: None)
+    assert cfg.model.class_names() == ["a", "b", "c"] and cfg.model.head_spec()["classes"] == 3
+    notes = []
+    cfg = load_config(None, ["model.name=fpn", "model.classification={}"])
+    resolve_class_names(cfg, samples([None, None]), log=notes.append)
+    assert cfg.model.class_names() == [] and cfg.model.head_spec() is None and "off" in notes[0]
+    cfg = load_config(None, ["model.name=fpn", "model.classification={names: [a, b]}"])
+    with pytest.raises(ConfigError, match="lack the data's class"):
+        resolve_class_names(cfg, samples(["a", "z"]), log=lambda m: None)
