@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sonoseg.errors import SonosegError
+from sonoseg.errors import SonosegError, reason
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -30,7 +30,8 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Decorator for commands: SonosegError (and file errors) become one coloured line + exit 2."""
+    """Decorator for commands: SonosegError, file and disk errors (read-only folder, disk full) and
+    MemoryError become one coloured line in words + a non-zero exit, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,8 +41,12 @@ def handle_errors(fn: Callable) -> Callable:
             raise
         except SonosegError as exc:
             fail(str(exc), code=2)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "), code=2)
+        except OSError as exc:
+            fail(reason(exc), code=2)
+        except MemoryError as exc:
+            fail(f"{reason(exc)}; try a smaller --batch-size or fewer inputs", code=3)
+        except RecursionError as exc:
+            fail(reason(exc), code=2)
 
     return wrapper
 

@@ -20,6 +20,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Ultrasound segmentation: ingest, preprocess, split, train, evaluate, predict, export."""
+    from sonoseg.redact import install
+
+    install()  # third-party warnings/logs quote header values: keep identifiers off every stream
 
 
 # Order = order in --help.

@@ -11,7 +11,7 @@ from sonoseg.cli._common import console, error_line, handle_errors, parse_tta
 
 
 def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                strict, progress_bars) -> dict:
+                strict, progress_bars, resume: bool = False) -> dict:
     from rich.table import Table
 
     from sonoseg.infer.default_model import sample_dicom_dir
@@ -21,7 +21,8 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
     payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars)
+                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars,
+                             resume=resume)
     table = Table(title=f"sonoseg predict -> {out}")
     for c in ("input", "frames", "structures", "largest area", "max diameter", "SEG"):
         table.add_column(c, justify="left" if c == "input" else "right")
@@ -34,10 +35,16 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
                           "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
-        if not r["ok"]:
+        if r.get("status", "ok" if r["ok"] else "failed") != "ok":
             error_line(r["error"])
-    console.print(f"{payload['n_ok']} ok, {payload['n_failed']} failed; results in {Path(out) / 'results.json'}")
-    if payload["n_ok"] == 0 or (strict and payload["n_failed"]):
+        for w in r.get("warnings") or []:
+            console.print(f"[yellow]warning:[/] {Path(r['input']).name}: {w}", soft_wrap=True)
+    partial = payload.get("n_partial", 0)
+    resumed = payload.get("n_resumed", 0)
+    console.print(f"{payload['n_ok']} ok, {partial} partial, {payload['n_failed']} failed"
+                  + (f" ({resumed} reused from the previous run)" if resumed else "")
+                  + f"; results in {Path(out) / 'results.json'}")
+    if payload["n_ok"] + partial == 0 or (strict and (payload["n_failed"] or partial)):
         raise typer.Exit(1)
     return payload
 
@@ -59,7 +66,10 @@ def register(app: typer.Typer) -> None:
         tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         strict: bool = typer.Option(False, help="Exit non-zero if any input failed."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
+        resume: bool = typer.Option(False, "--resume", "--skip-existing",
+                                    help="Continue a batch in OUT: reuse inputs whose outputs a previous run finished "
+                                         "(from OUT/results.jsonl)."),
     ) -> None:
         """Masks in original geometry, overlays, measurements (mm) and DICOM SEG; OUT/results.json lists all."""
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                    strict, progress_bars)
+                    strict, progress_bars, resume)

@@ -28,6 +28,7 @@ import numpy as np
 from skimage import measure as skmeasure
 
 _SMOOTH_VERTICES = 5
+_MAX_CHORD_SAMPLES = 20000  # a 1e-5 x 10 mm calibration once asked for 18.9 GiB of chord samples
 
 
 def ramanujan_circumference(a: float, b: float) -> float:
@@ -126,7 +127,8 @@ def _perpendicular_chord(phys: np.ndarray, axis: np.ndarray, step: float):
         # degenerate (tiny / line-like): fall back to the width of the projection
         i, j = int(np.argmin(v)), int(np.argmax(v))
         return float(v[j] - v[i]), phys[i], phys[j]
-    samples = np.linspace(u0, u1, max(3, int(math.ceil((u1 - u0) / step)) + 1))
+    n = int(min(math.ceil((u1 - u0) / step) + 1, _MAX_CHORD_SAMPLES))  # bounded whatever the spacing
+    samples = np.linspace(u0, u1, max(3, n))
     ua, va = u, v
     ub, vb = np.roll(u, -1), np.roll(v, -1)
     lo_u, hi_u = np.minimum(ua, ub), np.maximum(ua, ub)

@@ -1,4 +1,7 @@
-"""Writing what `predict` produces for one input: mask, overlay, measurements JSON, DICOM SEG."""
+"""Writing what `predict` produces for one input: mask, overlay, measurements JSON, DICOM SEG.
+
+Every writer is atomic and checked (sonoseg.io.safety): an output either exists complete or the call
+raises OutputError with the reason; OpenCV's silent ``False`` on a full disk is turned into an error."""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from typing import Optional
 
 import cv2
 import numpy as np
+
+from sonoseg.errors import OutputError
+from sonoseg.io.safety import atomic_path, write_bytes, write_text
 
 
 def unique_stem(out_dir: Path, path: Path, taken: set[str]) -> str:
@@ -31,8 +37,14 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
     m = mask.astype(np.uint8)
     if m.max() <= 1:
         m = m * 255
-    cv2.imwrite(str(path), m)
-    return path
+    return _write_png(m, path, "mask")
+
+
+def _write_png(img: np.ndarray, path: Path, what: str) -> Path:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise OutputError(path, f"cannot encode {what} as PNG")
+    return write_bytes(path, buf.tobytes(), what)
 
 
 def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float = 0.35) -> Path:
@@ -41,13 +53,11 @@ def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float 
     thick = max(1, round(max(mask.shape) / 300))
     rgb = contour_overlay(overlay_image(image, mask, color=None if mask.max() > 1 else (230, 159, 0), alpha=alpha),
                           mask, color=None if mask.max() > 1 else (255, 220, 0), thickness=thick)
-    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return path
+    return _write_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path, "overlay")
 
 
 def write_json(obj, path: Path) -> Path:
-    path.write_text(json.dumps(obj, indent=2, default=_default))
-    return path
+    return write_text(path, json.dumps(obj, indent=2, default=_default), "JSON")
 
 
 def _default(o):
@@ -72,5 +82,14 @@ def write_mask_nifti(masks: np.ndarray, path: Path, affine: Optional[np.ndarray]
         if spacing is not None:
             affine[0, 0], affine[1, 1] = float(spacing[1]), float(spacing[0])
     data = np.ascontiguousarray(np.transpose(np.asarray(masks, dtype=np.uint8), (2, 1, 0)))
-    nib.save(nib.Nifti1Image(data, affine), str(path))
+    save_nifti(nib.Nifti1Image(data, affine), path)
+    return path
+
+
+def save_nifti(img, path: Path) -> Path:
+    """nib.save through an atomic temporary name (nibabel picks gzip from the .nii.gz suffix, kept)."""
+    import nibabel as nib
+
+    with atomic_path(path, "mask") as tmp:
+        nib.save(img, str(tmp))
     return path

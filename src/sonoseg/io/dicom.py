@@ -23,6 +23,8 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from sonoseg.errors import InputError
+from sonoseg.io import dicom_checks
+from sonoseg.io.budget import check_declared, sane_spacing
 from sonoseg.io.dicom_pixels import FrameTransform
 from sonoseg.io.types import ImageMeta, LoadedImage
 from sonoseg.io.us_regions import parse_us_regions, spacing_from_regions
@@ -44,10 +46,16 @@ _SHARED = {
 
 
 def _short(exc: BaseException) -> str:
-    """One line: plugin errors from pydicom are multi-line ("...all available plugins:\n  x: why")."""
+    """One line in words: plugin errors from pydicom are multi-line ("...all available plugins:\n  x: why");
+    quoted values are redacted (they may come from header fields)."""
+    from sonoseg.errors import reason
+    from sonoseg.redact import redact
+
+    if isinstance(exc, (MemoryError, RecursionError, OSError, AttributeError, KeyError, IndexError, EOFError)):
+        return reason(exc)
     msg = " ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())
     msg = msg if len(msg) <= 200 else msg[:197] + "..."
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return redact(msg) if msg else reason(exc)
 
 
 def _encoding_syntax(ds: Dataset) -> UID | None:
@@ -86,10 +94,14 @@ def read_header(path: str | Path) -> Dataset:
             has_meta = False
             try:
                 ds = pydicom.dcmread(p, defer_size=_DEFER, force=True)
+            except RecursionError:
+                raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
             except Exception as exc:  # noqa: BLE001 - anything here means "not DICOM"
                 raise InputError(p, f"not a DICOM file ({_short(exc)})") from exc
         except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
             raise InputError(p, f"unreadable DICOM header, file truncated or corrupt ({_short(exc)})") from exc
+        except RecursionError:
+            raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
     eof = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if eof:
         raise InputError(p, "truncated file (end of file reached before the data ended)")
@@ -106,7 +118,12 @@ def read_header(path: str | Path) -> Dataset:
             ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ts
         ds._sonoseg_no_meta = True  # pixel decoding must then go through the Dataset
-    _lift_shared_groups(ds)
+    try:
+        _lift_shared_groups(ds)
+    except RecursionError:
+        raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
+    except Exception as exc:  # noqa: BLE001 - malformed functional groups
+        raise InputError(p, f"malformed functional group sequences ({_short(exc)})") from exc
     return ds
 
 
@@ -140,6 +157,13 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
         raise InputError(p, f"invalid image size Rows={rows} Columns={cols}")
     if "BitsAllocated" not in ds:
         raise InputError(p, "missing BitsAllocated")
+    try:
+        bits = int(ds.BitsAllocated)
+    except (TypeError, ValueError):
+        raise InputError(p, "invalid BitsAllocated") from None
+    if bits not in (1, 8, 16, 32, 64):
+        raise InputError(p, f"unsupported BitsAllocated={bits}")
+    dicom_checks.check_photometric(p, ds)
     ts = transfer_syntax(ds)
     try:
         decoder = get_decoder(ts)
@@ -155,6 +179,7 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
         raise InputError(p, f"invalid NumberOfFrames {raw_frames!r}") from None
     if frames <= 0:
         raise InputError(p, f"zero frames (NumberOfFrames = {raw_frames})")
+    check_declared(p, rows, cols, frames, int(ds.SamplesPerPixel))  # before anything is decoded
     length, tell = _pixel_length(ds)
     if length == 0:
         raise InputError(p, "empty pixel data")
@@ -164,9 +189,11 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
             if tell + length > size:
                 raise InputError(p, f"truncated file: pixel data needs {length} bytes, only {max(size - tell, 0)} present")
         if not ts.is_compressed:
-            expected = get_expected_length(ds, "bytes")
-            if length < expected:
-                raise InputError(p, f"truncated pixel data: {length} of {expected} bytes")
+            dicom_checks.check_native_length(p, length, get_expected_length(ds, "bytes"), frames)
+            if not getattr(ds, "_sonoseg_no_meta", False) and not ts.is_deflated:
+                dicom_checks.check_planar(p, ds, tell)
+    if ts.is_encapsulated and not ts.is_deflated:
+        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian)
     return frames
 
 
@@ -174,13 +201,30 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
     """ImageMeta from a parsed header. Never copies patient identifiers."""
     regions = parse_us_regions(ds)
     spacing, source = None, None
-    ps = ds.get("PixelSpacing")
-    if ps is not None and len(ps) == 2 and float(ps[0]) > 0 and float(ps[1]) > 0:
-        spacing, source = (float(ps[0]), float(ps[1])), "PixelSpacing"
+
+    def _pair(kw):
+        v = ds.get(kw)
+        try:
+            return (float(v[0]), float(v[1])) if v is not None and len(v) == 2 else None
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    ps, ips = _pair("PixelSpacing"), _pair("ImagerPixelSpacing")
+    if ps is not None and ps[0] > 0 and ps[1] > 0:
+        spacing, source = ps, "PixelSpacing"
     elif (sp := spacing_from_regions(regions)) is not None:
         spacing, source = sp, "SequenceOfUltrasoundRegions"
-    elif (ips := ds.get("ImagerPixelSpacing")) is not None and len(ips) == 2 and float(ips[0]) > 0:
-        spacing, source = (float(ips[0]), float(ips[1])), "ImagerPixelSpacing"
+    elif ips is not None and ips[0] > 0 and ips[1] > 0:
+        spacing, source = ips, "ImagerPixelSpacing"
+    notes = []
+    if source == "SequenceOfUltrasoundRegions" and (why := dicom_checks.regions_outside(ds, regions)):
+        notes.append(f"calibration dropped: {why}; sizes are in pixels")
+        spacing, source = None, None
+    if spacing is not None:
+        spacing, why = sane_spacing(spacing)
+        if why:
+            notes.append(f"calibration from {source} dropped: {why}; sizes are in pixels")
+            source = None
     ts = transfer_syntax(ds)
 
     def _str(kw):
@@ -211,6 +255,7 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
         sop_uid=_str("SOPInstanceUID"),
         sop_class_uid=_str("SOPClassUID"),
         us_regions=regions,
+        warnings=notes,
     )
 
 
@@ -293,7 +338,7 @@ def _iter(path: Path, ds: Dataset, frames: int, voi: bool) -> Iterator[np.ndarra
         yield transform(raw)
         n += 1
     if n < frames:
-        log.warning("%s: only %d of %d frames decoded", path, n, frames)
+        raise InputError(path, f"NumberOfFrames={frames} but only {n} frame(s) present in the pixel data")
 
 
 def iter_dicom_frames(path: str | Path, voi: bool = True) -> Iterator[np.ndarray]:

@@ -84,7 +84,10 @@ def read_image_meta(path: str | Path) -> ImageMeta:
             frames = int(getattr(im, "n_frames", 1) or 1)
             mode = im.mode
         if w > 0 and h > 0:
+            from sonoseg.io.budget import check_declared
+
             rgb = mode not in _GREY_MODES
+            check_declared(p, h, w, frames, 3 if rgb else 1)  # from the header, before decoding
             bits = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
             return ImageMeta(
                 path=str(p),
@@ -96,6 +99,8 @@ def read_image_meta(path: str | Path) -> ImageMeta:
                 photometric="RGB" if rgb else "MONOCHROME2",
                 bits_stored=bits,
             )
+    except InputError:
+        raise
     except Exception:  # noqa: BLE001 - Pillow cannot read it: let OpenCV decide (it reads more TIFFs)
         pass
     img = _read_page(p, 0)
@@ -106,6 +111,7 @@ def iter_image_frames(path: str | Path) -> Iterator[np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such file")
+    read_image_meta(p)  # header-only: refuses a declared size over the budget before decoding
     for i in range(_page_count(p)):
         yield _read_page(p, i)
 
