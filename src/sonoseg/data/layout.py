@@ -9,6 +9,7 @@ patient/group id under flexible column names, because public datasets all name t
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +143,24 @@ def read_csv_records(path: str | Path, what: str) -> tuple[list[str], list[dict]
     """(header, rows) of a CSV (BOM tolerated); unreadable -> one-line InputError naming ``what``."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            return list(reader.fieldnames or []), list(reader)
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise InputError(path, f"{what} not found") from exc
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except OSError as exc:
+        raise InputError(path, f"cannot read {what} ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # one stray byte (a Windows-1252 'é' from a spreadsheet) must not stop every verb
+        import logging
+
+        logging.getLogger(__name__).warning("%s: not valid UTF-8 (byte 0x%02x at offset %d); read as Windows-1252",
+                                            path, raw[exc.start], exc.start)
+        text = raw.decode("cp1252", errors="replace")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return list(reader.fieldnames or []), list(reader)
+    except csv.Error as exc:
         raise InputError(path, f"cannot read {what} ({exc})") from exc
 
 

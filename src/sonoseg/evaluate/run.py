@@ -19,6 +19,24 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def _auto_units(samples, log) -> str:
+    """'auto' means mm when every image has a pixel spacing and px otherwise (the --units help): decided
+    up front from the headers, so a dataset mixing NIfTI (spacing) and PNG (none) is scored in px
+    instead of aborting half-way."""
+    from sonoseg.io import read_meta
+
+    have = set()
+    for s in samples:
+        try:
+            have.add(read_meta(s.image_path).pixel_spacing_mm is not None)
+        except InputError:
+            continue  # reported when the image itself is evaluated
+    if have == {True, False}:
+        log("note: some images have a pixel spacing and some do not: HD95/ASSD are reported in pixels")
+        return "px"
+    return "auto"
+
+
 def evaluate_model(
     dataset: str | Path,
     split_file: Optional[str | Path] = None,
@@ -50,6 +68,14 @@ def evaluate_model(
                                     min_size=min_size, fill_holes=fill_holes, tta=tta)
     classes = predictor.classes
     samples = discover_dataset(dataset)
+    labelled = [s for s in samples if s.mask_path is not None]
+    if not labelled:
+        missing = not (Path(dataset) / "masks").is_dir()
+        raise ConfigError(f"{dataset}: no image has a ground-truth mask"
+                          + (" (the masks/ folder is missing)" if missing else "") + "; nothing to evaluate")
+    if len(labelled) < len(samples):
+        log(f"note: {len(samples) - len(labelled)} image(s) without a mask are not evaluated")
+    samples = labelled
     if split_file is not None:
         assignment = read_split_csv(split_file)
         samples = [s for s in samples if assignment.get(s.stem) == split]
@@ -85,6 +111,8 @@ def evaluate_model(
             evaluated[s.stem] = s
             yield s.stem, pred, gt, meta.pixel_spacing_mm
 
+    if distance_units == "auto":
+        distance_units = _auto_units(samples, log)
     result = evaluate_pairs(items(), classes=classes, n_boot=n_boot, distance_units=distance_units)
     if not evaluated:
         raise ConfigError(f"{dataset}: no image could be evaluated ({len(failures)} failures)")
