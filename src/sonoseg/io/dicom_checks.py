@@ -46,9 +46,12 @@ def check_native_length(p: Path, length: int, expected: int, frames: int) -> Non
     """Uncompressed pixel data must hold what Rows x Columns x Samples x Bits x Frames declare.
     Shorter is truncation; a whole extra frame's worth (or more) means the geometry is wrong (Rows
     halved, NumberOfFrames too small...); less than a frame of trailing bytes is tolerated padding."""
-    if length < expected:
-        raise InputError(p, f"truncated pixel data: {length} of {expected} bytes")
     frame_bytes = max(expected // max(frames, 1), 1)
+    if length < expected:
+        if frames > 1 and length >= frame_bytes:
+            raise InputError(p, f"NumberOfFrames={frames} but the pixel data holds only {length // frame_bytes} "
+                                f"frame(s) ({length} of {expected} bytes)")
+        raise InputError(p, f"truncated pixel data: {length} of {expected} bytes")
     if length - expected >= frame_bytes:
         raise InputError(p, f"pixel data holds {length} bytes, {length / frame_bytes:.3g} times one declared frame, "
                             f"but the header declares {frames} frame(s) of {frame_bytes} bytes "
