@@ -190,9 +190,11 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
                    write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
                    fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True,
-                   resume: bool = False) -> dict:
+                   notify: Optional[Callable[[str], None]] = None, resume: bool = False) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
-    ``resume``: reuse the inputs a previous run in ``out_dir`` finished (its results.jsonl journal)."""
+    ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
+    chosen, what was built for this machine, thread warnings. ``resume``: reuse the inputs a previous
+    run in ``out_dir`` finished (its results.jsonl journal)."""
     from sonoseg.infer.inputs import expand_inputs
     from sonoseg.infer.journal import Journal
     from sonoseg.infer.outputs import unique_stem, write_json
@@ -208,13 +210,17 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     except OSError as exc:
         raise OutputError(out, f"cannot create the output folder: {reason(OSError(exc.errno, exc.strerror))}") from exc
     predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta)
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
+    be = predictor.backend
+    (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     files, unusable = expand_inputs(inputs)
     results, taken, complete = [], set(), False
 
     def payload() -> dict:
         return {
             "model": str(model) if model else "default",
+            "backend": predictor.backend.kind,
+            "threads": predictor.backend.threads,
             "complete": complete,
             "n_inputs": len(results),
             "n_ok": sum(r.status == "ok" for r in results),
