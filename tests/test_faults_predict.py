@@ -116,6 +116,7 @@ def _limit_file_size(limit: int):
     return pre
 
 
+@pytest.mark.slow  # a subprocess: fresh interpreter and model load
 def test_full_disk_reports_per_output_and_lists_only_written_files(tiny, tmp_path):
     src = dicom_testfile("OBXXXX1A.dcm")
     out = tmp_path / "out"
@@ -197,7 +198,8 @@ def test_interrupted_batch_leaves_a_journal_and_resume_continues(tiny, tmp_path)
     from sonoseg.infer.run import predict_inputs
 
     with pytest.raises(KeyboardInterrupt):
-        predict_inputs([a, b], out, model=tiny, threads=1, log=stop_after_first, show_progress=False, write_seg=False)
+        predict_inputs([a, b], out, model=tiny, threads=1, log=stop_after_first, notify=lambda m: None,
+                       show_progress=False, write_seg=False)
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["status"] == "ok"
     partial = json.loads((out / "results.json").read_text())
@@ -211,6 +213,7 @@ def test_interrupted_batch_leaves_a_journal_and_resume_continues(tiny, tmp_path)
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow  # a subprocess: fresh interpreter and model load
 def test_sigterm_removes_the_run_temp_folder(tiny, tmp_path):
     from sonoseg.io.us_wrap import wrap_as_us_cine
 
@@ -312,6 +315,7 @@ PHI = {"PatientName": "DoeJane", "PatientID": "PID424242", "PatientBirthDate": "
        "PatientAddress": "1 Hidden Lane", "OperatorsName": "OpZed"}
 
 
+@pytest.mark.slow  # a subprocess: fresh interpreter and model load
 def test_patient_identifiers_never_reach_logs_or_outputs(tiny, tmp_path):
     ds = pydicom.dcmread(dicom_testfile("OBXXXX1A.dcm"))
     for k, v in PHI.items():
@@ -327,7 +331,6 @@ def test_patient_identifiers_never_reach_logs_or_outputs(tiny, tmp_path):
                           env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     streams = proc.stdout + proc.stderr
-    assert "single component" in streams or "person name" in streams.lower() or True  # highdicom may warn
     texts = {"stdout+stderr": streams}
     for f in out.iterdir():
         if f.suffix != ".dcm":  # the SEG carries the Patient module by definition (same patient)

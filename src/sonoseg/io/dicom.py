@@ -193,7 +193,10 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
             if not getattr(ds, "_sonoseg_no_meta", False) and not ts.is_deflated:
                 dicom_checks.check_planar(p, ds, tell)
     if ts.is_encapsulated and not ts.is_deflated:
-        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian)
+        elem = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+        value = getattr(elem, "value", None)
+        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian,
+                                               value=value if isinstance(value, (bytes, bytearray)) else None)
     return frames
 
 

@@ -58,17 +58,22 @@ def check_native_length(p: Path, length: int, expected: int, frames: int) -> Non
                             "(Rows/Columns/NumberOfFrames/SamplesPerPixel inconsistent)")
 
 
-def check_encapsulated_frames(p: Path, tell: int | None, frames: int, little: bool = True) -> None:
+def check_encapsulated_frames(p: Path, tell: int | None, frames: int, little: bool = True,
+                              value: bytes | None = None) -> None:
     """Compressed data: the Basic Offset Table (when present) must list NumberOfFrames frames, and there
-    must be at least as many fragments as frames. Reads item headers only, never the fragments."""
-    if tell is None:
-        return
+    must be at least as many fragments as frames. Reads item headers only (from the file at ``tell``,
+    or from ``value`` when the element is already in memory), never decodes a fragment."""
+    import io
+
     from pydicom.encaps import parse_basic_offsets, parse_fragments
 
     end = "<" if little else ">"
     try:
-        with open(p, "rb") as fh:
-            fh.seek(tell)
+        with (io.BytesIO(value) if value is not None else open(p, "rb")) as fh:
+            if value is None:
+                if tell is None:
+                    return
+                fh.seek(tell)
             offsets = parse_basic_offsets(fh, endianness=end)
             n_frag, _ = parse_fragments(fh, endianness=end)
     except Exception:  # noqa: BLE001 - a damaged item structure is reported by the decoder with its reason
