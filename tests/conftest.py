@@ -70,3 +70,19 @@ def sonoseg_cache_dir(tmp_path_factory):
         os.environ.pop("SONOSEG_CACHE_DIR", None)
     else:
         os.environ["SONOSEG_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """An untrained 4-channel U-Net checkpoint on a 32x32 grid: for tests of ingest, outputs and
+    failure handling, where accuracy does not matter and speed does."""
+    import torch
+
+    from sonoseg.config import load_config
+    from sonoseg.models import create_model_from_config
+    from sonoseg.train.checkpoint import save_checkpoint
+
+    cfg = load_config(None, ["model.name=unet", "model.params={base_channels: 4, depth: 2}", "preprocess.size=[32, 32]"])
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", config=cfg,
+                           model_state=create_model_from_config(cfg.model).state_dict())

@@ -17,23 +17,15 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import torch
 
 from conftest import dicom_testfile
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from sonoseg.config import load_config
-    from sonoseg.models import create_model_from_config
-    from sonoseg.train.checkpoint import save_checkpoint
-
-    cfg = load_config(None, ["model.name=unet", "model.params={base_channels: 4, depth: 2}", "preprocess.size=[64, 64]"])
-    torch.manual_seed(0)
-    model = create_model_from_config(cfg.model)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", config=cfg, model_state=model.state_dict())
+@pytest.fixture
+def tiny(tiny_model) -> Path:
+    return tiny_model
 
 
 def _predict(inputs, out, tiny, **kw):

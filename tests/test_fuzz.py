@@ -11,23 +11,15 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from fuzz_corpus import build_corpus, seed_path, verdict
 
 RAW_NAME = re.compile(r"(^|[\s(:])(?:[A-Z][A-Za-z]+(?:Error|Exception)|Traceback)\b")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from sonoseg.config import load_config
-    from sonoseg.models import create_model_from_config
-    from sonoseg.train.checkpoint import save_checkpoint
-
-    cfg = load_config(None, ["model.name=unet", "model.params={base_channels: 4, depth: 2}", "preprocess.size=[32, 32]"])
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", config=cfg,
-                           model_state=create_model_from_config(cfg.model).state_dict())
+@pytest.fixture
+def tiny(tiny_model) -> Path:
+    return tiny_model
 
 
 def test_corpus_is_seeded_and_large_enough():
