@@ -56,7 +56,10 @@ def _worker(conn, model: str | None, out_root: str, threads: int) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+    from sonoseg.infer.predictor import Predictor
     from sonoseg.infer.run import predict_inputs
+
+    predictor = Predictor.from_path(model, threads=threads, log=lambda m: None)  # loaded once, like one batch
 
     while True:
         msg = conn.recv()
@@ -65,8 +68,7 @@ def _worker(conn, model: str | None, out_root: str, threads: int) -> None:
         i, path = msg
         out = Path(out_root) / f"o{i}"
         try:
-            payload = predict_inputs([path], out, model=model, threads=threads, log=lambda m: None,
-                                     show_progress=False)
+            payload = predict_inputs([path], out, model=predictor, log=lambda m: None, show_progress=False)
             rec = payload["results"][0]
             reply = {"result": {k: rec.get(k) for k in ("status", "ok", "error", "warnings", "output_errors")}}
         except BaseException as exc:  # noqa: BLE001 - what we count

@@ -209,8 +209,11 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(out, f"cannot create the output folder: {reason(OSError(exc.errno, exc.strerror))}") from exc
-    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
+    if isinstance(model, Predictor):  # an already loaded model (many small batches: load it once)
+        predictor, model = model, getattr(model, "source", None)
+    else:
+        predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                        min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     files, unusable = expand_inputs(inputs)

@@ -142,6 +142,18 @@ def _pixel_length(ds: Dataset) -> tuple[int | None, int | None]:
     return getattr(elem, "length", None), getattr(elem, "value_tell", None)
 
 
+def _positive(*values) -> bool:
+    import math
+
+    return all(v is not None and math.isfinite(v) and v > 0 for v in values)
+
+
+def _loaded_value(ds: Dataset) -> bytes | None:
+    """Pixel Data bytes when already in memory (small files are not deferred), else None."""
+    value = getattr(ds.get_item(_PIXEL_DATA, keep_deferred=True), "value", None)
+    return value if isinstance(value, (bytes, bytearray)) else None
+
+
 def check_pixel_header(path: str | Path, ds: Dataset) -> int:
     """Validate that ``ds`` has decodable pixel data; return the number of frames."""
     p = Path(path)
@@ -164,6 +176,7 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
     if bits not in (1, 8, 16, 32, 64):
         raise InputError(p, f"unsupported BitsAllocated={bits}")
     dicom_checks.check_photometric(p, ds)
+    dicom_checks.check_rescale(p, ds)
     ts = transfer_syntax(ds)
     try:
         decoder = get_decoder(ts)
@@ -191,12 +204,9 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
         if not ts.is_compressed:
             dicom_checks.check_native_length(p, length, get_expected_length(ds, "bytes"), frames)
             if not getattr(ds, "_sonoseg_no_meta", False) and not ts.is_deflated:
-                dicom_checks.check_planar(p, ds, tell)
+                dicom_checks.check_planar(p, ds, tell, _loaded_value(ds))
     if ts.is_encapsulated and not ts.is_deflated:
-        elem = ds.get_item(_PIXEL_DATA, keep_deferred=True)
-        value = getattr(elem, "value", None)
-        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian,
-                                               value=value if isinstance(value, (bytes, bytearray)) else None)
+        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian, value=_loaded_value(ds))
     return frames
 
 
@@ -223,6 +233,10 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
     if source == "SequenceOfUltrasoundRegions" and (why := dicom_checks.regions_outside(ds, regions)):
         notes.append(f"calibration dropped: {why}; sizes are in pixels")
         spacing, source = None, None
+    if spacing is None and any(r.unit_x == 3 and r.unit_y == 3 and not _positive(r.physical_delta_x, r.physical_delta_y)
+                               for r in regions):
+        notes.append("ultrasound region calibration ignored: PhysicalDeltaX/Y are not positive finite numbers; "
+                     "sizes are in pixels")
     if spacing is not None:
         spacing, why = sane_spacing(spacing)
         if why:
