@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextlib import contextmanager
 from typing import Callable, Iterable, TypeVar
 
 import typer
@@ -66,6 +67,30 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             p.advance(task)
+
+
+@contextmanager
+def frame_progress(enabled: bool = True):
+    """A ``progress(name, done, total)`` callback for the library's per-frame progress: one bar per
+    input, counting frames (a 120-frame cine moves frame by frame, not file by file)."""
+    if not enabled:
+        yield None
+        return
+    with progress() as p:
+        tasks: dict = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = p.add_task(name, total=total)
+            p.update(tasks[name], completed=done, total=total)
+
+        yield update
+
+
+def deprecated(old: str, new: str) -> None:
+    """One yellow line on stderr: the old flag still works this release."""
+    err_console.print(f"[yellow]warning:[/] {old} is deprecated and will be removed in the next release; use {new}",
+                      markup=True, highlight=False, soft_wrap=True)
 
 
 def parse_tta(values) -> tuple[str, ...] | None:
