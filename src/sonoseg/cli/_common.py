@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import contextmanager
-from typing import Callable, Iterable, TypeVar
+from pathlib import Path
+from typing import Callable, Iterable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -91,6 +92,22 @@ def deprecated(old: str, new: str) -> None:
     """One yellow line on stderr: the old flag still works this release."""
     err_console.print(f"[yellow]warning:[/] {old} is deprecated and will be removed in the next release; use {new}",
                       markup=True, highlight=False, soft_wrap=True)
+
+
+def model_flags(model: Optional[str], arch: Optional[str] = None, checkpoint: Optional[Path] = None):
+    """``(model file | None, arch | None)`` from --model/--arch and the deprecated spellings:
+    ``--checkpoint``/``-c`` (export, benchmark) and ``--model ARCH_NAME`` (train, benchmark), which
+    keep working this release with a deprecation line."""
+    if checkpoint is not None:
+        deprecated("--checkpoint/-c (a trained model file)", "--model/-m")
+        model = model or str(checkpoint)
+    if model is not None and arch is None and not Path(model).exists():
+        from sonoseg.models import list_models
+
+        if model.strip().lower() in list_models():
+            deprecated(f"--model {model} (an architecture name)", f"--arch {model}")
+            return None, model
+    return (Path(model) if model is not None else None), arch
 
 
 def parse_tta(values) -> tuple[str, ...] | None:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from sonoseg.cli._common import console, fail, handle_errors
+from sonoseg.cli._common import console, fail, handle_errors, model_flags
 
 
 def _default_checkpoint() -> Path:
@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         dataset: Path = typer.Option(..., "--dataset", help="Dataset folder (images/, masks/) the model was trained on."),
         split_file: Path = typer.Option(..., "--split-file", help="Split CSV: calibration from train, checks on val."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (.pt); default: shipped model."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model checkpoint (.pt); default: shipped model."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
         int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static int8 ONNX model."),
         torchscript: bool = typer.Option(True, "--torchscript/--no-torchscript", help="Also write TorchScript (.ts)."),
         tolerance: float = typer.Option(0.01, help="Largest allowed validation Dice drop versus PyTorch."),
@@ -47,7 +48,8 @@ def register(app: typer.Typer) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        ckpt = checkpoint or _default_checkpoint()
+        model, _ = model_flags(str(model) if model else None, None, checkpoint)
+        ckpt = model or _default_checkpoint()
         _, cfg = load_torch_model(ckpt)
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)

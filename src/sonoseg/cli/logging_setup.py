@@ -26,6 +26,7 @@ def setup_logging(quiet: bool = False, verbose: bool = False, log_file: Optional
         if getattr(h, _HANDLER_TAG, False):
             root.removeHandler(h)
             h.close()
+    logging.captureWarnings(False)  # re-install: someone may have replaced warnings.showwarning since
     logging.captureWarnings(True)
     term = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
     term.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
