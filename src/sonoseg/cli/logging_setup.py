@@ -29,7 +29,8 @@ def setup_logging(quiet: bool = False, verbose: bool = False, log_file: Optional
     logging.captureWarnings(False)  # re-install: someone may have replaced warnings.showwarning since
     logging.captureWarnings(True)
     term = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
-    term.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    # libraries log INFO chatter (highdicom: one line per copied module): terminal shows WARNING+ only
+    term.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
     term.addFilter(lambda rec: verbose or rec.name != "py.warnings")  # warnings: log file, or --verbose
     handlers = [term]
     if log_file is not None:
@@ -41,5 +42,5 @@ def setup_logging(quiet: bool = False, verbose: bool = False, log_file: Optional
     for h in handlers:
         setattr(h, _HANDLER_TAG, True)
         root.addHandler(h)
-    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.INFO)
+    root.setLevel(logging.DEBUG if (verbose or log_file) else logging.WARNING)
     logging.getLogger("sonoseg").debug("logging: quiet=%s verbose=%s log_file=%s", quiet, verbose, log_file)

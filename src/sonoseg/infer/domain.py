@@ -152,3 +152,30 @@ def confidence(mask: np.ndarray, probability: Optional[np.ndarray]) -> Optional[
     if m.any():
         return round(float(p[m].mean()), 4)
     return round(float(1.0 - p.max()), 4) if p.size else None
+
+
+def grid_of_file(path: str | Path, config, frame: Optional[int] = None) -> np.ndarray:
+    """The model-grid image predict would score for a file: its first (or ``frame``-th) frame,
+    preprocessed with the model's own preprocessing."""
+    from itertools import islice
+
+    from sonoseg.io import iter_frames, read_meta
+    from sonoseg.preprocess import preprocess_image
+
+    meta = read_meta(path)
+    k = 0 if frame is None else int(frame)
+    img = next(islice(iter_frames(path), k, k + 1))
+    return preprocess_image(img, config.preprocess, meta).image
+
+
+def file_features(model, config, paths: Iterable[str | Path], batch: int = 16) -> np.ndarray:
+    """Pooled encoder features (N×D) of the first frame of each file."""
+    out, buf = [], []
+    for p in paths:
+        buf.append(grid_of_file(p, config))
+        if len(buf) == batch:
+            out.append(encoder_features(model, np.stack(buf)))
+            buf = []
+    if buf:
+        out.append(encoder_features(model, np.stack(buf)))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
