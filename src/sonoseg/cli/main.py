@@ -12,7 +12,9 @@ import typer
 
 app = typer.Typer(
     name="sonoseg",
-    help="Ultrasound segmentation: ingest, preprocess, split, train, evaluate, predict, export.",
+    help=("Ultrasound segmentation: ingest, preprocess, split, train, evaluate, predict, measure, export. "
+          "Flags mean one thing in every verb: --model a trained model file, --arch an architecture, "
+          "-c/--config a YAML config, --spacing ROW_MM[,COL_MM] a pixel size."),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
