@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Out-of-scope detection of the shipped model: flag rates and ROC AUC.
 
-    .venv/bin/python bench/domain.py ../shared/data/busi configs/busi_split.csv
+    .venv/bin/python bench/domain.py ../shared/data/busi docs/default_model/training_split.csv
 
 In-domain: BUSI test split (never used for the statistics or the threshold) and BUSI images that
 are in no split of the split file (added to the dataset after the model was trained). Out of

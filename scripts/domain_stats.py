@@ -4,7 +4,7 @@ Training-split images give the feature distribution (mean, top-k principal compo
 variance); validation-split images set the flag threshold (a percentile of their scores). The test
 split is never looked at (bench/domain.py measures flag rates and ROC AUC on it).
 
-    python scripts/domain_stats.py ../shared/data/busi configs/busi_split.csv   # shipped model
+    python scripts/domain_stats.py ../shared/data/busi docs/default_model/training_split.csv   # shipped model
 """
 
 from __future__ import annotations

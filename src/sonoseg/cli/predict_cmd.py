@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, error_line, frame_progress, handle_errors, parse_tta
+from sonoseg.cli._common import THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
@@ -23,7 +23,8 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
     with frame_progress(progress_bars) as cb:
         payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                                 fill_holes, parse_tta(tta), log=lambda m: None, progress=cb, **options)
+                                 fill_holes, parse_tta(tta), log=lambda m: None, progress=cb, notify=note_line,
+                                 **options)
     rows = [r for r in payload["results"] if r["ok"]]
     bio = any(r["summary"].get("biometry") for r in rows)
     table = Table(title=f"sonoseg predict -> {out}")
@@ -68,8 +69,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Output folder."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint .pt, .onnx, .ts (default: shipped model)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (e.g. configs/fetal_head_biometry.yaml)."),
-        backend: str = typer.Option("auto", help="auto | torch | torch-compile | onnx | onnx-int8"),
-        threads: Optional[int] = typer.Option(None, help="CPU threads."),
+        backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | "
+                                    "torch-compile | onnx | onnx-int8"),
+        threads: Optional[int] = THREADS_OPTION,
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Foreground probability cut-off (default: the model's)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),

@@ -205,14 +205,17 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    threshold: Optional[float] = None, spacing=None, config=None, contour: Optional[str] = None,
                    biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
                    temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
-                   progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+                   progress: Optional[Callable[[str, int, int], None]] = None,
+                   notify: Optional[Callable[[str], None]] = None) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
 
     ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
     SonosegConfig) supplies ``measure`` and ``postprocess`` sections over the model's (flags win);
     ``progress(name, frames_done, frames_total)`` is called after every frame; ``domain``: score each
     input against the model's training distribution when the model has domain statistics.
-    ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``)."""
+    ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``).
+    ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
+    chosen, what was built for this machine, thread warnings."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
@@ -222,7 +225,10 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     out.mkdir(parents=True, exist_ok=True)
     sp = parse_spacing(spacing) if spacing is not None else None
     predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold)
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
+                                    log=notify or log)
+    be = predictor.backend
+    (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     _apply_config(predictor, config)
     measure = {"contour": contour, "biometry": biometry, "ellipse_fit": ellipse_fit}
     window = temporal_window if temporal_window is not None else predictor.config.postprocess.temporal_window
@@ -266,6 +272,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         log(("ok   " if r.ok else "FAIL ") + (f"{path.name}: {r.frames} frame(s)" if r.ok else r.error))
     payload = {
         "model": str(model) if model else "default",
+        "backend": predictor.backend.kind,
+        "threads": predictor.backend.threads,
         "threshold": predictor.threshold,
         "spacing_override_mm": list(sp) if sp else None,
         "domain_check": scorer is not None,
