@@ -4,7 +4,7 @@
     .venv/bin/python bench/domain.py ../shared/data/busi docs/default_model/training_split.csv
 
 In-domain: BUSI test split (never used for the statistics or the threshold) and BUSI images that
-are in no split of the split file (added to the dataset after the model was trained). Out of
+are in no split of the split file (the 133 lesion-free "normal" images, never used in training). Out of
 domain: every distinct ultrasound image shipped by pydicom / pydicom-data (obstetric, cardiac,
 abdominal, colour Doppler; the first frame of a cine), and speckle phantoms (sonoseg.data.phantom).
 Score = what ``predict`` reports as ``domain.score`` (sonoseg.infer.domain); flagged = score >
