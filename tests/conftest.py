@@ -70,3 +70,27 @@ def sonoseg_cache_dir(tmp_path_factory):
         os.environ.pop("SONOSEG_CACHE_DIR", None)
     else:
         os.environ["SONOSEG_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _dciodvfy_every_seg(request):
+    """After each test that used ``tmp_path``: every DICOM SEG written there must pass dciodvfy with 0
+    errors (see tests/dciodvfy_check.py). CI installs dciodvfy (.ci/run); without it this is a no-op
+    that says so once."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    import dciodvfy_check as dv
+
+    segs = [p for p in sorted(Path(tmp).rglob("*.dcm")) if dv.is_seg(p)]
+    if not segs:
+        return
+    if not dv.available():
+        import warnings
+
+        warnings.warn("dciodvfy not installed (apt-get install dicom3tools): SEG conformance not checked")
+        return
+    bad = {str(p.name): dv.seg_problems(p)[0] for p in segs}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"dciodvfy errors: {bad}"

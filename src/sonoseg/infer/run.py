@@ -30,67 +30,104 @@ class InputResult:
     overlay: Optional[str] = None
     measurements: Optional[str] = None
     seg: Optional[str] = None
+    video: Optional[str] = None
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
 
 
-def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
-                            write_seg: bool) -> InputResult:
-    from sonoseg.infer.measure import measure_mask
-    from sonoseg.infer.outputs import write_json, write_mask_nifti, write_mask_png, write_overlay
-    from sonoseg.io import iter_frames, read_meta
+@dataclass
+class RunSettings:
+    """Per-run choices shared by every input (from CLI flags / a config file over the model's config)."""
 
+    spacing: Optional[tuple[float, float]] = None  # --spacing override
+    measure: dict = field(default_factory=dict)  # MeasureOptions overrides (contour, biometry, ...)
+    temporal_window: int = 1
+    video: bool = False
+    domain: object = None  # DomainScorer or None
+    progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
+
+
+def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
+                            write_seg: bool, settings: Optional[RunSettings] = None) -> InputResult:
+    from sonoseg.infer.cine_outputs import OverlayVideo, temporal_smooth
+    from sonoseg.infer.domain import confidence
+    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.outputs import render_overlay, write_json, write_mask_nifti, write_mask_png, write_overlay
+    from sonoseg.io import iter_frames, read_meta
+    from sonoseg.io.spacing import resolve_spacing
+
+    st = settings or RunSettings()
     meta = read_meta(path)
-    spacing = meta.pixel_spacing_mm
     n = max(int(meta.frames or 1), 1)
+    spacing, source = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, st.spacing)
+    opts = MeasureOptions.from_config(predictor.config, spacing, source, meta.frame_time_ms if n > 1 else None,
+                                      **st.measure)
     res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n)
     tmp = None
     if n > 1:
         tmp = tempfile.NamedTemporaryFile(suffix=".npy", dir=out, delete=False)
         masks = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
-    per_frame, best = [], (-1, None, None)
+    video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if st.video and n > 1 else None
+    window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
+    per_frame, best = [], (-1.0, None, None, None, None)
     i = 0
     try:
-        for i, (frame, pred) in enumerate(_paired(iter_frames(path), predictor, meta, batch_size)):
+        stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, batch_size), window,
+                                 predictor.mask_from_probability)
+        for i, (frame, pred, m, prob) in enumerate(stream):
             if i >= n:
                 raise InputError(path, f"more frames than NumberOfFrames={n}")
-            m = pred.mask
-            area = int((m > 0).sum())
+            m, rec = measure_frame(m, i, opts)
+            rec["confidence"] = confidence(m, prob)
             if n > 1:
                 masks[i] = m
             else:
                 masks = m[None]
-            per_frame.append({"frame": i, "structures": measure_mask(m, spacing)})
+            per_frame.append(rec)
+            area = frame_area(rec)
             if area > best[0]:
-                best = (area, frame, m)
+                best = (area, i, frame, m, pred.grid_image)
+            if video is not None:
+                video.add(render_overlay(frame, m, caption=[f"frame {i + 1}/{n}"], biometry=rec.get("biometry"),
+                                         spacing=opts.spacing))
+            if st.progress is not None:
+                st.progress(path.name, i + 1, n)
         if not per_frame:
             raise InputError(path, "no frames decoded")
         res.frames = len(per_frame)
+        chosen = best[1]
         if n > 1:
-            res.mask = str(write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz", spacing=spacing))
+            res.mask = str(write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz", spacing=opts.spacing,
+                                            frame_time_ms=opts.frame_time_ms))
         else:
-            res.mask = str(write_mask_png(masks[0], out / f"{stem}.mask.png"))
-        res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png"))
-        payload = {"input": path.name, "unit": "mm" if spacing else "px", "pixel_spacing_mm": spacing,
-                   "spacing_source": meta.spacing_source, "frames": per_frame if n > 1 else None,
-                   "structures": per_frame[0]["structures"] if n == 1 else None}
-        res.measurements = str(write_json(payload, out / f"{stem}.measurements.json"))
-        if fmt == "dicom" and write_seg:
+            res.mask = str(write_mask_png(masks[0], out / f"{stem}.mask.png", spacing=opts.spacing))
+        domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
+        in_scope = None if domain is None else domain["in_scope"]
+        why = "largest structure" if best[0] > 0 else "no structure found"
+        banner = None if in_scope in (None, True) else f"OUT OF SCOPE (score {domain['score']:.1f} > {domain['threshold']:.1f}): not a finding"
+        res.overlay = str(write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
+                                        caption=overlay_caption(per_frame[chosen], opts, res.frames, why),
+                                        biometry=per_frame[chosen].get("biometry"), spacing=opts.spacing, banner=banner))
+        if video is not None:
+            res.video = str(video.close())
+        extra = {"chosen_frame_reason": why, "temporal_window": window, "domain": domain, "in_scope": in_scope}
+        res.measurements = str(write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
+                                          out / f"{stem}.measurements.json"))
+        if fmt == "dicom" and write_seg and in_scope is not False:
             from sonoseg.infer.dicom_seg import write_dicom_seg
 
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             res.seg = str(write_dicom_seg(path, seg_masks, out / f"{stem}.seg.dcm", labels=labels,
                                           frame_indices=list(range(res.frames)) if n > 1 else None))
-        structs = [s for f in per_frame for s in f["structures"]]
-        res.summary = {"frames_with_structures": sum(1 for f in per_frame if f["structures"]),
-                       "max_structures_per_frame": max((len(f["structures"]) for f in per_frame), default=0),
-                       "max_area": max((s["area"] for s in structs), default=0.0),
-                       "max_diameter": max((s["max_diameter"] or 0.0 for s in structs), default=0.0),
-                       "unit": "mm" if spacing else "px"}
+        res.summary = summary(per_frame, opts, chosen)
+        res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
+                            "domain_score": None if domain is None else domain["score"]})
         res.ok = True
         return res
     finally:
+        if video is not None:
+            video.frames = []
         if tmp is not None:
             del masks
             tmp.close()
@@ -109,13 +146,16 @@ def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
         yield from zip(buf, predictor.predict_stream(buf, meta, batch_size))
 
 
-def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
+def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optional[RunSettings] = None) -> InputResult:
     """NIfTI: slice-wise along the last axis (x, y, z), mask written with the source affine."""
     import nibabel as nib
 
-    from sonoseg.infer.measure import measure_mask
+    from sonoseg.infer.domain import confidence
+    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
     from sonoseg.infer.outputs import write_json, write_overlay
+    from sonoseg.io.spacing import resolve_spacing
 
+    st = settings or RunSettings()
     img = nib.load(str(path))
     data = np.asanyarray(img.dataobj)
     if data.ndim == 2:
@@ -123,44 +163,82 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
     if data.ndim != 3:
         raise InputError(path, f"expected a 2D/3D NIfTI, got {data.ndim}D")
     zooms = img.header.get_zooms()
-    spacing = (float(zooms[1]), float(zooms[0]))  # slice[x, y].T -> rows = y
+    spacing, source = resolve_spacing((float(zooms[1]), float(zooms[0])), "NIfTI pixdim", st.spacing)  # rows = y
+    opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
-    per, best = [], (-1, None, None)
+    per, best = [], (-1.0, 0, None, None, None)
     for z in range(data.shape[2]):
         sl = np.asarray(data[:, :, z]).T
         pred = predictor.predict(sl.astype(np.float32))
-        masks[:, :, z] = pred.mask.T
-        per.append({"slice": z, "structures": measure_mask(pred.mask, spacing)})
-        a = int(pred.mask.sum())
-        if a > best[0]:
-            best = (a, sl, pred.mask)
+        m, rec = measure_frame(pred.mask, z, opts)
+        rec["confidence"] = confidence(m, pred.probability)
+        masks[:, :, z] = m.T
+        per.append(rec)
+        if frame_area(rec) > best[0]:
+            best = (frame_area(rec), z, sl, m, pred.grid_image)
+        if st.progress is not None:
+            st.progress(path.name, z + 1, data.shape[2])
     mpath = out / f"{stem}.mask.nii.gz"
     nib.save(nib.Nifti1Image(masks, img.affine), str(mpath))
     res = InputResult(str(path), ok=True, kind="volume", frames=data.shape[2], mask=str(mpath))
-    res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png"))
-    res.measurements = str(write_json({"input": path.name, "unit": "mm", "pixel_spacing_mm": spacing, "slices": per},
-                                      out / f"{stem}.measurements.json"))
+    domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
+    in_scope = None if domain is None else domain["in_scope"]
+    chosen = best[1]
+    why = "largest structure" if best[0] > 0 else "no structure found"
+    res.overlay = str(write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
+                                    caption=overlay_caption(per[chosen], opts, len(per), why),
+                                    biometry=per[chosen].get("biometry"), spacing=opts.spacing,
+                                    banner=None if in_scope in (None, True) else "OUT OF SCOPE: not a finding"))
+    res.measurements = str(write_json(payload(path.name, "volume", per, opts, chosen, chosen_frame_reason=why,
+                                              domain=domain, in_scope=in_scope), out / f"{stem}.measurements.json"))
+    res.summary = summary(per, opts, chosen)
+    res.summary.update({"confidence": per[chosen].get("confidence"), "in_scope": in_scope,
+                        "domain_score": None if domain is None else domain["score"]})
     return res
 
 
 def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optional[str | Path] = None,
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
                    write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True,
+                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None,
+                   log: Callable[[str], None] = print, show_progress: bool = False, *,
+                   threshold: Optional[float] = None, spacing=None, config=None, contour: Optional[str] = None,
+                   biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
+                   temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
+                   progress: Optional[Callable[[str, int, int], None]] = None,
                    notify: Optional[Callable[[str], None]] = None) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
+
+    ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
+    SonosegConfig) supplies ``measure`` and ``postprocess`` sections over the model's (flags win);
+    ``progress(name, frames_done, frames_total)`` is called after every frame; ``domain``: score each
+    input against the model's training distribution when the model has domain statistics.
+    ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``).
     ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
     chosen, what was built for this machine, thread warnings."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
+    from sonoseg.io.spacing import parse_spacing
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sp = parse_spacing(spacing) if spacing is not None else None
     predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
+                                    log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
+    _apply_config(predictor, config)
+    measure = {"contour": contour, "biometry": biometry, "ellipse_fit": ellipse_fit}
+    window = temporal_window if temporal_window is not None else predictor.config.postprocess.temporal_window
+    scorer = None
+    if domain:
+        from sonoseg.infer.domain import DomainScorer
+
+        scorer = DomainScorer.for_model(model, getattr(predictor.backend, "model", None)
+                                        if getattr(predictor.backend, "kind", "") == "torch" else None)
+    settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress)
     files, results, taken = [], [], set()
     for p in inputs:
         p = Path(p)
@@ -175,17 +253,16 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         if not found:
             results.append(InputResult(str(p), ok=False, error=f"{p}: no readable inputs found"))
         files.extend(found)
-    from sonoseg.cli._common import track
 
-    for path in (track(files, "predicting") if show_progress else files):
+    for path in files:
         t0 = time.time()
         stem = unique_stem(out, path, taken)
         try:
             fmt = detect_format(path)
             if fmt == "nifti":
-                r = _predict_volume(predictor, path, out, stem)
+                r = _predict_volume(predictor, path, out, stem, settings)
             else:
-                r = _predict_dicom_or_image(predictor, path, fmt, out, stem, batch_size, write_seg)
+                r = _predict_dicom_or_image(predictor, path, fmt, out, stem, batch_size, write_seg, settings)
         except SonosegError as exc:
             r = InputResult(str(path), ok=False, error=str(exc) if isinstance(exc, InputError) else f"{path}: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
@@ -197,10 +274,28 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         "model": str(model) if model else "default",
         "backend": predictor.backend.kind,
         "threads": predictor.backend.threads,
+        "threshold": predictor.threshold,
+        "spacing_override_mm": list(sp) if sp else None,
+        "domain_check": scorer is not None,
         "n_inputs": len(results),
         "n_ok": sum(r.ok for r in results),
         "n_failed": sum(not r.ok for r in results),
+        "n_out_of_scope": sum(1 for r in results if r.ok and r.summary.get("in_scope") is False),
         "results": [asdict(r) for r in results],
     }
     write_json(payload, out / "results.json")
     return payload
+
+
+def _apply_config(predictor, config) -> None:
+    """A config file's ``measure`` and ``postprocess`` sections replace the model's; explicit
+    predict arguments (already applied to the predictor) keep priority for threshold/cleanup."""
+    if config is None:
+        return
+    from sonoseg.config import SonosegConfig, load_config
+
+    cfg = config if isinstance(config, SonosegConfig) else load_config(config)
+    predictor.config = predictor.config.model_copy(update={"measure": cfg.measure,
+                                                           "postprocess": predictor.config.postprocess.model_copy(
+                                                               update={"ellipse_fit": cfg.postprocess.ellipse_fit,
+                                                                       "temporal_window": cfg.postprocess.temporal_window})})
