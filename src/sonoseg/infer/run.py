@@ -146,16 +146,19 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
 def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optional[str | Path] = None,
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
                    write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict:
-    """Run the model on every input; returns the results.json payload (also written to ``out_dir``)."""
+                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True,
+                   predictor=None) -> dict:
+    """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
+    ``predictor``: an already loaded Predictor to reuse (a long-running server loads it once)."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta)
+    if predictor is None:
+        predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                        min_size=min_size, fill_holes=fill_holes, tta=tta)
     files, results, taken = [], [], set()
     for p in inputs:
         p = Path(p)
