@@ -82,3 +82,47 @@ def seed_result(st: Store, label, diameter: float = 10.0, png: bytes = b"\x89PNG
                             ArtefactIn("frame_image", "image/png", data=png + b"f" + jid.encode(), frame=0),
                             ArtefactIn("frame_mask", "image/png", data=png + b"m" + jid.encode(), frame=0)])
     return save_result(st, jid, InstanceIds("ST-" + h[:12].upper(), h, h, h), r, {})
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, every: float = 0.2, what: str = "condition"):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class ThreadServer:
+    """uvicorn serving an app on a loopback port from a thread of this process."""
+
+    def __init__(self, app):
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_until(lambda: self.server.started, 60, what="server start")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(60)

@@ -37,6 +37,9 @@ COMMAND_MODULES = [
     "export",
     "benchmark",
     "phantom",
+    "serve",
+    "users",
+    "keys",
 ]
 
 for _name in COMMAND_MODULES:

@@ -10,6 +10,22 @@ from typing import Optional
 from sonoseg.store import Store, jobs
 
 log = logging.getLogger("sonoseg.serve")
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(path=None):
+    """(Predictor, ModelInfo), loaded once per process and model file: loading takes seconds, a
+    prediction a fraction of one."""
+    from sonoseg.infer.predictor import Predictor
+    from sonoseg.serve.processing import model_info
+
+    key = str(path) if path else None
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            info = model_info(path)
+            _MODELS[key] = (Predictor.from_path(path), info)
+        return _MODELS[key]
 
 
 class Worker:
@@ -36,11 +52,7 @@ class Worker:
 
     def _load(self):
         if self._predictor is None:
-            from sonoseg.infer.predictor import Predictor
-            from sonoseg.serve.processing import model_info
-
-            self._info = model_info(self.model_path)
-            self._predictor = Predictor.from_path(self.model_path)
+            self._predictor, self._info = load_model(self.model_path)
         return self._predictor, self._info
 
     def run_once(self) -> bool:

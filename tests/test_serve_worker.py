@@ -1,0 +1,74 @@
+"""The worker runs sonoseg's real predict on uploads and stores complete results; the API serves them
+with checksums; the viewer's frames exist."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from _serve import login, make_app, make_store, samples  # noqa: E402
+from sonoseg.serve.worker import Worker  # noqa: E402
+
+
+def test_upload_predict_store_and_download(tmp_path):
+    import pydicom
+
+    st = make_store(tmp_path / "data")
+    app = make_app(st)
+    with TestClient(app) as c:
+        h = login(c, "operator")
+        sample = samples()[2]
+        r = c.post("/api/v1/jobs", files={"files": (sample.name, sample.read_bytes(), "application/dicom")}, headers=h)
+        assert r.status_code == 202
+        jid = r.json()["jobs"][0]["id"]
+        w = Worker(st)
+        assert w.run_once() is True and w.run_once() is False
+        job = c.get(f"/api/v1/jobs/{jid}", headers=h).json()
+        assert job["status"] == "done", job
+        res = c.get(job["result_url"], headers=h).json()
+        assert res["kind"] == "image" and res["frames"] == 1 and res["view_frames"] == [0]
+        assert res["model"]["name"] == "busi_default.pt" and len(res["model"]["sha256"]) == 64
+        assert res["study"].startswith("ST-") and res["max_diameter"] > 0
+        assert res["measurements"]["structures"], "the sample has a lesion"
+        for kind in ("mask", "overlay", "seg"):
+            f = c.get(res["files"][kind], headers=h)
+            assert f.status_code == 200
+            assert hashlib.sha256(f.content).hexdigest() == f.headers["x-checksum-sha256"] == res["checksums"][kind]
+        seg = pydicom.dcmread(__import__("io").BytesIO(c.get(res["files"]["seg"], headers=h).content))
+        src = pydicom.dcmread(sample, stop_before_pixels=True)
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == src.StudyInstanceUID
+        img = c.get(f"/api/v1/results/{res['id']}/frames/0/image", headers=h)
+        layer = c.get(f"/api/v1/results/{res['id']}/frames/0/mask", headers=h)
+        import cv2
+        import numpy as np
+
+        im = cv2.imdecode(np.frombuffer(img.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        ml = cv2.imdecode(np.frombuffer(layer.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert im.shape[:2] == ml.shape[:2] == (int(src.Rows), int(src.Columns)) and ml.shape[2] == 4
+        mask = cv2.imdecode(np.frombuffer(c.get(res["files"]["mask"], headers=h).content, np.uint8), 0)
+        assert ((ml[..., 3] > 0) == (mask > 0)).all()  # the viewer's layer is the stored mask
+        assert list(st.spool.iterdir()) == []  # the upload itself is not kept
+        assert st.integrity_check() == []
+    st.dispose()
+
+
+def test_failed_job_keeps_reason_and_no_result(tmp_path):
+    st = make_store(tmp_path / "data")
+    app = make_app(st, model=tmp_path / "missing-model.pt")
+    with TestClient(app) as c:
+        h = login(c, "operator")
+        sample = samples()[0]
+        jid = c.post("/api/v1/jobs", files={"files": (sample.name, sample.read_bytes())}, headers=h).json()["jobs"][0]["id"]
+        w = Worker(st, model=tmp_path / "missing-model.pt")
+        assert w.run_once()
+        job = c.get(f"/api/v1/jobs/{jid}", headers=h).json()
+        assert job["status"] == "failed" and job["error"] and job["result_id"] is None
+        assert "\n" not in job["error"]
+        assert st.integrity_check() == []
+    st.dispose()
