@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Optional
 
 import typer
@@ -19,3 +20,32 @@ def open_store(data: Optional[Path], db: Optional[str]):
     st = Store(s.data_dir, s.db_url)
     st.migrate()
     return st
+
+
+@contextmanager
+def admin_session(data: Optional[Path], db: Optional[str]):
+    """(store, session) in one transaction; account errors become a one-line error and exit 2."""
+    from sonoseg.cli._common import fail
+    from sonoseg.store.accounts import AccountError
+
+    st = open_store(data, db)
+    try:
+        with st.session() as s, s.begin():
+            yield st, s
+    except AccountError as exc:
+        fail(str(exc), 2)
+    finally:
+        st.dispose()
+
+
+def print_table(title: str, columns: tuple[str, ...], rows) -> None:
+    from rich.table import Table
+
+    from sonoseg.cli._common import console
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)

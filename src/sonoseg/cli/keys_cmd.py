@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from sonoseg.cli._common import console, fail, handle_errors
-from sonoseg.cli._store_opts import DATA, DB, open_store
+from sonoseg.cli._common import console, handle_errors
+from sonoseg.cli._store_opts import DATA, DB, admin_session, open_store, print_table
 
 keys = typer.Typer(help="API keys of `sonoseg serve` (send as header X-API-Key).", no_args_is_help=True)
 
@@ -21,15 +21,9 @@ def create(user: str = typer.Option(..., "--user", help="The key acts as this us
     """Create a key and print it once: it is stored only as a keyed hash."""
     from sonoseg.store import accounts, audit
 
-    st = open_store(data, db)
-    try:
-        with st.session() as s, s.begin():
-            k, key = accounts.create_key(s, st.secret, user, name)
-            audit.record(s, "cli", "key:create", f"key:{k.prefix}", "local")
-    except accounts.AccountError as exc:
-        fail(str(exc), 2)
-    finally:
-        st.dispose()
+    with admin_session(data, db) as (st, s):
+        k, key = accounts.create_key(s, st.secret, user, name)
+        audit.record(s, "cli", "key:create", f"key:{k.prefix}", "local")
     console.print(f"key {k.prefix} for {user} (store it now, it is not shown again):")
     typer.echo(key)
 
@@ -38,20 +32,16 @@ def create(user: str = typer.Option(..., "--user", help="The key acts as this us
 @handle_errors
 def list_(db: Optional[str] = DB, data: Optional[Path] = DATA) -> None:
     """List keys (prefix, owner, state); never the keys themselves."""
-    from rich.table import Table
     from sqlalchemy import select
 
     from sonoseg.store.models import ApiKey
 
     st = open_store(data, db)
-    table = Table(title="API keys")
-    for c in ("prefix", "name", "user", "state"):
-        table.add_column(c)
     with st.session() as s:
-        for k in s.scalars(select(ApiKey).order_by(ApiKey.id)):
-            table.add_row(k.prefix, k.name, k.user.username, "revoked" if k.revoked_at else "active")
+        rows = [(k.prefix, k.name, k.user.username, "revoked" if k.revoked_at else "active")
+                for k in s.scalars(select(ApiKey).order_by(ApiKey.id))]
     st.dispose()
-    console.print(table)
+    print_table("API keys", ("prefix", "name", "user", "state"), rows)
 
 
 @keys.command("revoke")
@@ -61,15 +51,9 @@ def revoke(prefix: str = typer.Argument(..., help="The key's prefix (the 8 hex d
     """Revoke a key: requests with it are refused from now on."""
     from sonoseg.store import accounts, audit
 
-    st = open_store(data, db)
-    try:
-        with st.session() as s, s.begin():
-            accounts.revoke_key(s, prefix)
-            audit.record(s, "cli", "key:revoke", f"key:{prefix}", "local")
-    except accounts.AccountError as exc:
-        fail(str(exc), 2)
-    finally:
-        st.dispose()
+    with admin_session(data, db) as (st, s):
+        accounts.revoke_key(s, prefix)
+        audit.record(s, "cli", "key:revoke", f"key:{prefix}", "local")
     console.print(f"key {prefix} revoked")
 
 

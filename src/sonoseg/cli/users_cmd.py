@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from sonoseg.cli._common import console, fail, handle_errors
-from sonoseg.cli._store_opts import DATA, DB, open_store
+from sonoseg.cli._store_opts import DATA, DB, admin_session, open_store, print_table
 
 users = typer.Typer(help="Accounts of `sonoseg serve` (roles: viewer, operator, admin).", no_args_is_help=True)
 
@@ -36,15 +36,9 @@ def add(username: str = typer.Argument(..., help="User name."),
     from sonoseg.store import accounts, audit
 
     pw = _password(password_stdin)
-    st = open_store(data, db)
-    try:
-        with st.session() as s, s.begin():
-            u = accounts.create_user(s, username, pw, role, classes.split(",") if classes else None)
-            audit.record(s, "cli", "user:add", f"user:{u.id}", "local", detail=f"role={role}")
-    except accounts.AccountError as exc:
-        fail(str(exc), 2)
-    finally:
-        st.dispose()
+    with admin_session(data, db) as (st, s):
+        u = accounts.create_user(s, username, pw, role, classes.split(",") if classes else None)
+        audit.record(s, "cli", "user:add", f"user:{u.id}", "local", detail=f"role={role}")
     console.print(f"user {username} ({role}) created")
 
 
@@ -52,34 +46,24 @@ def add(username: str = typer.Argument(..., help="User name."),
 @handle_errors
 def list_(db: Optional[str] = DB, data: Optional[Path] = DATA) -> None:
     """List users, their roles, class restrictions and state."""
-    from rich.table import Table
     from sqlalchemy import select
 
     from sonoseg.store.models import User
 
     st = open_store(data, db)
-    table = Table(title="users")
-    for c in ("user", "role", "classes", "state"):
-        table.add_column(c)
     with st.session() as s:
-        for u in s.scalars(select(User).order_by(User.id)):
-            table.add_row(u.username, u.role, u.classes or "all", "disabled" if u.disabled else "active")
+        rows = [(u.username, u.role, u.classes or "all", "disabled" if u.disabled else "active")
+                for u in s.scalars(select(User).order_by(User.id))]
     st.dispose()
-    console.print(table)
+    print_table("users", ("user", "role", "classes", "state"), rows)
 
 
 def _set_disabled(username: str, disabled: bool, db, data) -> None:
     from sonoseg.store import accounts, audit
 
-    st = open_store(data, db)
-    try:
-        with st.session() as s, s.begin():
-            u = accounts.set_disabled(s, username, disabled)
-            audit.record(s, "cli", "user:change", f"user:{u.id}", "local", detail=f"disabled={disabled}")
-    except accounts.AccountError as exc:
-        fail(str(exc), 2)
-    finally:
-        st.dispose()
+    with admin_session(data, db) as (st, s):
+        u = accounts.set_disabled(s, username, disabled)
+        audit.record(s, "cli", "user:change", f"user:{u.id}", "local", detail=f"disabled={disabled}")
     console.print(f"user {username} {'disabled' if disabled else 'enabled'}")
 
 
