@@ -59,8 +59,9 @@ def _principal_from_user(u, via: str) -> Principal:
     return Principal(u.username, u.role, tuple(cls) if cls is not None else None, via)
 
 
-async def current_principal(request: Request, token: Annotated[Optional[str], Depends(oauth2)],
-                            api_key: Annotated[Optional[str], Depends(api_key_header)]) -> Principal:
+def current_principal(request: Request, token: Annotated[Optional[str], Depends(oauth2)],
+                      api_key: Annotated[Optional[str], Depends(api_key_header)]) -> Principal:
+    """Sync on purpose: FastAPI runs it in the thread pool, so database waits never block the event loop."""
     store = request.app.state.store
     key = api_key or (token if token and token.startswith("sk_") else None)
     with store.session() as s:
@@ -90,7 +91,7 @@ def require(role: str):
     """Dependency: the caller must hold ``role`` or a higher one (viewer < operator < admin)."""
     need = ROLES.index(role)
 
-    async def check(p: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    def check(p: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if ROLES.index(p.role) < need:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the {role} role")
         return p

@@ -34,8 +34,6 @@ def _label(name: str | None) -> str:
 async def upload(request: Request, p: Operator) -> dict:
     """Upload one or many DICOM / PNG / JPEG / NIfTI files (multipart field ``files``). All are checked
     first: if any is refused, nothing is stored and the reply names it."""
-    import uuid
-
     st, settings = request.app.state.store, request.app.state.settings
     form = await request.form(max_files=settings.max_files, max_fields=settings.max_files + 8)
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
@@ -50,16 +48,7 @@ async def upload(request: Request, p: Operator) -> dict:
                 await run_in_threadpool(validate, sp)
             except UploadRejected as exc:
                 raise HTTPException(exc.status, f"file {i} ({_label(f.filename)}): {exc}") from None
-        ids = []
-        with st.session() as s, s.begin():
-            for sp in accepted:
-                jid = uuid.uuid4().hex
-                sp.path.rename(st.spool_path(jid, "".join(sp.path.suffixes)))
-                sp.path = st.spool_path(jid, "".join(sp.path.suffixes))
-                s.add(Job(id=jid, status="queued", format=sp.fmt, input_sha256=sp.sha256, input_size=sp.size,
-                          created_by=p.actor, attempts=0))
-                audit.record(s, p.actor, "upload", f"job:{jid}", request.client.host if request.client else None)
-                ids.append(jid)
+        ids = await run_in_threadpool(_enqueue, st, accepted, p.actor, request.client.host if request.client else None)
     except BaseException:
         for sp in accepted:
             sp.path.unlink(missing_ok=True)
@@ -70,6 +59,25 @@ async def upload(request: Request, p: Operator) -> dict:
     if worker is not None:
         worker.wake()
     return {"jobs": [{"id": j, "status": "queued", "url": f"/api/v1/jobs/{j}"} for j in ids]}
+
+
+def _enqueue(st, accepted: list, actor: str, ip) -> list[str]:
+    """Spooled files -> job rows, in one transaction (files are moved to their job's name first, so a
+    crash leaves at worst an unreferenced file, removed at the next start)."""
+    import uuid
+
+    ids = []
+    with st.session() as s, s.begin():
+        for sp in accepted:
+            jid = uuid.uuid4().hex
+            dest = st.spool_path(jid, "".join(sp.path.suffixes))
+            sp.path.rename(dest)
+            sp.path = dest
+            s.add(Job(id=jid, status="queued", format=sp.fmt, input_sha256=sp.sha256, input_size=sp.size,
+                      created_by=actor, attempts=0))
+            audit.record(s, actor, "upload", f"job:{jid}", ip)
+            ids.append(jid)
+    return ids
 
 
 def _visible(q, p):
