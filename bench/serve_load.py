@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,7 @@ def run_backend(name: str, url_db, args) -> dict:
     import httpx
 
     from _pg import free_port
-    from _serve import PASSWORDS, make_store, samples
+    from _serve import PASSWORDS, make_store, samples, stop_process
 
     data = Path(tempfile.mkdtemp(prefix=f"sonoseg-bench-{name}-")) / "data"
     make_store(data, url_db).dispose()
@@ -148,11 +147,7 @@ def run_backend(name: str, url_db, args) -> dict:
         out["read_p95_ms"] = 1000 * lats[int(0.95 * (len(lats) - 1))]
         out["peak_rss_mb"] = _peak_rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     return out
 
 

@@ -126,3 +126,18 @@ class ThreadServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(60)
+
+
+def stop_process(proc, timeout: float = 60) -> None:
+    """SIGTERM (graceful: the worker finishes its job), then SIGKILL if it does not stop in time."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)

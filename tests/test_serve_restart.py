@@ -15,7 +15,7 @@ httpx = pytest.importorskip("httpx")
 
 from sqlalchemy import func, select  # noqa: E402
 
-from _serve import PASSWORDS, free_port, make_store, samples, wait_until  # noqa: E402
+from _serve import PASSWORDS, free_port, make_store, samples, stop_process, wait_until  # noqa: E402
 from sonoseg.store import Store  # noqa: E402
 from sonoseg.store.models import Job, Result  # noqa: E402
 
@@ -72,12 +72,7 @@ def test_sigkill_mid_job_then_restart(tmp_path):
 
         wait_until(all_ended, 240, every=0.5, what="jobs to end after restart")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        stop_process(proc)
         log.close()
     st = Store(data)
     try:
