@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the test helpers start/stop PostgreSQL the same way the tests do
+sys.path.insert(0, str(REPO / "src"))
 
 
 def _cpu() -> str:
@@ -80,19 +81,21 @@ def run_backend(name: str, url_db, args) -> dict:
     try:
         def healthy():
             try:
-                return httpx.get(f"{base}/health", timeout=2).status_code == 200
+                return httpx.get(f"{base}/health", timeout=10).status_code == 200
             except httpx.HTTPError:
                 return False
 
         if not _wait(healthy, 120):
             raise RuntimeError(f"{name}: server did not start")
-        tok = httpx.post(f"{base}/api/v1/auth/token", data={"username": "operator", "password": PASSWORDS["operator"]}).json()
+        tok = httpx.post(f"{base}/api/v1/auth/token", data={"username": "operator", "password": PASSWORDS["operator"]},
+                         timeout=60).json()
         h = {"Authorization": f"Bearer {tok['access_token']}"}
         files = samples()
         # warm the model (first job loads it) so uploads/s and jobs/s measure the steady state
         r = httpx.post(f"{base}/api/v1/jobs", files={"files": (files[0].name, files[0].read_bytes())}, headers=h, timeout=60)
         warm = r.json()["jobs"][0]["id"]
-        _wait(lambda: httpx.get(f"{base}/api/v1/jobs/{warm}", headers=h).json()["status"] in ("done", "failed"), 300)
+        _wait(lambda: httpx.get(f"{base}/api/v1/jobs/{warm}", headers=h, timeout=60).json()["status"] in ("done", "failed"),
+              300)
 
         def uploader(i):
             ids, lat = [], []
@@ -116,13 +119,13 @@ def run_backend(name: str, url_db, args) -> dict:
         out["upload_median_ms"] = 1000 * statistics.median([x for _, lat in ups for x in lat])
 
         def ended():
-            r = httpx.get(f"{base}/api/v1/jobs", params={"limit": 500}, headers=h).json()
+            r = httpx.get(f"{base}/api/v1/jobs", params={"limit": 500}, headers=h, timeout=60).json()
             return sum(j["status"] in ("done", "failed") for j in r["items"] if j["id"] in set(ids)) == len(ids)
 
         finished = _wait(ended, args.max_seconds, 0.25)
         t_jobs = time.perf_counter() - t0
         out["jobs_per_s"] = len(ids) / t_jobs if finished else float("nan")
-        res = httpx.get(f"{base}/api/v1/results", params={"limit": 500}, headers=h).json()["items"]
+        res = httpx.get(f"{base}/api/v1/results", params={"limit": 500}, headers=h, timeout=60).json()["items"]
         out["results"] = len(res)
         rids = [r["id"] for r in res] or [0]
 

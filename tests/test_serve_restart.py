@@ -28,7 +28,7 @@ def _start(data, port, log):
 
 def _healthy(url):
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}/health", timeout=10).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -43,13 +43,15 @@ def test_sigkill_mid_job_then_restart(tmp_path):
     proc = _start(data, port, log)
     try:
         wait_until(lambda: proc.poll() is None and _healthy(url), 90, what="first server")
-        tok = httpx.post(f"{url}/api/v1/auth/token", data={"username": "operator", "password": PASSWORDS["operator"]}).json()
+        tok = httpx.post(f"{url}/api/v1/auth/token", data={"username": "operator", "password": PASSWORDS["operator"]},
+                         timeout=60).json()
         h = {"Authorization": f"Bearer {tok['access_token']}"}
         files = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in samples()]
         r = httpx.post(f"{url}/api/v1/jobs", files=files, headers=h, timeout=60)
         assert r.status_code == 202
         ids = [j["id"] for j in r.json()["jobs"]]
-        wait_until(lambda: httpx.get(f"{url}/api/v1/jobs", params={"status": "running"}, headers=h).json()["total"], 60,
+        wait_until(lambda: httpx.get(f"{url}/api/v1/jobs", params={"status": "running"}, headers=h,
+                                     timeout=60).json()["total"], 120,
                    every=0.05, what="a running job")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
@@ -67,7 +69,7 @@ def test_sigkill_mid_job_then_restart(tmp_path):
         wait_until(lambda: proc.poll() is None and _healthy(url), 90, what="restarted server")
 
         def all_ended():
-            with httpx.Client(base_url=url, headers=h) as c:
+            with httpx.Client(base_url=url, headers=h, timeout=60) as c:  # a busy 2-core CI box is slow
                 return all(c.get(f"/api/v1/jobs/{j}").json()["status"] in ("done", "failed") for j in ids)
 
         wait_until(all_ended, 240, every=0.5, what="jobs to end after restart")

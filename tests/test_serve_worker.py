@@ -72,3 +72,51 @@ def test_failed_job_keeps_reason_and_no_result(tmp_path):
         assert "\n" not in job["error"]
         assert st.integrity_check() == []
     st.dispose()
+
+
+def _cine(src, dest, n=3):
+    """A small multi-frame DICOM made from a shipped sample: the frame shifted a little each time."""
+    import numpy as np
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.dcmread(src)
+    ds.decompress()
+    px = ds.pixel_array
+    frames = np.stack([np.roll(px, 12 * k, axis=1) for k in range(n)])
+    ds.NumberOfFrames = n
+    ds.PixelData = frames.tobytes()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(dest, enforce_file_format=True)
+    return dest
+
+
+def test_cine_upload_gives_scrollable_frames(tmp_path):
+    import cv2
+    import numpy as np
+
+    st = make_store(tmp_path / "data")
+    app = make_app(st)
+    cine = _cine(samples()[0], tmp_path / "cine.dcm")
+    with TestClient(app) as c:
+        h = login(c, "operator")
+        r = c.post("/api/v1/jobs", files={"files": ("cine.dcm", cine.read_bytes())}, headers=h)
+        jid = r.json()["jobs"][0]["id"]
+        assert Worker(st).run_once()
+        job = c.get(f"/api/v1/jobs/{jid}", headers=h).json()
+        assert job["status"] == "done", job
+        res = c.get(job["result_url"], headers=h).json()
+        assert res["kind"] == "cine" and res["frames"] == 3 and res["view_frames"] == [0, 1, 2]
+        assert len(res["measurements"]["frames"]) == 3
+        layers = []
+        for f in range(3):
+            png = c.get(f"/api/v1/results/{res['id']}/frames/{f}/mask", headers=h).content
+            layers.append(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)[..., 3] > 0)
+        assert all(m.any() for m in layers)
+        assert not np.array_equal(layers[0], layers[2])  # the lesion moved with the frames
+        mask = c.get(res["files"]["mask"], headers=h)
+        assert mask.headers["content-disposition"].endswith('mask.nii.gz"')
+        assert c.get(f"/api/v1/results/{res['id']}/frames/3/image", headers=h).status_code == 404
+    st.dispose()

@@ -82,9 +82,10 @@ def test_viewer_login_upload_result(tmp_path, browser):
         # what the API says the result is: the page must show the same
         import httpx
 
-        h = login(httpx.Client(base_url=srv.url), "viewer")
-        rid = httpx.get(f"{srv.url}/api/v1/results", headers=h).json()["items"][0]["id"]
-        res = httpx.get(f"{srv.url}/api/v1/results/{rid}", headers=h).json()
+        with httpx.Client(base_url=srv.url, timeout=60) as api:
+            h = login(api, "viewer")
+            rid = api.get("/api/v1/results", headers=h).json()["items"][0]["id"]
+            res = api.get(f"/api/v1/results/{rid}", headers=h).json()
         label = b.find_element(By.ID, "class-label")
         if res["label"]:
             assert label.text.lower() == res["label"]
