@@ -120,3 +120,29 @@ def test_cine_upload_gives_scrollable_frames(tmp_path):
         assert mask.headers["content-disposition"].endswith('mask.nii.gz"')
         assert c.get(f"/api/v1/results/{res['id']}/frames/3/image", headers=h).status_code == 404
     st.dispose()
+
+
+def test_nifti_volume_upload(tmp_path):
+    """A NIfTI volume (slices of a shipped sample) goes through the same path: per-slice frames,
+    measurements in mm from the header's voxel size."""
+    import nibabel as nib
+    import numpy as np
+
+    from sonoseg.io import load_image
+
+    px = np.asarray(load_image(samples()[0]).pixels, dtype=np.float32)
+    vol = np.stack([px.T, px.T], axis=-1)  # x, y, z
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.diag([0.1, 0.1, 1.0, 1.0])), str(path))
+    st = make_store(tmp_path / "data")
+    with TestClient(make_app(st)) as c:
+        h = login(c, "operator")
+        r = c.post("/api/v1/jobs", files={"files": ("vol.nii.gz", path.read_bytes())}, headers=h)
+        assert r.status_code == 202, r.text
+        assert Worker(st).run_once()
+        job = c.get(f"/api/v1/jobs/{r.json()['jobs'][0]['id']}", headers=h).json()
+        assert job["status"] == "done", job
+        res = c.get(job["result_url"], headers=h).json()
+        assert res["kind"] == "volume" and res["view_frames"] == [0, 1] and res["unit"] == "mm"
+        assert res["max_diameter"] > 0 and "seg" not in res["files"]
+    st.dispose()

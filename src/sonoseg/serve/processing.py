@@ -60,6 +60,21 @@ def classification(r: dict) -> tuple[Optional[str], Optional[dict]]:
     return label, probs
 
 
+def summarize(measurements: Path) -> dict:
+    """The headline figures from a measurements file, for outputs that come without a summary
+    (predict's NIfTI volume path)."""
+    import json
+
+    m = json.loads(measurements.read_text())
+    per = m.get("frames") or m.get("slices") or [{"structures": m.get("structures") or []}]
+    structs = [x for f in per for x in (f.get("structures") or [])]
+    return {"frames_with_structures": sum(1 for f in per if f.get("structures")),
+            "max_structures_per_frame": max((len(f.get("structures") or []) for f in per), default=0),
+            "max_area": max((x.get("area") or 0.0 for x in structs), default=0.0),
+            "max_diameter": max((x.get("max_diameter") or 0.0 for x in structs), default=0.0),
+            "unit": m.get("unit", "px")}
+
+
 def _frame_indices(n: int, max_frames: int) -> list[int]:
     return list(range(n)) if n <= max_frames else sorted({int(round(i)) for i in np.linspace(0, n - 1, max_frames)})
 
@@ -136,7 +151,7 @@ def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int
         if not r["ok"]:
             raise RuntimeError((r.get("error") or "prediction failed").replace(str(src), "upload"))
         label, probs = classification(r)
-        s = r.get("summary") or {}
+        s = r.get("summary") or summarize(Path(r["measurements"]))
         arts = [ArtefactIn("mask", MEDIA[".png"] if r["mask"].endswith(".png") else MEDIA[".nii.gz"], Path(r["mask"])),
                 ArtefactIn("overlay", MEDIA[".png"], Path(r["overlay"])),
                 ArtefactIn("measurements", MEDIA[".json"], Path(r["measurements"]))]
