@@ -230,3 +230,18 @@ def test_sqlite_files_are_owner_only(tmp_path):
     with st.engine.connect() as c:
         assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     st.dispose()
+
+
+def test_readers_do_not_wait_for_a_writer(store):
+    """While a write transaction is open, read-only sessions still answer (with the committed state)."""
+    from sqlalchemy import func
+
+    with store.session() as s, s.begin():
+        audit.record(s, "a", "committed")
+    with store.session() as w, w.begin():
+        audit.record(w, "b", "pending")
+        w.flush()  # the writer holds its lock now
+        with store.reader() as r:
+            assert r.scalar(select(func.count()).select_from(AuditEvent)) == 1
+    with store.reader() as r:
+        assert r.scalar(select(func.count()).select_from(AuditEvent)) == 2

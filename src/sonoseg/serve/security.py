@@ -64,7 +64,7 @@ def current_principal(request: Request, token: Annotated[Optional[str], Depends(
     """Sync on purpose: FastAPI runs it in the thread pool, so database waits never block the event loop."""
     store = request.app.state.store
     key = api_key or (token if token and token.startswith("sk_") else None)
-    with store.session() as s:
+    with store.reader() as s:
         if key:
             found = accounts.key_user(s, store.secret, key)
             if found is None:

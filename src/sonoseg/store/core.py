@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sonoseg.store.blobs import ArtefactError, ArtefactStore
-from sonoseg.store.db import make_engine, sqlite_url, upgrade
+from sonoseg.store.db import READ_ONLY, make_engine, sqlite_url, upgrade
 from sonoseg.store.models import Artefact, Job, Result
 from sonoseg.store.paths import load_secret, private_dir
 
@@ -22,6 +22,7 @@ class Store:
         self.url = url or sqlite_url(self.data / DB_FILE)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self.blobs = ArtefactStore(self.data / "artefacts")
         self.spool = private_dir(self.data / "spool")
         self.work = private_dir(self.data / "work")
@@ -33,6 +34,10 @@ class Store:
 
     def session(self) -> Session:
         return self._sessions()
+
+    def reader(self) -> Session:
+        """A session for reads only (on SQLite it does not take the write lock; never write with it)."""
+        return self._readers()
 
     def migrate(self, revision: str = "head") -> None:
         upgrade(self.engine, revision)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sonoseg.store.paths import private_dir, private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "sonoseg_read_only"
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -41,8 +42,10 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(eng, "begin")
         def _begin(conn):  # noqa: ANN001
             # IMMEDIATE: take the write lock up front, so a read-then-write transaction never
-            # fails with SQLITE_BUSY mid-way when another writer committed in between.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # fails with SQLITE_BUSY mid-way when another writer committed in between. Sessions
+            # opened read-only (Store.reader) use a plain deferred BEGIN: WAL readers never wait.
+            ro = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if ro else "BEGIN IMMEDIATE")
 
         return eng
     if url.startswith("postgres://"):

@@ -101,7 +101,7 @@ def list_jobs(request: Request, p: Viewer, status_: Optional[Literal["queued", "
         q = q.where(Job.status == "done", Result.label.is_(None))
     elif label:
         q = q.where(Result.label == label)
-    with st.session() as s:
+    with st.reader() as s:
         total = s.scalar(select(func.count()).select_from(q.subquery()))
         rows = s.execute(q.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)).all()
         return {"total": total, "offset": offset, "limit": limit, "items": [job_view(j, r) for j, r in rows]}
@@ -112,7 +112,7 @@ def get_job(request: Request, job_id: str, p: Viewer) -> dict:
     st = request.app.state.store
     if not (len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
-    with st.session() as s:
+    with st.reader() as s:
         row = s.execute(_visible(select(Job, Result).outerjoin(Result, Result.job_id == Job.id)
                                  .where(Job.id == job_id), p)).first()
         if row is None:

@@ -38,7 +38,7 @@ def list_results(request: Request, p: Viewer, label: LabelQ = None, model: Optio
                  offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
     st = request.app.state.store
     f = ResultFilter(label, model, since, until, min_diameter, max_diameter, min_area, max_area)
-    with st.session() as s:
+    with st.reader() as s:
         total, rows = query_results(s, f, p.allowed(), offset, limit)
         items = [result_view(r, _study(s, r)) for r in rows]
     return {"total": total, "offset": offset, "limit": limit, "items": items}
@@ -90,7 +90,7 @@ def get_frame(request: Request, p: Viewer, layer: Literal["image", "mask"], resu
               frame: int = Path(ge=0, le=100000)) -> Response:
     """One rendered frame for the viewer: the source picture or the mask layer (transparent PNG)."""
     st = request.app.state.store
-    with st.session() as s:
+    with st.reader() as s:
         r = _load(request, p, result_id, s)
         a = artefact(r, f"frame_{layer}", frame)
         if a is None:
