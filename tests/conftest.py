@@ -57,6 +57,21 @@ def busi() -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sonoseg_cache_dir(tmp_path_factory):
+    """A fresh sonoseg cache for the whole test session (the fast path's ONNX/int8 builds, image hashes,
+    preprocessed arrays): nothing leaks into ~/.cache and no stale entry from an earlier run can hide a
+    bug. The shipped model's int8 version is built once per session and shared by the tests."""
+    d = tmp_path_factory.mktemp("sonoseg-cache")
+    old = os.environ.get("SONOSEG_CACHE_DIR")
+    os.environ["SONOSEG_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("SONOSEG_CACHE_DIR", None)
+    else:
+        os.environ["SONOSEG_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server on a loopback port for the whole session (store/serve tests);

@@ -39,16 +39,16 @@ def busi_split(busi, tmp_path_factory):
 
 def test_busi_duplicates_grouped(busi_split):
     samples, hashes, res, hash_seconds, _ = busi_split
-    assert len(samples) == 647
+    assert len(samples) == 780
     assert hash_seconds < 60
     group_of = {stem: k for k, g in enumerate(res.duplicate_groups) for stem in g}
     for a, b in SAME_SCAN:
         assert a in group_of and group_of.get(a) == group_of.get(b), (a, b)
     for a, b in DIFFERENT:
         assert group_of.get(a, -1) != group_of.get(b, -2), (a, b)
-    # BUSI at the default threshold: ~118 groups holding ~259 images, several of them across classes
-    assert 100 <= res.n_duplicate_groups <= 140
-    assert 220 <= res.n_duplicate_images <= 300
+    # BUSI (780, with normal) at the default threshold: 147 groups holding 330 images, 8 across classes
+    assert 130 <= res.n_duplicate_groups <= 165
+    assert 290 <= res.n_duplicate_images <= 370
     assert max(len(g) for g in res.duplicate_groups) <= 10  # no runaway chaining
     assert len(res.cross_class_duplicate_groups) >= 4
 
@@ -60,7 +60,7 @@ def test_busi_split_properties(busi_split):
         assert len({split[s] for s in g}) == 1, g
     n = len(samples)
     n_cls = Counter(s.cls for s in samples)
-    assert set(n_cls) == {"benign", "malignant"}
+    assert set(n_cls) == {"benign", "malignant", "normal"}
     counts = res.counts()
     for name, share in zip(("train", "val", "test"), (0.7, 0.15, 0.15)):
         assert abs(sum(counts[name].values()) / n - share) < 0.02
@@ -73,6 +73,22 @@ def test_busi_split_properties(busi_split):
     assert make_split(samples, seed=0, hashes=cached).mapping() == split
     other = make_split(samples, seed=1, hashes=hashes).mapping()
     assert sum(split[k] != other[k] for k in split) > 100
+    # multi-image groups are spread in proportion (issue 9), not all in train
+    hist = res.group_size_histogram()
+    multi = {k: sum(c for size, c in hist[k].items() if size >= 2) for k in res.names}
+    for name, share in zip(("train", "val", "test"), (0.7, 0.15, 0.15)):
+        assert abs(multi[name] / sum(multi.values()) - share) < 0.04, multi
+
+
+def test_shipped_split_file_matches(busi_split):
+    """configs/busi_split.csv is what `sonoseg split` gives today with its defaults (seed 0)."""
+    from pathlib import Path
+
+    from sonoseg.data.split import read_split_csv
+
+    _, _, res, _, _ = busi_split
+    shipped = read_split_csv(Path(__file__).resolve().parents[1] / "configs" / "busi_split.csv")
+    assert shipped == res.mapping()
 
 
 def test_busi_kfold(busi_split):
@@ -82,4 +98,4 @@ def test_busi_kfold(busi_split):
     for g in groups:
         assert len({folds[i] for i in g}) == 1
     sizes = Counter(folds)
-    assert all(abs(sizes[f] - 647 / 5) <= 3 for f in range(5))
+    assert all(abs(sizes[f] - 780 / 5) <= 3 for f in range(5))

@@ -162,7 +162,11 @@ def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
     model = LesionNet().eval()
     pairs = phantom_pairs(6)
     calib = [img for img, _ in phantom_pairs(8, seed=100)]
-    rep = export_model(model, tmp_path / "out", calib_images=calib, val_pairs=pairs, tolerance=0.03, config=cfg64())
+    # the hand-set net thresholds a small intensity difference, so a few % of its mask pixels sit on the
+    # decision boundary: its int8 masks agree with fp32 at ~0.95 per image with the exact scheme of
+    # any CPU (a trained model: >= 0.97, the default bar)
+    rep = export_model(model, tmp_path / "out", calib_images=calib, val_pairs=pairs, tolerance=0.03, config=cfg64(),
+                       min_agreement=0.9)
     assert set(rep.files) == {"onnx", "onnx-int8", "torchscript"}
     for f in rep.files.values():
         assert Path(f).is_file()
@@ -176,6 +180,7 @@ def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
     assert rep.dice_delta["onnx"] == pytest.approx(0.0, abs=1e-3)
     assert abs(rep.dice_delta["onnx-int8"]) <= 0.03  # this hand-set net thresholds a small difference
     assert rep.agreement["onnx-int8"] > 0.95 and rep.agreement["onnx"] > 0.999
+    assert rep.agreement_mean["onnx-int8"] >= 0.9 and rep.agreement_worst["onnx"] > 0.99
     saved = json.loads((tmp_path / "out" / "export_report.json").read_text())
     assert saved["files"] == rep.files and saved["dice"]["torch"] == pytest.approx(rep.dice["torch"])
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []

@@ -102,6 +102,30 @@ def test_ratios_and_stratification():
             assert abs(counts[name][cls] / n - share) < 0.04, (name, cls, counts[name][cls], n)
 
 
+def test_multi_image_groups_spread_in_proportion():
+    """Issue 9: 40 pairs + 20 triples among 400 singletons; each split gets about its ratio of them
+    (the old class-only greedy put all 60 in train), and the histogram counts them independently."""
+    rng = random.Random(3)
+    n = 520
+    samples = [Sample(f"c{i}", Path(f"/nowhere/c{i}.png"), None, "m" if rng.random() < 0.3 else "b") for i in range(n)]
+    groups = [[2 * k, 2 * k + 1] for k in range(40)] + [[80 + 3 * k, 81 + 3 * k, 82 + 3 * k] for k in range(20)]
+    res = make_split(samples, seed=0, dup_groups=groups)
+    split = res.mapping()
+    hist = res.group_size_histogram()
+    for size, members in ((2, groups[:40]), (3, groups[40:])):
+        per = Counter(split[f"c{g[0]}"] for g in members)
+        assert {k: hist[k][size] for k in res.names} == {k: per.get(k, 0) for k in res.names}
+    multi_imgs = Counter(split[f"c{i}"] for g in groups for i in g)  # 140 images in multi-image groups
+    for name, share in zip(res.names, (0.7, 0.15, 0.15)):
+        assert abs(multi_imgs[name] - share * 140) <= 4, (name, multi_imgs)
+    assert sum(hist[k][1] for k in res.names) == n - 140
+    counts = res.counts()  # class balance still holds
+    for name, share in zip(res.names, (0.7, 0.15, 0.15)):
+        for cls in ("b", "m"):
+            k = sum(1 for s_ in samples if s_.cls == cls)
+            assert abs(counts[name][cls] / k - share) < 0.03, (name, cls)
+
+
 def test_two_way_split_and_unnormalised_ratios():
     samples = _samples(n=200, patients=200)
     res = make_split(samples, ratios=(8, 2), seed=0, dup_threshold=-1, dup_groups=[])
@@ -318,6 +342,7 @@ def test_cli_split_writes_csv(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["split", str(tmp_path / "ds"), "--out", str(out), "--seed", "4", "--ratios", "0.6", "0.2", "0.2", "--show-duplicates"])
     assert res.exit_code == 0, res.output
     assert "1 groups containing 2 images" in res.output
+    assert "groups per split by size" in res.output  # the histogram table (issue 9)
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 21

@@ -126,8 +126,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> SonosegConfig:
-    data: dict = {}
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
+                base: Optional[dict] = None) -> SonosegConfig:
+    """YAML at ``path`` (or ``base``, or the defaults, when there is none) + ``key=value`` overrides."""
+    data: dict = dict(base or {})
     if path is not None:
         p = Path(path)
         if not p.is_file():

@@ -12,8 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sonoseg.errors import SonosegError
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: messages are never broken at the console width (80 columns when there is no terminal),
+# so logs and tests read the same on any terminal or none.
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+THREADS_OPTION = typer.Option(
+    None, "--threads", min=1,
+    help="CPU threads (default: $SONOSEG_THREADS, else the cores this process may use minus those already busy).")
 
 T = TypeVar("T")
 
@@ -22,6 +28,11 @@ def error_line(message: str) -> None:
     """Print one red line on stderr (first line of the message only)."""
     first = str(message).splitlines()[0] if str(message) else "error"
     err_console.print(f"[bold red]error:[/] {first}", markup=True, highlight=False, soft_wrap=True)
+
+
+def note_line(message: str) -> None:
+    """One dim informational line on stderr (what the library chose or built)."""
+    err_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -80,13 +80,17 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         # rich clamps to the console width (80 when piped): give logs a wide console so no column is cut
-        (console if console.is_terminal else Console(width=140, highlight=False)).print(rows_table(rows))
+        info = machine_info()
+        title = (f"sonoseg inference benchmark: {info['cpu_label']}, AVX2 {'yes' if info['avx2'] else 'no'}, "
+                 f"AVX-512 {'yes' if info['avx512'] else 'no'}, VNNI {'yes' if info['vnni'] else 'no'}, "
+                 f"int8 scheme {info['int8_scheme']}")
+        (console if console.is_terminal else Console(width=140, highlight=False)).print(rows_table(rows, title))
         for r in rows:
             if r.get("status") != "ok":
                 err_console.print(f"[yellow]{r['backend']} ({r['model']}) {r['status']}:[/] {r['note']}", highlight=False)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+            json_out.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
             console.print(f"[green]wrote[/] {json_out}")
 
 

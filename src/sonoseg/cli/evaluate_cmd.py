@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from sonoseg.cli._common import THREADS_OPTION
+
 from sonoseg.cli._common import console, handle_errors, parse_tta
 
 
@@ -19,8 +21,9 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", help="Which split of the split file to score."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or .onnx; default: shipped model."),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Output folder."),
-        backend: str = typer.Option("auto", help="auto | torch | onnx | onnx-int8"),
-        threads: Optional[int] = typer.Option(None, help="CPU threads for inference."),
+        backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | onnx | "
+                                    "onnx-int8"),
+        threads: Optional[int] = THREADS_OPTION,
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest connected component (default: the model's setting)"),
         min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
         fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in predicted masks (default: the model's setting)"),

@@ -1,7 +1,14 @@
-"""``sonoseg export``: checkpoint -> ONNX (+ static int8) + TorchScript, each checked on the validation split.
+"""``sonoseg export``: checkpoint -> ONNX (+ static int8) + TorchScript, each checked against PyTorch.
 
-Exit codes: 0 all formats written; 1 a format was refused (its Dice drop exceeded --tolerance; that
-file was not written, the others were); 2 bad input.
+With ``--dataset``/``--split-file``: int8 calibrated on the training split, every format checked on the
+validation split (Dice change and mask agreement). Without them: calibrated on the calibration
+frames shipped with sonoseg (breast ultrasound) and checked for mask agreement with PyTorch on the
+other half of those frames -- enough for the shipped models and fp32; for a model of another domain
+give its dataset.
+
+Exit codes: 0 all formats written; 1 a format was refused (Dice drop over --tolerance or mask
+agreement under --min-agreement / --min-worst-agreement; that file was not written, the others
+were); 2 bad input.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from sonoseg.cli._common import console, fail, handle_errors
+from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors
 
 
 def _default_checkpoint() -> Path:
@@ -26,8 +33,10 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @handle_errors
     def export_cmd(
-        dataset: Path = typer.Option(..., "--dataset", help="Dataset folder (images/, masks/) the model was trained on."),
-        split_file: Path = typer.Option(..., "--split-file", help="Split CSV: calibration from train, checks on val."),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder (images/, masks/) the model was "
+                                               "trained on (default: the shipped calibration frames)."),
+        split_file: Optional[Path] = typer.Option(None, "--split-file", help="Split CSV: calibration from train, "
+                                                  "checks on val (needed with --dataset)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (.pt); default: shipped model."),
         int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static int8 ONNX model."),
@@ -35,33 +44,48 @@ def register(app: typer.Typer) -> None:
         tolerance: float = typer.Option(0.01, help="Largest allowed validation Dice drop versus PyTorch."),
         calib_n: int = typer.Option(64, "--calib-n", min=1, help="Training images used to calibrate int8."),
         val_n: Optional[int] = typer.Option(None, "--val-n", min=1, help="Validate on a random subset of this size."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the checks."),
+        threads: Optional[int] = THREADS_OPTION,
+        scheme: Optional[str] = typer.Option(None, help="int8 scheme: u8s8 | u8s8-reduced | u8u8 (default: the one "
+                                             "exact on this CPU: u8s8 with VNNI, else u8s8-reduced)."),
+        min_agreement: float = typer.Option(0.97, help="Refuse a format whose masks agree with PyTorch's at a mean "
+                                            "per-image Dice below this."),
+        min_worst_agreement: float = typer.Option(0.5, help="... or at a worst per-image Dice below this."),
         calibration: str = typer.Option("minmax", help="int8 calibration: minmax | percentile | entropy."),
         stem: str = typer.Option("model", help="Output file stem: STEM.onnx, STEM.int8.onnx, STEM.ts."),
     ) -> None:
-        """Export for deployment; refuses (exit 1, file not written) a model whose Dice drops > tolerance."""
-        import torch
-
+        """Export for deployment; refuses (exit 1, file not written) a format whose masks differ from PyTorch's."""
+        say = lambda m: console.print(m, highlight=False, soft_wrap=True)  # noqa: E731
         from sonoseg.export import ExportRefused, export_model, split_grids
         from sonoseg.infer.backends import load_torch_model
 
-        if threads:
-            torch.set_num_threads(threads)
+        from sonoseg.system import apply_threads, resolve_threads
+
+        threads = apply_threads(resolve_threads(threads, warn=say))
         ckpt = checkpoint or _default_checkpoint()
         _, cfg = load_torch_model(ckpt)
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)
         formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
-        say = lambda m: console.print(m, highlight=False, soft_wrap=True)  # noqa: E731
         calib = None
-        if int8:
-            calib = [img for img, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=calib_n)]
-            say(f"calibration: {len(calib)} images of split {cfg.data.train_split!r} (preprocessed as in training)")
-        val = split_grids(dataset, split_file, cfg.data.val_split, cfg, n=val_n, seed=1)
-        say(f"validation: {len(val)} images of split {cfg.data.val_split!r}")
+        if dataset is not None:
+            if split_file is None:
+                fail("--dataset needs --split-file (calibration from its train split, checks on val)", code=2)
+            if int8:
+                calib = [img for img, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=calib_n)]
+                say(f"calibration: {len(calib)} images of split {cfg.data.train_split!r} (preprocessed as in training)")
+            val = split_grids(dataset, split_file, cfg.data.val_split, cfg, n=val_n, seed=1)
+            say(f"validation: {len(val)} images of split {cfg.data.val_split!r}")
+        else:
+            from sonoseg.infer.fast_model import calibration_grids
+
+            calib, check = calibration_grids(cfg)
+            val = [(g, None) for g in check]
+            say(f"no --dataset: int8 calibrated on {len(calib)} shipped frames, every format checked for mask "
+                f"agreement with PyTorch on {len(val)} others")
         try:
             report = export_model(ckpt, out, formats, calib, val, tolerance, threads=threads, stem=stem,
-                                  calibrate_method=calibration, log=say)
+                                  calibrate_method=calibration, scheme=scheme, min_agreement=min_agreement,
+                                  min_worst_agreement=min_worst_agreement, log=say)
         except ExportRefused as exc:
             for line in exc.report.lines():
                 say(line)

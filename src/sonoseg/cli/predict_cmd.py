@@ -7,7 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, error_line, handle_errors, parse_tta
+from sonoseg.cli._common import THREADS_OPTION
+
+from sonoseg.cli._common import console, error_line, handle_errors, note_line, parse_tta
 
 
 def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
@@ -21,7 +23,8 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
     payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars)
+                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars,
+                             notify=note_line)
     table = Table(title=f"sonoseg predict -> {out}")
     for c in ("input", "frames", "structures", "largest area", "max diameter", "SEG"):
         table.add_column(c, justify="left" if c == "input" else "right")
@@ -49,8 +52,9 @@ def register(app: typer.Typer) -> None:
         inputs: List[Path] = typer.Argument(None, help="DICOM/NIfTI/image files or folders (default: shipped samples)."),
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Output folder."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint .pt, .onnx (default: shipped model)."),
-        backend: str = typer.Option("auto", help="auto | torch | torch-compile | onnx | onnx-int8"),
-        threads: Optional[int] = typer.Option(None, help="CPU threads."),
+        backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | "
+                                    "torch-compile | onnx | onnx-int8"),
+        threads: Optional[int] = THREADS_OPTION,
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs."),
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest component (default: the model's setting)"),

@@ -31,6 +31,21 @@ def _counts_table(result) -> Table:
     return t
 
 
+def _group_size_table(result) -> Table:
+    """Independent groups per split by size (1, 2, 3, 4, 5+): shows the multi-image groups are spread."""
+    hist = result.group_size_histogram()
+    bins = ["1", "2", "3", "4", "5+"]
+    t = Table(title="groups per split by size (images per group)", show_lines=False)
+    t.add_column("split")
+    for b in bins:
+        t.add_column(b, justify="right")
+    for name in result.names:
+        h = hist[name]
+        row = [h.get(k, 0) for k in (1, 2, 3, 4)] + [sum(c for k, c in h.items() if k >= 5)]
+        t.add_row(name, *map(str, row))
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command("split")
     @handle_errors
@@ -60,6 +75,7 @@ def register(app: typer.Typer) -> None:
         write_split_csv(result, out)
 
         console.print(_counts_table(result))
+        console.print(_group_size_table(result))
         n_patients = len({s.group for s in samples if s.group is not None})
         if n_patients:
             console.print(f"patient groups: {n_patients}")

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train_cmd(
         dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with images/ and masks/ (or set data.root)."),
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/); default: the "
+                                              "shipped default model's recipe."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
         split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split` (default: make one)."),
         model: Optional[str] = typer.Option(None, help="Architecture name (sonoseg.models.list_models())."),
@@ -61,8 +62,17 @@ def register(app: typer.Typer) -> None:
         from sonoseg.train.trainer import train
 
         overrides = _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, set_)
-        cfg = load_config(config, overrides)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+        base = None
+        if config is None:
+            from sonoseg.models import default_recipe
+
+            base = default_recipe()
+            log("no --config: training the shipped default model's recipe "
+                f"({base['model']['name']} + {base['model'].get('encoder')}, {base['train']['epochs']} epochs)")
+            if any(o.startswith("model.name=") for o in overrides):
+                base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
+        cfg = load_config(config, overrides, base=base)
         if folds:
             summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
             console.print(f"[green]done[/]: {summary['run_dir']}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from sonoseg.data.cache import atomic_write_json, default_cache_dir, read_json, stable_key
 
-# Chosen on BUSI (647 images) by looking at pairs side by side: every pair with both distances <= 14
+# Chosen on BUSI (647 lesion images; still holds for the 780 with normal) by looking at pairs side by side: every pair with both distances <= 14
 # was the same scan (re-cropped, re-annotated, the next frame of a sweep; six groups are filed under
 # both benign and malignant); the first distinct pairs appear at 15-16 and their number grows fast
 # with distance (and with dataset size, as n^2). 12 keeps a margin: at 14 BUSI gains only 3 images.

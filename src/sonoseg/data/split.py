@@ -2,10 +2,20 @@
 
 The unit that is assigned to a split is the union (union-find) of patient groups from labels.csv and
 near-duplicate groups from perceptual hashing, so neither a patient nor a re-saved copy of an image can
-end up on both sides. Units are then placed greedily, largest first (random order within a size, from
-the seed), each into the split that is furthest below its per-class target. This is stratified group
-splitting; scikit-learn's StratifiedGroupKFold needs one class per group, but duplicate groups here can
-mix classes (BUSI files some images under both benign and malignant), so a small greedy is used.
+end up on both sides. Units are then placed in two passes (random order within a size, from the seed):
+
+1. Units of two or more images, largest first, are spread in proportion to the ratios: each goes to the
+   split whose share of the images held in such units, after adding it, is lowest relative to its ratio
+   (min over splits of ``(m_b + size) / r_b``; ties by the class score of pass 2). A greedy on class
+   counts alone put every multi-image unit into train (train is furthest below its target at first),
+   so val/test held only singletons -- images that are never a near-duplicate or a patient's second
+   image -- and looked easier than the data. With this rule each split gets about its ratio of them.
+2. Single images then go, one by one, to the split that is furthest below its per-class target
+   (squared relative error), which evens out the classes that pass 1 left uneven.
+
+This is stratified group splitting; scikit-learn's StratifiedGroupKFold needs one class per group, but
+duplicate groups here can mix classes (BUSI files some images under both benign and malignant), so a
+small greedy is used. :meth:`SplitResult.group_size_histogram` reports how group sizes ended up.
 """
 
 from __future__ import annotations
@@ -62,6 +72,15 @@ class SplitResult:
 
     def mapping(self) -> dict[str, str]:
         return {r.stem: r.split for r in self.rows}
+
+    def group_size_histogram(self) -> dict[str, Counter]:
+        """split -> Counter(group size -> number of independent groups of that size)."""
+        sizes: Counter = Counter(r.group for r in self.rows)
+        split_of = {r.group: r.split for r in self.rows}
+        out: dict[str, Counter] = {n: Counter() for n in self.names}
+        for g, k in sizes.items():
+            out[split_of[g]][k] += 1
+        return out
 
     def counts(self) -> dict[str, Counter]:
         """split -> Counter(class -> number of images)."""
@@ -139,12 +158,18 @@ def _assign(units: list[list[int]], labels: list[str], ratios: Sequence[float], 
     order = sorted(order, key=lambda u: -len(units[u]))  # stable: random order within a size
     out = [0] * len(units)
     open_buckets = ratios > 0
+    multi = np.zeros(len(ratios))  # images held in units of >= 2 images, per bucket
     for u in order:
         v, size = vecs[u], len(units[u])
         # increase of sum_c w_c (have - target)^2 + (tot - target_tot)^2 / N when adding the unit
         delta = (v[None, :] * (2 * (have - target) + v[None, :]) * w[None, :]).sum(1)
         delta += size * (2 * (have_tot - target_tot) + size) / max(len(labels), 1)
         delta[~open_buckets] = np.inf
+        if size >= 2:  # pass 1: proportional spread of multi-image units (module docstring)
+            fill = np.where(open_buckets, (multi + size) / np.where(open_buckets, ratios, 1.0), np.inf)
+            best = np.isclose(fill, fill.min())
+            delta = np.where(best, delta, np.inf)
+            multi[int(np.argmin(delta))] += size
         b = int(np.argmin(delta))
         out[u] = b
         have[b] += v

@@ -47,7 +47,9 @@ def evaluate_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta)
+                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=log)
+    log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
+        + (f" ({predictor.backend.note})" if predictor.backend.note else ""))
     classes = predictor.classes
     samples = discover_dataset(dataset)
     if split_file is not None:

@@ -48,7 +48,11 @@ class ExportReport:
     details: dict[str, dict] = field(default_factory=dict)  # format -> exporter/quantiser result
     dice: dict[str, float] = field(default_factory=dict)  # "torch" and each format: mean val Dice
     dice_delta: dict[str, float] = field(default_factory=dict)  # format Dice - torch Dice
-    agreement: dict[str, float] = field(default_factory=dict)  # Dice of format masks vs torch masks
+    agreement: dict[str, float] = field(default_factory=dict)  # pooled Dice of format masks vs torch masks
+    agreement_mean: dict[str, float] = field(default_factory=dict)  # mean per-image Dice vs torch masks
+    agreement_worst: dict[str, float] = field(default_factory=dict)  # worst per-image Dice vs torch masks
+    min_agreement: float = 0.0
+    min_worst_agreement: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)  # format -> reason
     n_val: int = 0
     n_calib: int = 0
@@ -58,7 +62,9 @@ class ExportReport:
         return {
             "checkpoint": self.checkpoint, "out_dir": str(self.out_dir), "formats": list(self.formats),
             "tolerance": self.tolerance, "files": self.files, "details": self.details, "dice": self.dice,
-            "dice_delta": self.dice_delta, "agreement": self.agreement, "refused": self.refused,
+            "dice_delta": self.dice_delta, "agreement": self.agreement, "agreement_mean": self.agreement_mean,
+            "agreement_worst": self.agreement_worst, "min_agreement": self.min_agreement,
+            "min_worst_agreement": self.min_worst_agreement, "refused": self.refused,
             "n_val": self.n_val, "n_calib": self.n_calib, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -72,8 +78,10 @@ class ExportReport:
             diff = d.get("max_abs_diff") or {}
             parts = [f"{f:<12}"]
             if f in self.dice:
-                parts.append(f"Dice {self.dice[f]:.4f} ({self.dice_delta[f]:+.4f} vs torch, mask agreement "
-                             f"{self.agreement.get(f, float('nan')):.4f})")
+                parts.append(f"Dice {self.dice[f]:.4f} ({self.dice_delta[f]:+.4f} vs torch)")
+            if f in self.agreement_mean:
+                parts.append(f"masks agree with torch's: mean {self.agreement_mean[f]:.4f}, worst "
+                             f"{self.agreement_worst[f]:.4f}")
             if diff:
                 parts.append(f"max|Δlogit| {max(diff.values()):.1e}")
             parts.append(f"-> {self.files[f]}" if f in self.files else f"NOT WRITTEN: {self.refused.get(f, '?')}")
@@ -118,6 +126,20 @@ def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: i
         vals.append(m["dice"] if classes == 1 else m["macro"]["dice"])
     vals = np.asarray(vals, dtype=float)
     return float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+
+
+def per_image_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray], min_area: int = 64) -> np.ndarray:
+    """Dice of each pair of foreground masks (the fp32 model's and another backend's).
+
+    A pair where both masks have fewer than ``min_area`` pixels counts as agreeing (1.0): a few
+    pixels of noise either side are not a disagreement about a finding, and their Dice is
+    meaningless. Otherwise plain Dice, so a small blob present in one mask only scores ~0."""
+    out = []
+    for x, y in zip(a, b):
+        x, y = np.asarray(x) > 0, np.asarray(y) > 0
+        nx, ny = int(x.sum()), int(y.sum())
+        out.append(1.0 if nx < min_area and ny < min_area else 2.0 * int((x & y).sum()) / (nx + ny))
+    return np.asarray(out, dtype=float)
 
 
 def mask_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
@@ -173,16 +195,21 @@ def export_model(
     stem: str = "model",
     opset: int = 17,
     exporter: str = "auto",
-    activation_type: str = "quint8",
+    scheme: Optional[str] = None,
     calibrate_method: str = "minmax",
+    min_agreement: float = 0.97,
+    min_worst_agreement: float = 0.5,
     log: Callable[[str], None] = lambda s: None,
 ) -> ExportReport:
     """Export ``checkpoint`` (path or nn.Module + ``config``) to ``out_dir``.
 
     ``calib_images``: model-grid training images for int8 calibration (required for "onnx-int8").
     ``val_pairs``: (image grid, mask grid) validation pairs; required for "onnx-int8" (its Dice gate)
-    and used for every format when given. A format whose Dice drops by more than ``tolerance`` is
-    not written and :class:`ExportRefused` is raised after the accepted formats are written.
+    and used for every format when given. A format is not written, and :class:`ExportRefused` is
+    raised after the accepted formats are written, when its Dice drops by more than ``tolerance``
+    or its masks agree with PyTorch's (per-image Dice, :func:`per_image_agreement`) at a mean below
+    ``min_agreement`` or worst below ``min_worst_agreement``: a mean Dice can hold while single
+    images change badly. ``scheme``: int8 scheme (default: the one exact on this CPU).
     """
     from sonoseg.infer.backends import create_backend, load_torch_model
 
@@ -195,7 +222,7 @@ def export_model(
         if not calib_images:
             raise ConfigError("onnx-int8 needs calibration images from the training split (calib_images)")
         if not val_pairs:
-            raise ConfigError("onnx-int8 needs validation pairs: its Dice change versus PyTorch is checked "
+            raise ConfigError("onnx-int8 needs validation images: its masks are compared with PyTorch's "
                               "before it is written (val_pairs)")
     model, cfg = load_torch_model(checkpoint)
     cfg = config or cfg
@@ -205,7 +232,8 @@ def export_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     src_name = str(checkpoint) if isinstance(checkpoint, (str, Path)) else type(checkpoint).__name__
     report = ExportReport(src_name, out_dir, formats, tolerance, n_val=len(val_pairs or ()),
-                          n_calib=len(calib_images or ()))
+                          n_calib=len(calib_images or ()), min_agreement=min_agreement,
+                          min_worst_agreement=min_worst_agreement)
     staging = Path(tempfile.mkdtemp(prefix=".sonoseg-export-", dir=out_dir))
     try:
         staged: dict[str, Path] = {}
@@ -217,10 +245,13 @@ def export_model(
             if "onnx" in formats:
                 staged["onnx"] = res.path
         if "onnx-int8" in formats:
-            log(f"quantising int8 (static QDQ, {len(calib_images)} calibration images)")
+            from sonoseg.export.quantize import default_scheme
+
+            scheme = scheme or default_scheme()
+            log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")
             q = quantize_static_int8(staging / FILE_NAMES["onnx"].format(stem=stem),
                                      staging / FILE_NAMES["onnx-int8"].format(stem=stem), calib_images,
-                                     activation_type=activation_type, calibrate_method=calibrate_method)
+                                     scheme=scheme, calibrate_method=calibrate_method)
             report.details["onnx-int8"] = q.to_dict()
             staged["onnx-int8"] = q.path
         if "torchscript" in formats:
@@ -231,22 +262,33 @@ def export_model(
 
         if val_pairs:
             images = [p[0] for p in val_pairs]
-            gts = [np.asarray(p[1]) for p in val_pairs]
+            has_gt = all(p[1] is not None for p in val_pairs)  # else: agreement with PyTorch only
+            gts = [np.asarray(p[1]) for p in val_pairs] if has_gt else []
             k, ch = cfg.model.classes, cfg.model.in_channels
-            log(f"validating on {len(images)} images")
+            log(f"validating on {len(images)} images" + ("" if has_gt else " (no ground truth: agreement only)"))
             ref_be = create_backend("torch", model, threads=threads, config=cfg)
             ref_masks = predict_masks(ref_be.run, images, ch)
-            report.dice["torch"] = mean_dice(ref_masks, gts, k)
+            if has_gt:
+                report.dice["torch"] = mean_dice(ref_masks, gts, k)
             for f, p in staged.items():
                 be = create_backend(BACKEND_OF[f], p, threads=threads)
                 masks = predict_masks(be.run, images, ch)
                 be.close()
-                report.dice[f] = mean_dice(masks, gts, k)
-                report.dice_delta[f] = report.dice[f] - report.dice["torch"]
+                if has_gt:
+                    report.dice[f] = mean_dice(masks, gts, k)
+                    report.dice_delta[f] = report.dice[f] - report.dice["torch"]
                 report.agreement[f] = mask_agreement(ref_masks, masks)
-                drop = round(-report.dice_delta[f], 6) + 0.0  # no "-0.0000" in messages
+                per = per_image_agreement(ref_masks, masks)
+                report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
+                drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
                 if not drop <= tolerance:  # also refuses NaN
                     report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
+                elif not report.agreement_mean[f] >= min_agreement:
+                    report.refused[f] = (f"masks agree with PyTorch's at mean Dice {report.agreement_mean[f]:.4f} "
+                                         f"< {min_agreement:.4f}")
+                elif not report.agreement_worst[f] >= min_worst_agreement:
+                    report.refused[f] = (f"masks agree with PyTorch's at worst-image Dice "
+                                         f"{report.agreement_worst[f]:.4f} < {min_worst_agreement:.4f}")
         for f, p in staged.items():
             if f in report.refused:
                 continue
@@ -258,16 +300,16 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if report.refused:
-        f = max(report.refused, key=lambda k: -report.dice_delta[k])  # the worst one explains the refusal
+        f = min(report.refused, key=lambda k: report.agreement_mean[k])  # the worst one explains the refusal
         names = ", ".join(report.refused)
+        dice = f" (Dice {report.dice[f]:.4f} vs PyTorch {report.dice['torch']:.4f})" if f in report.dice else ""
         raise ExportRefused(f"{names} model{'s' if len(report.refused) > 1 else ''} not written: {f} "
-                            f"{report.refused[f]} (Dice {report.dice[f]:.4f} vs PyTorch {report.dice['torch']:.4f})",
-                            report)
+                            f"{report.refused[f]}{dice}", report)
     return report
 
 
 __all__ = [
     "ExportError", "ExportRefused", "ExportReport", "FORMATS", "export_model", "export_onnx",
-    "export_torchscript", "load_torchscript", "mean_dice", "predict_masks", "quantize_dynamic_int8",
+    "export_torchscript", "load_torchscript", "mean_dice", "per_image_agreement", "predict_masks", "quantize_dynamic_int8",
     "quantize_static_int8", "read_onnx_config", "split_grids",
 ]  # fmt: skip

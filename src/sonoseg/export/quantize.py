@@ -1,14 +1,23 @@
 """int8 quantisation of an exported ONNX model with onnxruntime.quantization.
 
-Default = **static** QDQ quantisation: per-channel symmetric int8 weights, asymmetric uint8
-activations (U8S8), MinMax calibration on training images preprocessed exactly as in training.
-Why these choices (measured on this project's x86 CPU, AVX-512 VNNI, ORT 1.31, FPN-mobilenet_v2
-256x256, 1 thread): fp32 ~31-37 ms, static U8S8 ~20 ms, static S8S8 ~44 ms (ORT's x86 int8 GEMM
-kernels are built for uint8 activations x int8 weights), **dynamic** int8 ~300 ms: dynamic
-quantisation turns every Conv into ConvInteger + per-call activation range computation, and ORT
-has no fast ConvInteger kernel, so it is ~8x *slower* than fp32 for conv nets. It is offered only
-for the benchmark's comparison rows. ``reduce_range`` stays off: VNNI accumulates without the u8s8
-saturation that older AVX2 cores suffer (ORT's own guidance).
+Default = **static** QDQ quantisation: per-channel int8 weights, asymmetric uint8 activations,
+MinMax calibration on images preprocessed exactly as in training. The *scheme* depends on the CPU
+(recorded in the model file, see :data:`SCHEMES`):
+
+* ``u8s8`` (full-range int8 weights): exact accumulation only with VNNI (AVX512-VNNI, AVX-VNNI,
+  AMX). Fastest there.
+* ``u8s8-reduced`` (7-bit weights, ``reduce_range``): without VNNI, onnxruntime's AVX2 / AVX-512F
+  kernel sums pairs of u8*s8 products in int16 (``vpmaddubsw``), which saturates with full-range
+  weights; 7-bit weights cannot saturate. onnxruntime documents this remedy. Measured on an AMD
+  EPYC (AVX2, no VNNI) with the shipped model on the 97 validation images: per-image agreement of
+  int8 masks with fp32 masks mean 0.923, worst 0.05 with ``u8s8``, 0.973 / 0.81 with
+  ``u8s8-reduced``. Default on CPUs without VNNI.
+* ``u8u8`` (uint8 weights): also saturation-free everywhere, but 1.5-2x slower than the others
+  on AVX2; offered for comparison.
+
+``s8s8`` (int8 activations) is not offered: slower everywhere and, on AVX2, worse than ``u8s8``.
+**Dynamic** int8 turns every Conv into ConvInteger (no fast kernel in onnxruntime, ~8x slower than
+fp32 for conv nets); it exists only for the benchmark's comparison rows.
 
 ``quant_pre_process`` (ORT optimisation + shape inference) runs first as ORT recommends; its
 symbolic shape inference cannot resolve the dynamic height/width through Resize, so it falls
@@ -33,6 +42,50 @@ from sonoseg.errors import ConfigError
 from sonoseg.export.onnx_export import INPUT_NAME, QUANT_KEY, ExportError, embed_metadata, read_metadata
 
 ACTIVATION_TYPES = ("quint8", "qint8")
+# scheme -> quantize_static arguments. "u8s8" needs VNNI to be exact (see module docstring).
+SCHEMES = {
+    "u8s8": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": False},
+    "u8s8-reduced": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": True},
+    "u8u8": {"activation_type": "quint8", "weight_type": "quint8", "reduce_range": False},
+}
+SCHEME_ENV = "SONOSEG_INT8_SCHEME"
+
+
+def default_scheme(cpu=None) -> str:
+    """The int8 scheme that is exact and fast on ``cpu`` (default: this machine); ``$SONOSEG_INT8_SCHEME``
+    forces one."""
+    forced = os.environ.get(SCHEME_ENV, "").strip()
+    if forced:
+        if forced not in SCHEMES:
+            raise ConfigError(f"${SCHEME_ENV}={forced!r} is not one of {', '.join(SCHEMES)}")
+        return forced
+    from sonoseg.system.cpu import has_vnni
+
+    return "u8s8" if has_vnni(cpu) else "u8s8-reduced"
+
+
+def scheme_of(info: Optional[dict]) -> Optional[str]:
+    """The scheme of a quantisation record (files written before schemes existed: u8s8, full range)."""
+    if not info or info.get("mode") != "static":
+        return None
+    if "scheme" in info:
+        return info["scheme"]
+    if info.get("activation", "quint8") != "quint8":
+        return "s8s8"
+    return "u8s8-reduced" if info.get("reduce_range") else "u8s8"
+
+
+def scheme_warning(info: Optional[dict], cpu=None) -> Optional[str]:
+    """Why an int8 file may disagree with fp32 on ``cpu`` (None when it is fine there)."""
+    from sonoseg.system.cpu import cpu_info
+
+    cpu = cpu or cpu_info()
+    sch = scheme_of(info)
+    if sch in ("u8s8", "s8s8") and not cpu.vnni:
+        return (f"int8 scheme {sch} (full-range weights) is built for CPUs with VNNI; this CPU "
+                f"({cpu.label()}) lacks it, so masks can differ from fp32: re-export here "
+                f"(scheme u8s8-reduced) or use the fp32 'onnx' backend")
+    return None
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -47,6 +100,7 @@ class QuantizeResult:
     n_calibration: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    scheme: Optional[str] = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -78,20 +132,26 @@ def _calibration_reader_class():
             self.images = [_as_nchw(i, in_channels) for i in images]
             self.input_name = input_name
             self.batch_size = max(1, int(batch_size))
-            self._pos = 0
+            self._pos, self._end = 0, len(self.images)
+
+        def __len__(self) -> int:  # for onnxruntime's strided calibration (CalibStridedMinMax)
+            return len(self.images)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._pos, self._end = start_index, min(end_index, len(self.images))
 
         def get_next(self):
-            if self._pos >= len(self.images):
+            if self._pos >= self._end:
                 return None
             chunk = [self.images[self._pos]]
-            while (len(chunk) < self.batch_size and self._pos + len(chunk) < len(self.images)
+            while (len(chunk) < self.batch_size and self._pos + len(chunk) < self._end
                    and self.images[self._pos + len(chunk)].shape == chunk[0].shape):
                 chunk.append(self.images[self._pos + len(chunk)])
             self._pos += len(chunk)
             return {self.input_name: np.ascontiguousarray(np.stack(chunk))}
 
         def rewind(self) -> None:
-            self._pos = 0
+            self._pos, self._end = 0, len(self.images)
 
     return ImageCalibrationReader
 
@@ -162,23 +222,40 @@ def _staging(fp32_path: Path):
             os.chdir(old)
 
 
+def _stride_option(n: int, method: str) -> dict:
+    """MinMax ranges computed over chunks of at most 16 images and merged: calibration memory stays
+    bounded (onnxruntime otherwise keeps every intermediate tensor of every image: ~4 GB for 128
+    256x256 frames of the default model). ``CalibMaxIntermediateOutputs``, meant for the same, drops
+    the chunks instead of merging them in onnxruntime 1.31; the strided mode needs a divisor of n."""
+    if method != "minmax" or n <= 16:
+        return {}
+    return {"CalibStridedMinMax": max(d for d in range(1, 17) if n % d == 0)}
+
+
 def quantize_static_int8(
     fp32_path: str | Path,
     out_path: str | Path,
     calib_images: Sequence[np.ndarray],
     *,
-    activation_type: str = "quint8",
+    scheme: Optional[str] = None,
     per_channel: bool = True,
     calibrate_method: str = "minmax",
-    reduce_range: bool = False,
     nodes_to_exclude: Sequence[str] = (),
     batch_size: int = 1,
 ) -> QuantizeResult:
-    """Static QDQ int8 model from ``fp32_path`` calibrated on ``calib_images`` (model-grid images)."""
+    """Static QDQ int8 model from ``fp32_path`` calibrated on ``calib_images`` (model-grid images).
+
+    ``scheme``: one of :data:`SCHEMES`; default :func:`default_scheme` for this CPU. The scheme and
+    the CPU it was built on are recorded in the file's metadata."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if activation_type not in ACTIVATION_TYPES:
-        raise ConfigError(f"activation_type {activation_type!r} is not one of {', '.join(ACTIVATION_TYPES)}")
+    from sonoseg.system.cpu import cpu_info
+
+    scheme = scheme or default_scheme()
+    if scheme not in SCHEMES:
+        raise ConfigError(f"int8 scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
+    activation_type, weight_type, reduce_range = (SCHEMES[scheme][k] for k in
+                                                  ("activation_type", "weight_type", "reduce_range"))
     if calibrate_method not in CALIBRATION_METHODS:
         raise ConfigError(f"calibrate_method {calibrate_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
     t0 = time.perf_counter()
@@ -188,6 +265,7 @@ def quantize_static_int8(
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[calibrate_method]
     act = QuantType.QUInt8 if activation_type == "quint8" else QuantType.QInt8
+    weight_qtype = QuantType.QInt8 if weight_type == "qint8" else QuantType.QUInt8
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with _staging(fp32_path) as (td, pre, notes):
         tmp_out = td / "int8.onnx"
@@ -195,19 +273,23 @@ def quantize_static_int8(
             with _quiet_root_logger():
                 quantize_static(
                     str(pre), str(tmp_out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
+                    reduce_range=reduce_range, activation_type=act, weight_type=weight_qtype,
                     calibrate_method=method, nodes_to_exclude=list(nodes_to_exclude) or None,
-                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": activation_type == "qint8"},
+                    extra_options={"WeightSymmetric": weight_type == "qint8",
+                                   "ActivationSymmetric": activation_type == "qint8",
+                                   **_stride_option(len(reader.images), calibrate_method)},
                 )
         except Exception as exc:  # noqa: BLE001 - surface as one line
             raise ExportError(f"{fp32_path}: static int8 quantisation failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
-        quant = {"mode": "static", "format": "QDQ", "activation": activation_type, "weight": "qint8",
-                 "per_channel": per_channel, "calibration": calibrate_method, "n_calibration": len(reader.images)}
+        quant = {"mode": "static", "format": "QDQ", "scheme": scheme, "activation": activation_type,
+                 "weight": weight_type, "reduce_range": reduce_range, "per_channel": per_channel,
+                 "calibration": calibrate_method, "n_calibration": len(reader.images),
+                 "built_on": cpu_info().summary()}
         _carry_metadata(fp32_path, tmp_out, quant)
         tmp_out.replace(out_path)
-    return QuantizeResult(out_path, "static", activation_type, "qint8", per_channel, calibrate_method,
-                          len(reader.images), time.perf_counter() - t0, notes)
+    return QuantizeResult(out_path, "static", activation_type, weight_type, per_channel, calibrate_method,
+                          len(reader.images), time.perf_counter() - t0, notes, scheme)
 
 
 def quantize_dynamic_int8(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = True) -> QuantizeResult:

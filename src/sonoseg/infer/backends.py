@@ -47,6 +47,7 @@ class Backend(ABC):
         self.config = config
         self.source = source
         self._tmpdir: Optional[tempfile.TemporaryDirectory] = None  # owns on-the-fly exports
+        self.note = ""  # how it was chosen/built (backend "auto"), for logs and results
 
     @property
     def name(self) -> str:
@@ -192,6 +193,31 @@ class OnnxBackend(Backend):
         return self.session.run(None, {self.input_name: _check_input(x)})[0]
 
 
+def warn_int8_scheme(be: Backend, say) -> None:
+    """Tell ``say`` when an int8 ONNX file's scheme is not exact on this CPU."""
+    path = getattr(be, "path", None)
+    if path is None or not be.kind.startswith("onnx"):
+        return
+    from sonoseg.export.quantize import quantization_info, scheme_warning
+
+    msg = scheme_warning(quantization_info(path))
+    if msg:
+        import warnings
+
+        warnings.warn(f"{be.source}: {msg}", stacklevel=2)
+        if say:
+            say(f"warning: {Path(be.source).name}: {msg}")
+
+
+def read_onnx_config_safe(path: Path):
+    from sonoseg.export.onnx_export import read_onnx_config
+
+    try:
+        return read_onnx_config(path)
+    except Exception:  # noqa: BLE001 - no or foreign metadata
+        return None
+
+
 def _is_quantized(path: Path, mode: str) -> bool:
     from sonoseg.export.quantize import quantization_info
 
@@ -226,6 +252,23 @@ def create_backend(kind: str, source: Any, threads: Optional[int] = None, *, con
             compile_shape = (1, ch, *hw)
         return TorchCompileBackend(model, threads, cfg, str(src), compile_shape)
 
+    try:
+        return _create_onnx_backend(kind, source, threads, config, calib_images)
+    except SonosegError as exc:
+        if not isinstance(source, (str, Path)) or str(source) in str(exc):
+            raise
+        # an on-the-fly export or quantisation failed inside a temporary folder: name the user's file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(Path(source), f"backend {kind!r} failed: {_strip_tmp(msg)}") from exc
+
+
+def _strip_tmp(msg: str) -> str:
+    import re
+
+    return re.sub(r"\S*sonoseg-(?:be|q)-[^/\s]*/\S*?:?\s", "", msg).strip()
+
+
+def _create_onnx_backend(kind, source, threads, config, calib_images):
     tmpdir = None
     path = Path(source) if isinstance(source, (str, Path)) else None
     if path is None or path.suffix != ".onnx":
@@ -237,10 +280,15 @@ def create_backend(kind: str, source: Any, threads: Optional[int] = None, *, con
         path = Path(tmpdir.name) / "model.onnx"
         export_onnx(model, path, config=cfg)
     if kind == "onnx-int8" and not _is_quantized(path, "static"):
-        if not calib_images:
-            raise ConfigError(f"{path}: 'onnx-int8' needs a static int8 ONNX file (sonoseg export --int8) "
-                              "or calib_images to quantise on the fly")
         from sonoseg.export.quantize import quantize_static_int8
+
+        if not calib_images:  # the shipped breast-US calibration frames, preprocessed for this model
+            from sonoseg.infer.fast_model import calibration_grids
+
+            cfg = config or read_onnx_config_safe(path)
+            if cfg is None:
+                raise ConfigError(f"{source}: 'onnx-int8' needs calibration images: the file carries no config")
+            calib_images = calibration_grids(cfg)[0]
 
         tmpdir = tmpdir or tempfile.TemporaryDirectory(prefix="sonoseg-be-")
         quantize_static_int8(path, Path(tmpdir.name) / "model.int8.onnx", calib_images)
@@ -254,5 +302,7 @@ def create_backend(kind: str, source: Any, threads: Optional[int] = None, *, con
     be = OnnxBackend(path, threads, kind=kind)
     if config is not None:
         be.config = config
+    if tmpdir is not None and isinstance(source, (str, Path)):
+        be.source = str(source)  # messages name the user's file, not the temporary export
     be._tmpdir = tmpdir
     return be

@@ -252,12 +252,6 @@ def _phantom_frames(n: int = 4, size: tuple[int, int] = (470, 560)) -> list[np.n
     return [make_phantom(size, seed=i).image for i in range(n)]
 
 
-def _calibration_grids(cfg, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-    from sonoseg.preprocess import preprocess_image
-
-    return [preprocess_image(f, cfg.preprocess).image for f in frames]
-
-
 def prepare_artifacts(bm: BenchModel, backends: Sequence[str], work_dir: Path,
                       calib_images: Optional[Sequence[np.ndarray]] = None,
                       frames: Optional[Sequence[np.ndarray]] = None,
@@ -291,7 +285,12 @@ def prepare_artifacts(bm: BenchModel, backends: Sequence[str], work_dir: Path,
             try:
                 log(f"{bm.label}: quantising ({fn})")
                 if fn == "static":
-                    calib = calib_images or _calibration_grids(bm.config, frames or _phantom_frames(8))
+                    if calib_images:
+                        calib = calib_images
+                    else:  # the shipped calibration frames (real ultrasound), as predict's fast path uses
+                        from sonoseg.infer.fast_model import calibration_grids
+
+                        calib = calibration_grids(bm.config)[0]
                     quantize_static_int8(fp32, q, calib)
                 else:
                     quantize_dynamic_int8(fp32, q)
@@ -386,21 +385,20 @@ def rows_markdown(rows: Sequence[dict]) -> str:
 
 
 def machine_info() -> dict:
-    """What the numbers depend on: CPU model, core count, ISA extensions, library versions."""
+    """What the numbers depend on: CPU model, core count, ISA extensions (AVX2, AVX-512, VNNI), the
+    int8 scheme chosen for this CPU, library versions."""
     import platform
 
-    info: dict[str, Any] = {"python": platform.python_version(), "cpu_count": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            text = fh.read()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-        info["isa"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    except OSError:
-        pass
+    from sonoseg.export.quantize import default_scheme
+    from sonoseg.system import available_cpus, cpu_info
+
+    cpu = cpu_info()
+    info: dict[str, Any] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                            "available_cpus": available_cpus(), "cpu": cpu.model, "cpu_label": cpu.label(),
+                            "avx2": cpu.avx2, "avx512": cpu.avx512, "vnni": cpu.vnni,
+                            "isa": sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                                          if f in cpu.flags),
+                            "int8_scheme": default_scheme(cpu)}
     for mod in ("torch", "onnxruntime", "onnx"):
         try:
             info[mod] = __import__(mod).__version__

@@ -67,16 +67,19 @@ class Predictor:
     @classmethod
     def from_path(cls, path: Optional[str | Path] = None, backend: str = "auto", threads: Optional[int] = None,
                   keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                  fill_holes: Optional[bool] = None, **kw) -> "Predictor":
+                  fill_holes: Optional[bool] = None, log=None, **kw) -> "Predictor":
         """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model.
-        Postprocessing flags left as None come from the model's stored config."""
-        from sonoseg.infer.backends import create_backend
+        ``backend="auto"`` picks the fastest backend that is correct on this machine
+        (:func:`sonoseg.infer.backend_choice.choose_backend`); ``threads`` None = the machine's default
+        (:func:`sonoseg.system.default_threads`). Postprocessing flags left as None come from the
+        model's stored config. ``log`` receives one-line notes (what was built, which backend)."""
+        from sonoseg.infer.backend_choice import choose_backend
         from sonoseg.infer.default_model import default_model_path
+        from sonoseg.system import resolve_threads
 
         path = Path(path) if path is not None else default_model_path()
-        if backend == "auto":
-            backend = "onnx" if path.suffix == ".onnx" else "torch"
-        be = create_backend(backend, path, threads=threads)
+        threads = resolve_threads(threads, warn=log)
+        be = choose_backend(backend, path, threads=threads, log=log)
         if be.config is None:
             from sonoseg.errors import InputError
 

@@ -147,9 +147,11 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
                    write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
                    fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True,
-                   predictor=None) -> dict:
+                   notify: Optional[Callable[[str], None]] = None, predictor=None) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
-    ``predictor``: an already loaded Predictor to reuse (a long-running server loads it once)."""
+    ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
+    chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
+    Predictor to reuse (a long-running server loads it once)."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
@@ -158,7 +160,9 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     out.mkdir(parents=True, exist_ok=True)
     if predictor is None:
         predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                        min_size=min_size, fill_holes=fill_holes, tta=tta)
+                                        min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
+    be = predictor.backend
+    (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     files, results, taken = [], [], set()
     for p in inputs:
         p = Path(p)
@@ -193,6 +197,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         log(("ok   " if r.ok else "FAIL ") + (f"{path.name}: {r.frames} frame(s)" if r.ok else r.error))
     payload = {
         "model": str(model) if model else "default",
+        "backend": predictor.backend.kind,
+        "threads": predictor.backend.threads,
         "n_inputs": len(results),
         "n_ok": sum(r.ok for r in results),
         "n_failed": sum(not r.ok for r in results),

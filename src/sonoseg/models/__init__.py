@@ -15,6 +15,7 @@ from sonoseg.models.registry import (
     model_summary,
     register_model,
 )
+from sonoseg.models.shipped import default_model_path, default_recipe
 from sonoseg.models.unet import UNet
 from sonoseg.models.weights import LoadReport, load_pretrained, resolve_named_weights
 import sonoseg.models.smp_models  # noqa: E402,F401  (registers the smp architectures)
@@ -28,6 +29,8 @@ __all__ = [
     "count_parameters",
     "create_model",
     "create_model_from_config",
+    "default_model_path",
+    "default_recipe",
     "list_encoders",
     "list_models",
     "load_pretrained",

@@ -24,7 +24,7 @@ def load_model(path=None):
     with _MODELS_LOCK:
         if key not in _MODELS:
             info = model_info(path)
-            _MODELS[key] = (Predictor.from_path(path), info)
+            _MODELS[key] = (Predictor.from_path(path, log=log.info), info)
         return _MODELS[key]
 
 

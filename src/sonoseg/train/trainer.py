@@ -104,6 +104,18 @@ def _preload(ds, enabled: bool) -> None:
     ds.preload(show_progress=enabled)
 
 
+def _threads(cfg, ctx, warn) -> int:
+    """``train.threads`` if set (warned when it oversubscribes the machine), else the machine's
+    default shared among the DDP processes."""
+    from sonoseg.system import apply_threads, default_threads, resolve_threads
+
+    if cfg.train.threads:
+        n = resolve_threads(cfg.train.threads, warn=warn)
+    else:
+        n = max(1, default_threads() // max(1, ctx.world_size))
+    return apply_threads(n)
+
+
 def train(
     cfg: SonosegConfig,
     out: str | Path = "runs",
@@ -143,8 +155,7 @@ def train(
         run_dir = Path(obj[0])
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = _threads(cfg, ctx, log if ctx.is_main else None)
     device = select_device(cfg.train.device, ctx.local_rank if ctx.enabled else None)
     amp = bool(cfg.train.amp and device.type == "cuda")
     main = ctx.is_main
@@ -161,7 +172,7 @@ def train(
     train_ds, val_ds, train_dl, val_dl = _loaders(cfg, split, cache_dir, ctx)
     if main:
         log(f"run {run_dir}: {len(train_ds)} train / {len(val_ds)} val images, device {device}"
-            + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+            + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {threads} thread(s) per process")
         _preload(train_ds, show_progress)
         _preload(val_ds, show_progress)
     barrier(ctx)
