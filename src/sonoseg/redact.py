@@ -17,7 +17,7 @@ PLACEHOLDER = "<redacted>"
 _QUOTED = re.compile(r"""(?P<q>['"])(?:(?!(?P=q)).){1,400}?(?P=q)|`[^`]{1,400}`""")
 # bytes reprs (b'...') and DICOM PN components outside quotes ("Doe^Jane")
 _PN = re.compile(r"\b[^\s'\"^=]{0,64}\^[^\s'\"]{0,128}")
-_THIRD_PARTY = ("pydicom", "highdicom", "nibabel", "PIL")
+_THIRD_PARTY = ("pydicom", "highdicom", "nibabel", "PIL", "py")  # py.warnings: captured warnings
 _installed = False
 
 
@@ -27,22 +27,25 @@ def redact(text: str) -> str:
     return _PN.sub(PLACEHOLDER, text)
 
 
-_original_showwarning = warnings.showwarning
+def _redacting(show):
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        show(redact(str(message)), category, filename, lineno, file, line)
 
-
-def _showwarning(message, category, filename, lineno, file=None, line=None):
-    _original_showwarning(redact(str(message)), category, filename, lineno, file, line)
+    showwarning._sonoseg_redacting = True
+    return showwarning
 
 
 def install() -> None:
-    """Idempotent: a redacting ``warnings.showwarning`` and a log-record factory that rewrites
+    """Idempotent: a redacting ``warnings.showwarning`` (wrapping the current one, e.g. logging's
+    ``captureWarnings``) and a log-record factory that rewrites
     records of third-party loggers when they are created (so every handler, present or future, and
     child loggers such as ``highdicom.seg.sop`` are covered)."""
     global _installed
+    if not getattr(warnings.showwarning, "_sonoseg_redacting", False):
+        warnings.showwarning = _redacting(warnings.showwarning)  # chains to logging's capture when active
     if _installed:
         return
     _installed = True
-    warnings.showwarning = _showwarning
     previous = logging.getLogRecordFactory()
 
     def factory(*args, **kwargs):

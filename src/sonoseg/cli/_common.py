@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -82,6 +84,46 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             p.advance(task)
+
+
+@contextmanager
+def frame_progress(enabled: bool = True):
+    """A ``progress(name, done, total)`` callback for the library's per-frame progress: one bar per
+    input, counting frames (a 120-frame cine moves frame by frame, not file by file)."""
+    if not enabled:
+        yield None
+        return
+    with progress() as p:
+        tasks: dict = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = p.add_task(name, total=total)
+            p.update(tasks[name], completed=done, total=total)
+
+        yield update
+
+
+def deprecated(old: str, new: str) -> None:
+    """One yellow line on stderr: the old flag still works this release."""
+    err_console.print(f"[yellow]warning:[/] {old} is deprecated and will be removed in the next release; use {new}",
+                      markup=True, highlight=False, soft_wrap=True)
+
+
+def model_flags(model: Optional[str], arch: Optional[str] = None, checkpoint: Optional[Path] = None):
+    """``(model file | None, arch | None)`` from --model/--arch and the deprecated spellings:
+    ``--checkpoint``/``-c`` (export, benchmark) and ``--model ARCH_NAME`` (train, benchmark), which
+    keep working this release with a deprecation line."""
+    if checkpoint is not None:
+        deprecated("--checkpoint/-c (a trained model file)", "--model/-m")
+        model = model or str(checkpoint)
+    if model is not None and arch is None and not Path(model).exists():
+        from sonoseg.models import list_models
+
+        if model.strip().lower() in list_models():
+            deprecated(f"--model {model} (an architecture name)", f"--arch {model}")
+            return None, model
+    return (Path(model) if model is not None else None), arch
 
 
 def parse_tta(values) -> tuple[str, ...] | None:

@@ -273,7 +273,29 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
         sop_class_uid=_str("SOPClassUID"),
         us_regions=regions,
         warnings=notes,
+        frame_time_ms=_frame_time_ms(ds),
     )
+
+
+def _frame_time_ms(ds: Dataset) -> float | None:
+    """Nominal time between frames of a cine (ms): FrameTime, else the mean of FrameTimeVector
+    (its first entry is 0), else 1000 / CineRate or RecommendedDisplayFrameRate."""
+    try:
+        ft = ds.get("FrameTime")
+        if ft not in (None, "") and float(ft) > 0:
+            return float(ft)
+        ftv = ds.get("FrameTimeVector")
+        if ftv is not None and len(ftv) > 1:
+            vals = [float(v) for v in list(ftv)[1:]]
+            if all(v > 0 for v in vals):
+                return sum(vals) / len(vals)
+        for kw in ("CineRate", "RecommendedDisplayFrameRate"):
+            rate = ds.get(kw)
+            if rate not in (None, "") and float(rate) > 0:
+                return 1000.0 / float(rate)
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def read_dicom_meta(path: str | Path) -> ImageMeta:
