@@ -148,7 +148,7 @@ def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int
         payload = predict_inputs([src], out / "pred", write_seg=True, log=lambda m: None, show_progress=False,
                                  predictor=predictor)
         r = payload["results"][0]
-        if not r["ok"]:
+        if not r["ok"] or not all(r.get(k) for k in ("mask", "overlay", "measurements")):  # partial: an output missing
             raise RuntimeError((r.get("error") or "prediction failed").replace(str(src), "upload"))
         label, probs = classification(r)
         s = r.get("summary") or summarize(Path(r["measurements"]))
