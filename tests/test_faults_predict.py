@@ -128,6 +128,8 @@ def test_full_disk_reports_per_output_and_lists_only_written_files(tiny, tmp_pat
             assert k in r["output_errors"]
     assert any("too large" in v or "space" in v for v in r["output_errors"].values()), r["output_errors"]
     assert not [p for p in out.iterdir() if ".partial" in p.name or p.name.startswith(".sonoseg-tmp-")]
+    listed = {Path(r[k]).name for k in ("mask", "overlay", "measurements", "seg") if r[k]}
+    assert {p.name for p in out.iterdir()} - {"results.json", "results.jsonl"} == listed, "no half-written files"
 
 
 def test_cli_maps_os_and_memory_errors_to_one_line(capsys):
@@ -318,12 +320,14 @@ def test_patient_identifiers_never_reach_logs_or_outputs(tiny, tmp_path):
     bad = _variant("OBXXXX1A.dcm", tmp_path / "in" / "bad.dcm", PatientName="DoeJane", Rows=7)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", PYTHONWARNINGS="always", COLUMNS="200")
-    proc = subprocess.run([sys.executable, "-m", "sonoseg", "predict", str(src), str(bad), "--model", str(tiny),
-                           "--out", str(out), "--no-progress", "--threads", "1"],
+    log = tmp_path / "run.log"
+    proc = subprocess.run([sys.executable, "-m", "sonoseg", "--verbose", "--log-file", str(log), "predict", str(src),
+                           str(bad), "--model", str(tiny), "--out", str(out), "--no-progress", "--threads", "1"],
                           env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     streams = proc.stdout + proc.stderr
-    texts = {"stdout+stderr": streams}
+    texts = {"stdout+stderr": streams, "log file": log.read_text()}
+    assert "<redacted>" in streams + texts["log file"], "highdicom's PersonName warning must appear, scrubbed"
     for f in out.iterdir():
         if f.suffix != ".dcm":  # the SEG carries the Patient module by definition (same patient)
             texts[f.name] = f.read_bytes().decode("latin-1")

@@ -150,8 +150,15 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
 
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
-            _output(res, "seg", lambda: write_dicom_seg(path, seg_masks, out / f"{stem}.seg.dcm", labels=labels,
-                                                        frame_indices=list(range(res.frames)) if n > 1 else None))
+            def seg() -> Path:
+                from sonoseg.io.safety import atomic_path
+
+                with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
+                    write_dicom_seg(path, seg_masks, tmp, labels=labels,
+                                    frame_indices=list(range(res.frames)) if n > 1 else None)
+                return out / f"{stem}.seg.dcm"
+
+            _output(res, "seg", seg)
         res.summary = summary(per_frame, opts, chosen)
         res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
                             "domain_score": None if domain is None else domain["score"]})
