@@ -436,4 +436,4 @@ def test_nifti_results_have_a_summary(tiny, tmp_path):
     s = r["summary"]
     assert {"max_structures_per_frame", "max_area", "max_diameter", "unit"} <= set(s) and s["unit"] == "mm"
     meas = json.loads(Path(r["measurements"]).read_text())
-    assert s["max_structures_per_frame"] == max(len(x["structures"]) for x in meas["slices"])
+    assert s["max_structures_per_frame"] == max(len(x["structures"]) for x in meas["frames"])
