@@ -128,3 +128,18 @@ def test_agreement_statistics_known_values():
     assert a["n"] == 4 and a["n_missing"] == 1
     assert a["bias"] == pytest.approx(1.0) and a["mean_abs_error"] == pytest.approx(1.5)
     assert a["loa_low"] == pytest.approx(1 - 1.96 * sd) and a["loa_high"] == pytest.approx(1 + 1.96 * sd)
+
+
+def test_config_file_postprocess_applies_unless_a_flag_is_given(tiny_ckpt, tmp_path):
+    from sonoseg.infer.predictor import Predictor
+    from sonoseg.infer.run import _apply_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("postprocess: {keep_largest: true, threshold: 0.3}\nmeasure: {biometry: true, contour: centre}\n")
+    p = Predictor.from_path(tiny_ckpt, backend="torch", threads=1)
+    _apply_config(p, cfg)
+    assert p.post.keep_largest and p.threshold == 0.3 and p.config.measure.biometry
+    assert p.config.measure.contour == "centre" and not p.post.fill_holes  # not in the file: the model's
+    q = Predictor.from_path(tiny_ckpt, backend="torch", threads=1, keep_largest=False, threshold=0.7)
+    _apply_config(q, cfg, threshold=0.7, keep_largest=False)
+    assert not q.post.keep_largest and q.threshold == 0.7  # flags win
