@@ -94,3 +94,28 @@ def _dciodvfy_every_seg(request):
     bad = {str(p.name): dv.seg_problems(p)[0] for p in segs}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, f"dciodvfy errors: {bad}"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server on a loopback port for the whole session (store/serve tests);
+    skipped with the reason when the Debian ``postgresql`` binaries are not installed."""
+    from _pg import PgServer, pg_bindir
+
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg not installed (pip install -e '.[serve]')")
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Database URL for one test: None = the embedded SQLite default, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_server").new_database()

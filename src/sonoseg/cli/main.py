@@ -62,6 +62,9 @@ COMMAND_MODULES = [
     "export",
     "benchmark",
     "phantom",
+    "serve",
+    "users",
+    "keys",
 ]
 
 for _name in COMMAND_MODULES:

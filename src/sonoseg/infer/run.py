@@ -206,7 +206,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
                    temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
                    progress: Optional[Callable[[str, int, int], None]] = None,
-                   notify: Optional[Callable[[str], None]] = None) -> dict:
+                   notify: Optional[Callable[[str], None]] = None, predictor=None) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
 
     ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
@@ -215,7 +215,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     input against the model's training distribution when the model has domain statistics.
     ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``).
     ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
-    chosen, what was built for this machine, thread warnings."""
+    chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
+    Predictor to reuse (a long-running server loads it once)."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format, find_inputs
@@ -224,9 +225,10 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sp = parse_spacing(spacing) if spacing is not None else None
-    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
-                                    log=notify or log)
+    if predictor is None:
+        predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                        min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
+                                        log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     _apply_config(predictor, config, threshold, keep_largest, min_size, fill_holes, tta)
