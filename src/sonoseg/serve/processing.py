@@ -116,7 +116,9 @@ def _masks(kind: str, mask_path: Path):
         return lambda i: m
     import nibabel as nib
 
-    data = np.asanyarray(nib.load(str(mask_path)).dataobj)  # x, y, frame
+    data = np.asanyarray(nib.load(str(mask_path)).dataobj)  # cine: x, y, 1, t (time in pixdim[4]); else x, y, z
+    if data.ndim == 4:
+        return lambda i: np.asarray(data[:, :, 0, i]).T
     return lambda i: np.asarray(data[:, :, i]).T
 
 
