@@ -3,6 +3,7 @@ evaluate's measurement-error report against ground-truth masks of known size."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -105,7 +106,8 @@ def test_evaluate_labels_spacing_and_measurement_agreement(tiny_ckpt, tmp_path):
                          log=lambda m: None, measurements=True, biometry=True)
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["spacing_sources"] == {"labels.csv": 3} and res.units == "mm"
-    rows = {r["image"]: r for r in __import__("csv").DictReader(open(tmp_path / "ev" / "measurements_per_image.csv"))}
+    with open(tmp_path / "ev" / "measurements_per_image.csv") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh)}
     for i, (a, b) in enumerate(axes):  # ground-truth side: the drawn ellipse, in mm
         assert float(rows[f"e{i}"]["area_gt"]) == pytest.approx(math.pi * a * b * 0.0625, rel=0.03)
         assert float(rows[f"e{i}"]["ofd_gt"]) == pytest.approx(2 * a * 0.25, rel=0.02)
