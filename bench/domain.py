@@ -77,17 +77,17 @@ def main() -> int:
 
     from sonoseg.data import discover_dataset, read_split_csv
     from sonoseg.data.phantom import make_phantom
-    from sonoseg.infer.domain import DomainScorer, file_features
+    from sonoseg.infer.backends import load_torch_model
     from sonoseg.infer.default_model import default_model_path
+    from sonoseg.infer.domain import DomainScorer, encoder_features, file_features
     from sonoseg.preprocess import preprocess_image
-    from sonoseg.infer.domain import encoder_features
 
     t0 = time.time()
     scorer = DomainScorer.for_model(None)
     if scorer is None:
         print("the shipped model has no domain sidecar (run scripts/domain_stats.py)")
         return 1
-    cfg = __import__("sonoseg.infer.backends", fromlist=["x"]).load_torch_model(default_model_path())[1]
+    cfg = load_torch_model(default_model_path())[1]
     split = read_split_csv(a.split_file)
     samples = discover_dataset(a.dataset)
     sets = {

@@ -251,4 +251,4 @@ def test_bad_uploads_refused_with_reason_and_nothing_stored(env, tmp_path):
     with st.session() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 2
     names = sorted(p.name for p in st.spool.iterdir())
-    assert len(names) == 2 and not any("a.dcm" in n or "b.png" in n for n in names)  # client names not kept
+    assert len(names) == 2 and all(re.fullmatch(r"[0-9a-f]{32}\.(dcm|png)", n) for n in names)  # client names not kept

@@ -35,7 +35,7 @@ def test_upload_predict_store_and_download(tmp_path):
         assert res["kind"] == "image" and res["frames"] == 1 and res["view_frames"] == [0]
         assert res["model"]["name"] == "busi_default.pt" and len(res["model"]["sha256"]) == 64
         assert res["study"].startswith("ST-") and res["max_diameter"] > 0
-        assert res["measurements"]["structures"], "the sample has a lesion"
+        assert res["measurements"]["frames"][0]["structures"], "the sample has a lesion"  # one JSON shape: a list of frames
         for kind in ("mask", "overlay", "seg"):
             f = c.get(res["files"][kind], headers=h)
             assert f.status_code == 200

@@ -3,6 +3,7 @@ evaluate's measurement-error report against ground-truth masks of known size."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -105,7 +106,8 @@ def test_evaluate_labels_spacing_and_measurement_agreement(tiny_ckpt, tmp_path):
                          log=lambda m: None, measurements=True, biometry=True)
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["spacing_sources"] == {"labels.csv": 3} and res.units == "mm"
-    rows = {r["image"]: r for r in __import__("csv").DictReader(open(tmp_path / "ev" / "measurements_per_image.csv"))}
+    with open(tmp_path / "ev" / "measurements_per_image.csv") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh)}
     for i, (a, b) in enumerate(axes):  # ground-truth side: the drawn ellipse, in mm
         assert float(rows[f"e{i}"]["area_gt"]) == pytest.approx(math.pi * a * b * 0.0625, rel=0.03)
         assert float(rows[f"e{i}"]["ofd_gt"]) == pytest.approx(2 * a * 0.25, rel=0.02)
@@ -128,3 +130,18 @@ def test_agreement_statistics_known_values():
     assert a["n"] == 4 and a["n_missing"] == 1
     assert a["bias"] == pytest.approx(1.0) and a["mean_abs_error"] == pytest.approx(1.5)
     assert a["loa_low"] == pytest.approx(1 - 1.96 * sd) and a["loa_high"] == pytest.approx(1 + 1.96 * sd)
+
+
+def test_config_file_postprocess_applies_unless_a_flag_is_given(tiny_ckpt, tmp_path):
+    from sonoseg.infer.predictor import Predictor
+    from sonoseg.infer.run import _apply_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("postprocess: {keep_largest: true, threshold: 0.3}\nmeasure: {biometry: true, contour: centre}\n")
+    p = Predictor.from_path(tiny_ckpt, backend="torch", threads=1)
+    _apply_config(p, cfg)
+    assert p.post.keep_largest and p.threshold == 0.3 and p.config.measure.biometry
+    assert p.config.measure.contour == "centre" and not p.post.fill_holes  # not in the file: the model's
+    q = Predictor.from_path(tiny_ckpt, backend="torch", threads=1, keep_largest=False, threshold=0.7)
+    _apply_config(q, cfg, threshold=0.7, keep_largest=False)
+    assert not q.post.keep_largest and q.threshold == 0.7  # flags win

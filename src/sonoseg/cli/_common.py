@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sonoseg.errors import SonosegError, reason
+from sonoseg.progress import progress, track  # noqa: F401  (re-exported for the verbs)
 
 # soft_wrap: messages are never broken at the console width (80 columns when there is no terminal),
 # so logs and tests read the same on any terminal or none.
@@ -22,9 +21,6 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 THREADS_OPTION = typer.Option(
     None, "--threads", min=1,
     help="CPU threads (default: $SONOSEG_THREADS, else the cores this process may use minus those already busy).")
-
-T = TypeVar("T")
-
 
 def error_line(message: str) -> None:
     """Print one red line on stderr (first line of the message only)."""
@@ -62,28 +58,6 @@ def handle_errors(fn: Callable) -> Callable:
             fail(reason(exc), code=2)
 
     return wrapper
-
-
-def progress() -> Progress:
-    """A progress bar on stderr that hides itself when not a terminal (CI logs stay clean)."""
-    return Progress(
-        TextColumn("[bold blue]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
-    with progress() as p:
-        task = p.add_task(description, total=total if total is not None else (len(items) if hasattr(items, "__len__") else None))
-        for item in items:
-            yield item
-            p.advance(task)
 
 
 @contextmanager

@@ -7,10 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, handle_errors, deprecated
+from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors
 
 
-def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra) -> list[str]:
+def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra, threads=None) -> list[str]:
     o = []
     if dataset:
         o.append(f"data.root={dataset}")
@@ -28,6 +28,8 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
         o.append(f"train.lr={lr}")
     if device:
         o.append(f"train.device={device}")
+    if threads is not None:
+        o.append(f"train.threads={threads}")
     return o + list(extra or [])
 
 
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = typer.Option(None, help="Per-process batch size."),
         lr: Optional[float] = typer.Option(None, help="Learning rate."),
         device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+        threads: Optional[int] = THREADS_OPTION,
         out: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
         name: Optional[str] = typer.Option(None, help="Run name (default: run-<timestamp>); never overwritten."),
         resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
@@ -65,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if model is not None:
             deprecated(f"train --model {model}", f"--arch {model}")
             arch = arch or model
-        overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_)
+        overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
         if config is None:

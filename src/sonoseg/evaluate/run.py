@@ -85,7 +85,7 @@ def evaluate_model(
     from sonoseg.infer.run import _apply_config
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
 
-    _apply_config(predictor, config)
+    _apply_config(predictor, config, None, keep_largest, min_size, fill_holes, tta)
     override = parse_spacing(spacing) if spacing is not None else None
     sources: dict[str, int] = {}
     meas_rows: list[dict] = []

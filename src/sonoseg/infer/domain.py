@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -127,9 +128,7 @@ class DomainScorer:
         if torch_model is None:
             if path.suffix not in (".pt", ".pth", ".ckpt"):
                 return None
-            from sonoseg.infer.backends import load_torch_model
-
-            torch_model, _ = load_torch_model(path)
+            return _cached_scorer(str(path.resolve()), path.stat().st_mtime_ns, str(side))
         return cls(torch_model, DomainStats.load(side))
 
     def scores(self, grids: Iterable[np.ndarray]) -> np.ndarray:
@@ -140,6 +139,15 @@ class DomainScorer:
         s = float(self.scores([grid])[0])
         return {"score": round(s, 4), "threshold": round(self.stats.threshold, 4),
                 "in_scope": bool(s <= self.stats.threshold), "method": "encoder-feature Mahalanobis (PCA)"}
+
+
+@lru_cache(maxsize=4)
+def _cached_scorer(path: str, _mtime_ns: int, side: str) -> DomainScorer:
+    """One PyTorch copy of a model per process for scoring (a server scores every job with it)."""
+    from sonoseg.infer.backends import load_torch_model
+
+    model, _ = load_torch_model(path)
+    return DomainScorer(model, DomainStats.load(side))
 
 
 def confidence(mask: np.ndarray, probability: Optional[np.ndarray]) -> Optional[float]:

@@ -292,7 +292,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                                         log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
-    _apply_config(predictor, config)
+    _apply_config(predictor, config, threshold, keep_largest, min_size, fill_holes, tta)
     measure = {"contour": contour, "biometry": biometry, "ellipse_fit": ellipse_fit}
     window = temporal_window if temporal_window is not None else predictor.config.postprocess.temporal_window
     scorer = None
@@ -379,15 +379,22 @@ def _as_dict(r) -> dict:
     return dict(r) if isinstance(r, dict) else asdict(r)
 
 
-def _apply_config(predictor, config) -> None:
-    """A config file's ``measure`` and ``postprocess`` sections replace the model's; explicit
-    predict arguments (already applied to the predictor) keep priority for threshold/cleanup."""
+def _apply_config(predictor, config, threshold=None, keep_largest=None, min_size=None, fill_holes=None,
+                  tta=None) -> None:
+    """A config file (``-c``) over the model's own settings: the ``postprocess`` fields the file sets
+    and its ``measure`` section replace the model's; explicit arguments (CLI flags) win over both."""
     if config is None:
         return
     from sonoseg.config import SonosegConfig, load_config
+    from sonoseg.infer.predictor import merge_postprocess
 
     cfg = config if isinstance(config, SonosegConfig) else load_config(config)
-    predictor.config = predictor.config.model_copy(update={"measure": cfg.measure,
-                                                           "postprocess": predictor.config.postprocess.model_copy(
-                                                               update={"ellipse_fit": cfg.postprocess.ellipse_fit,
-                                                                       "temporal_window": cfg.postprocess.temporal_window})})
+    given = cfg.postprocess.model_fields_set
+    pp = predictor.config.postprocess.model_copy(update={k: getattr(cfg.postprocess, k) for k in given})
+    measure = cfg.measure if "measure" in cfg.model_fields_set else predictor.config.measure
+    predictor.config = predictor.config.model_copy(update={"measure": measure, "postprocess": pp})
+    if threshold is None and "threshold" in given:
+        predictor.threshold = pp.threshold
+    if tta is None and "tta" in given:
+        predictor.tta = tuple(pp.tta)
+    predictor.post = merge_postprocess(predictor.config, keep_largest, min_size, fill_holes)

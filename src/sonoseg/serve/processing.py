@@ -116,7 +116,9 @@ def _masks(kind: str, mask_path: Path):
         return lambda i: m
     import nibabel as nib
 
-    data = np.asanyarray(nib.load(str(mask_path)).dataobj)  # x, y, frame
+    data = np.asanyarray(nib.load(str(mask_path)).dataobj)  # volume: x, y, slice; cine: x, y, 1, frame
+    if data.ndim == 4:
+        data = data[:, :, 0, :]
     return lambda i: np.asarray(data[:, :, i]).T
 
 

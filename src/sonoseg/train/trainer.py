@@ -287,7 +287,7 @@ def train(
 def _run_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg, amp, epoch, show):
     if not show:
         return train_one_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg.train.grad_clip_norm, amp)
-    from sonoseg.cli._common import progress
+    from sonoseg.progress import progress
 
     with progress() as p:
         task = p.add_task(f"epoch {epoch}", total=len(loader))

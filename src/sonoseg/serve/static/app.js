@@ -163,7 +163,7 @@ function renderMeasurements(r) {
   for (const fr of frames) {
     for (const s of fr.structures || []) {
       const tr = el("tr");
-      tr.append(el("td", String(fr.frame ?? fr.slice ?? 0)), el("td", String(s.component)), el("td", fmt(s.area)),
+      tr.append(el("td", String(fr.index ?? fr.frame ?? fr.slice ?? 0)), el("td", String(s.component)), el("td", fmt(s.area)),
                 el("td", fmt(s.max_diameter)), el("td", fmt(s.perpendicular_diameter)));
       tb.append(tr);
     }
