@@ -152,9 +152,12 @@ def test_backend_errors(ckpt, tmp_path):
         create_backend("onnx", tmp_path / "missing.onnx")
     with pytest.raises(InputError):
         create_backend("torch", tmp_path / "missing.pt")
-    export_onnx(ckpt[1], tmp_path / "f.onnx", config=CFG)
-    with pytest.raises(ConfigError, match="calib_images"):
-        create_backend("onnx-int8", tmp_path / "f.onnx")  # fp32 file, nothing to calibrate with
+    export_onnx(ckpt[1], tmp_path / "bare.onnx", config=None)
+    with pytest.raises(ConfigError, match="calibration images"):
+        create_backend("onnx-int8", tmp_path / "bare.onnx")  # fp32 file without preprocessing config
+    export_onnx(ckpt[1], tmp_path / "f.onnx", config=CFG)  # with its config: calibrated on the shipped frames
+    q = create_backend("onnx-int8", tmp_path / "f.onnx", threads=1)
+    assert q.kind == "onnx-int8" and q.source == str(tmp_path / "f.onnx") and q.config == CFG
     be = create_backend("onnx", tmp_path / "f.onnx")
     with pytest.raises(ConfigError):
         be.run(np.zeros((64, 64), np.float32))

@@ -90,7 +90,7 @@ def test_cli_writes_json(tmp_path):
                                         "model": {"name": "unet", "params": {"base_channels": 4, "depth": 2}}})
     ckpt = save_checkpoint(tmp_path / "m.pt", config=cfg, model_state=create_model_from_config(cfg.model).state_dict())
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(app, ["benchmark", "--checkpoint", str(ckpt), "--backends", "torch,onnx", "--threads", "1",
+    res = CliRunner().invoke(app, ["benchmark", "--model", str(ckpt), "--backends", "torch,onnx", "--threads", "1",
                                    "--batch", "1,2", "--iters", "3", "--warmup", "1", "--no-isolate", "--json", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())

@@ -146,7 +146,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cls")
     root = write_phantom_dataset(tmp / "ds", n=24, size=(64, 64), seed=3, classes=("normal", "benign", "malignant"))
     res = CliRunner().invoke(app, [
-        "train", str(root), "--model", "fpn", "--encoder", "mobilenet_v2", "--epochs", "2", "--out", str(tmp / "runs"),
+        "train", str(root), "--arch", "fpn", "--encoder", "mobilenet_v2", "--epochs", "2", "--out", str(tmp / "runs"),
         "--name", "r", "--no-progress", "--set", "model.classification={dropout: 0.0}", "--set", "preprocess.size=[64, 64]",
         "--set", "train.threads=1", "--set", "data.batch_size=4", "--set", f"data.cache_dir={tmp / 'cache'}",
     ])

@@ -234,7 +234,7 @@ def test_train_without_config_uses_the_shipped_recipe_and_writes_small_checkpoin
     from sonoseg.models import default_recipe
 
     recipe = default_recipe()
-    ds = write_phantom_dataset(tmp_path / "ds", n=8, size=(64, 64), seed=3)
+    ds = write_phantom_dataset(tmp_path / "ds", n=16, size=(64, 64), seed=3)
     res = CliRunner().invoke(app, [
         "train", str(ds), "--out", str(tmp_path / "runs"), "--name", "r", "--epochs", "1", "--no-progress",
         "--set", "preprocess.size=[64, 64]", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.threads=1"])

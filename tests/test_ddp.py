@@ -84,7 +84,7 @@ def test_torchrun_two_processes_train_cli(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
            "-m", "sonoseg", "train", str(root), "--out", str(tmp_path / "runs"), "--name", "ddp",
-           "--epochs", "2", "--batch-size", "2", "--model", "unet", "--no-progress",
+           "--epochs", "2", "--batch-size", "2", "--arch", "unet", "--no-progress",
            "--set", "model.params={base_channels: 8, depth: 2}", "--set", "preprocess.size=[64, 64]",
            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "augment.enabled=false"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -214,3 +214,23 @@ def test_fractional_probability_map(tmp_path):
     assert np.abs(px - prob).max() <= 0.5 / 255 + 1e-6  # stored as 8-bit fractions
     with pytest.raises(InputError, match="probabilities"):
         write_dicom_seg(dicom_testfile(name), prob * 2, tmp_path / "g.dcm", segmentation_type="FRACTIONAL")
+
+
+def test_conformant_cine_seg_has_patient_orientation_and_passes_dciodvfy(tmp_path):
+    """A US Multi-frame source (conformant): the SEG has PatientOrientation (empty = unknown) and
+    dciodvfy reports no error at all (no allowance needed)."""
+    import dciodvfy_check as dv
+
+    from sonoseg.io.us_wrap import wrap_as_us_cine
+
+    frames = (np.random.default_rng(0).random((3, 48, 64)) * 255).astype(np.uint8)
+    src = wrap_as_us_cine(frames, tmp_path / "cine.dcm", frame_time_ms=40.0, pixel_spacing_mm=(0.2, 0.2))
+    masks = np.zeros((3, 48, 64), np.uint8)
+    masks[:, 10:30, 20:40] = 1
+    out = write_dicom_seg(src, masks, tmp_path / "cine.seg.dcm")
+    ds = pydicom.dcmread(out)
+    assert "PatientOrientation" in ds and ds.PatientOrientation in ("", None, [])
+    if not dv.available():
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    errors, _ = dv.seg_problems(out)
+    assert errors == []

@@ -252,7 +252,7 @@ def test_export_cli_writes_and_refuses(tmp_path):
     torch.manual_seed(0)
     model = create_model("unet", base_channels=4, depth=2)
     ckpt = save_checkpoint(tmp_path / "m.pt", config=cfg, model_state=model.state_dict())
-    base = ["export", "--checkpoint", str(ckpt), "--dataset", str(tmp_path / "ds"), "--split-file", str(split),
+    base = ["export", "--model", str(ckpt), "--dataset", str(tmp_path / "ds"), "--split-file", str(split),
             "--calib-n", "4", "--threads", "1"]
     runner = CliRunner()
     ok = runner.invoke(app, base + ["--out", str(tmp_path / "ok"), "--tolerance", "1.0"])

@@ -53,7 +53,10 @@ def test_predict_vendor_dicom_geometry_and_seg(name, tiny_ckpt, tmp_path):
     else:
         import nibabel as nib
 
-        assert nib.load(r["mask"]).shape == (ds.Columns, ds.Rows, frames)
+        nii = nib.load(r["mask"])
+        assert nii.shape == (ds.Columns, ds.Rows, 1, frames)  # time is the 4th NIfTI axis, not z
+        assert nii.header.get_xyzt_units() == ("mm", "msec")
+        assert nii.header.get_zooms()[3] == pytest.approx(float(ds.get("FrameTime") or 0.0))
     seg = hd.seg.segread(r["seg"])
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert (seg.Rows, seg.Columns) == (ds.Rows, ds.Columns)
@@ -61,6 +64,9 @@ def test_predict_vendor_dicom_geometry_and_seg(name, tiny_ckpt, tmp_path):
     assert refs == {ds.SOPInstanceUID}
     meas = json.loads(Path(r["measurements"]).read_text())
     assert meas["unit"] in ("mm", "px")
+    assert [f["index"] for f in meas["frames"]] == list(range(frames))  # one shape: a list of frames
+    if frames > 1 and "FrameTime" not in ds:  # these vendor cines carry no frame timing
+        assert meas["frame_time_ms"] is None and meas["frames"][1]["time_ms"] is None
     assert Path(r["overlay"]).is_file()
 
 

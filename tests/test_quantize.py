@@ -110,13 +110,17 @@ def test_wrecked_calibration_is_far_from_fp32(exported):
     assert np.abs(q - ref).mean() > 0.1 * np.abs(ref).std()
 
 
-def test_qint8_activations_option(exported):
-    from sonoseg.export.quantize import quantize_static_int8
+@pytest.mark.parametrize("scheme", ["u8s8-reduced", "u8u8"])
+def test_schemes_exact_on_any_cpu_are_recorded(exported, scheme):
+    """The two saturation-free schemes (valid on CPUs with and without VNNI) stay close to fp32."""
+    from sonoseg.export.quantize import SCHEMES, quantization_info, quantize_static_int8
 
     _, d = exported
-    res = quantize_static_int8(d / "fp32.onnx", d / "s8.onnx", phantom_grids(4), activation_type="qint8")
-    x = np.stack(phantom_grids(2, seed=7))[:, None]
-    assert res.activation_type == "qint8"
+    res = quantize_static_int8(d / "fp32.onnx", d / f"{scheme}.onnx", phantom_grids(8, seed=100), scheme=scheme)
+    x = np.stack(phantom_grids(4, seed=7))[:, None]
+    info = quantization_info(res.path)
+    assert res.scheme == info["scheme"] == scheme and info["reduce_range"] == SCHEMES[scheme]["reduce_range"]
+    assert res.weight_type == SCHEMES[scheme]["weight_type"]
     assert fg_dice(run(res.path, x), run(d / "fp32.onnx", x)) > 0.9
 
 
@@ -155,7 +159,7 @@ def test_bad_options_raise(exported):
 
     _, d = exported
     with pytest.raises(ConfigError):
-        quantize_static_int8(d / "fp32.onnx", d / "x.onnx", phantom_grids(1), activation_type="int4")
+        quantize_static_int8(d / "fp32.onnx", d / "x.onnx", phantom_grids(1), scheme="s4s4")
     with pytest.raises(ConfigError):
         quantize_static_int8(d / "fp32.onnx", d / "x.onnx", [])
     assert not (d / "x.onnx").exists()

@@ -81,7 +81,7 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, [
         "train", str(phantom_ds), "--split-file", str(split), "--out", str(tmp_path / "runs"), "--name", "e2e",
-        "--epochs", "25", "--model", "unet", "--no-progress", "--lr", "0.003", "--batch-size", "8",
+        "--epochs", "25", "--arch", "unet", "--no-progress", "--lr", "0.003", "--batch-size", "8",
         "--set", "model.params={base_channels: 8, depth: 2}", "--set", "preprocess.size=[64, 64]",
         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.threads=1", "--set", "augment.enabled=false",
         "--set", "train.scheduler=none", "--set", "train.early_stopping_patience=null",

@@ -133,6 +133,18 @@ class PostprocessConfig(BaseModel):
     min_size: int = Field(0, ge=0)  # pixels
     fill_holes: bool = False
     tta: list[Literal["h", "v"]] = Field(default_factory=list)  # flip test-time augmentation
+    ellipse_fit: bool = False  # replace each label's largest component by its fitted ellipse (fetal head)
+    temporal_window: int = Field(1, ge=1)  # cine: mean probability over this many frames (centred); 1 = off
+
+
+class MeasureConfig(BaseModel):
+    """How masks become measurements (predict, measure, evaluate); see sonoseg.infer.measure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contour: Literal["edge", "centre"] = "edge"  # outer pixel edge | pixel-centre boundary
+    biometry: bool = False  # HC / BPD / OFD of each frame's largest structure (fetal head)
+    names: dict[int, str] = Field(default_factory=dict)  # label value -> structure name
 
 
 class SonosegConfig(BaseModel):
@@ -144,6 +156,7 @@ class SonosegConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
-import sys
-from typing import Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from sonoseg.errors import SonosegError
+from sonoseg.errors import SonosegError, reason
+from sonoseg.progress import progress, track  # noqa: F401  (re-exported for the verbs)
 
 # soft_wrap: messages are never broken at the console width (80 columns when there is no terminal),
 # so logs and tests read the same on any terminal or none.
@@ -20,9 +21,6 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 THREADS_OPTION = typer.Option(
     None, "--threads", min=1,
     help="CPU threads (default: $SONOSEG_THREADS, else the cores this process may use minus those already busy).")
-
-T = TypeVar("T")
-
 
 def error_line(message: str) -> None:
     """Print one red line on stderr (first line of the message only)."""
@@ -41,7 +39,8 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Decorator for commands: SonosegError (and file errors) become one coloured line + exit 2."""
+    """Decorator for commands: SonosegError, file and disk errors (read-only folder, disk full) and
+    MemoryError become one coloured line in words + a non-zero exit, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -51,32 +50,54 @@ def handle_errors(fn: Callable) -> Callable:
             raise
         except SonosegError as exc:
             fail(str(exc), code=2)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            fail(f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}".lstrip(": "), code=2)
+        except OSError as exc:
+            fail(reason(exc), code=2)
+        except MemoryError as exc:
+            fail(f"{reason(exc)}; try a smaller --batch-size or fewer inputs", code=3)
+        except RecursionError as exc:
+            fail(reason(exc), code=2)
 
     return wrapper
 
 
-def progress() -> Progress:
-    """A progress bar on stderr that hides itself when not a terminal (CI logs stay clean)."""
-    return Progress(
-        TextColumn("[bold blue]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+@contextmanager
+def frame_progress(enabled: bool = True):
+    """A ``progress(name, done, total)`` callback for the library's per-frame progress: one bar per
+    input, counting frames (a 120-frame cine moves frame by frame, not file by file)."""
+    if not enabled:
+        yield None
+        return
     with progress() as p:
-        task = p.add_task(description, total=total if total is not None else (len(items) if hasattr(items, "__len__") else None))
-        for item in items:
-            yield item
-            p.advance(task)
+        tasks: dict = {}
+
+        def update(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = p.add_task(name, total=total)
+            p.update(tasks[name], completed=done, total=total)
+
+        yield update
+
+
+def deprecated(old: str, new: str) -> None:
+    """One yellow line on stderr: the old flag still works this release."""
+    err_console.print(f"[yellow]warning:[/] {old} is deprecated and will be removed in the next release; use {new}",
+                      markup=True, highlight=False, soft_wrap=True)
+
+
+def model_flags(model: Optional[str], arch: Optional[str] = None, checkpoint: Optional[Path] = None):
+    """``(model file | None, arch | None)`` from --model/--arch and the deprecated spellings:
+    ``--checkpoint``/``-c`` (export, benchmark) and ``--model ARCH_NAME`` (train, benchmark), which
+    keep working this release with a deprecation line."""
+    if checkpoint is not None:
+        deprecated("--checkpoint/-c (a trained model file)", "--model/-m")
+        model = model or str(checkpoint)
+    if model is not None and arch is None and not Path(model).exists():
+        from sonoseg.models import list_models
+
+        if model.strip().lower() in list_models():
+            deprecated(f"--model {model} (an architecture name)", f"--arch {model}")
+            return None, model
+    return (Path(model) if model is not None else None), arch
 
 
 def parse_tta(values) -> tuple[str, ...] | None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from sonoseg.cli._common import console, err_console, fail, handle_errors
+from sonoseg.cli._common import console, err_console, fail, handle_errors, model_flags
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -25,10 +25,11 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     @handle_errors
     def benchmark_cmd(
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint/.ts to time; default: shipped model."),
-        model: Optional[str] = typer.Option(None, "--model", help="Time an untrained registry model instead (e.g. fpn)."),
-        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for --model (e.g. mobilenet_v2)."),
-        size: int = typer.Option(256, help="Model input side for --model (grid size)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Trained model file (.pt/.ts) to time; default: shipped model."),
+        arch: Optional[str] = typer.Option(None, "--arch", help="Time an untrained registry architecture instead (e.g. fpn)."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
+        encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for --arch (e.g. mobilenet_v2)."),
+        size: int = typer.Option(256, help="Model input side for --arch (grid size)."),
         backends: str = typer.Option("torch,onnx,onnx-int8", help="Comma list: torch, torch-compile, onnx, onnx-int8, onnx-int8-dynamic."),
         threads: str = typer.Option("1,2", help="Comma list of thread counts."),
         batch: str = typer.Option("1", help="Comma list of batch sizes for model rows (throughput at batch N)."),
@@ -62,8 +63,9 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}", code=2)
         plan = BenchmarkPlan(backends=kinds, threads=_ints(threads, "threads"), batches=_ints(batch, "batch"), e2e=e2e,
                              warmup=warmup, iters=iters, max_seconds=max_seconds, isolate=isolate)
-        if model:
-            models = [registry_model(model, encoder, (size, size))]
+        checkpoint, arch = model_flags(model, arch, checkpoint)
+        if arch:
+            models = [registry_model(arch, encoder, (size, size))]
         else:
             if checkpoint is None:
                 from sonoseg.cli.export_cmd import _default_checkpoint

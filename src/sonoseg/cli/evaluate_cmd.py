@@ -7,9 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION
-
-from sonoseg.cli._common import console, handle_errors, parse_tta
+from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta
+from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
 def class_table(cm: dict):
@@ -36,7 +35,12 @@ def register(app: typer.Typer) -> None:
         dataset: Path = typer.Argument(..., help="Dataset folder with images/ and masks/."),
         split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split`; default: all images."),
         split: str = typer.Option("test", help="Which split of the split file to score."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint (.pt) or .onnx; default: shipped model."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx; default: shipped model."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (for --measurements)."),
+        spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
+        measurements: bool = typer.Option(False, "--measurements", help="Also report measurement error vs the ground truth (Bland-Altman)."),
+        contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
+        biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="Include HC/BPD/OFD in --measurements."),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Output folder."),
         backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | onnx | "
                                     "onnx-int8"),
@@ -54,9 +58,11 @@ def register(app: typer.Typer) -> None:
 
         from sonoseg.evaluate.run import evaluate_model
 
-        result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,
-                                fill_holes, parse_tta(tta), n_boot, units, log=lambda m: console.print(m, highlight=False),
-                                show_progress=progress_bars)
+        with frame_progress(progress_bars) as cb:
+            result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,
+                                    fill_holes, parse_tta(tta), n_boot, units, log=lambda m: console.print(m, highlight=False),
+                                    progress=cb, spacing=spacing, measurements=measurements, config=config,
+                                    contour=contour, biometry=biometry)
         table = Table(title=f"{split} split: {len(result.per_image)} images")
         for col in ("metric", "mean", "std", "95% CI", "n"):
             table.add_column(col, justify="right" if col != "metric" else "left")
@@ -66,6 +72,16 @@ def register(app: typer.Typer) -> None:
                 continue
             table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
         console.print(table)
+        if result.measurement_agreement:
+            mt = Table(title="measurement error (predicted - ground truth)")
+            for col in ("quantity", "n", "mean abs error", "bias", "95% limits of agreement"):
+                mt.add_column(col, justify="right" if col != "quantity" else "left")
+            for k, a in result.measurement_agreement.items():
+                if a.get("n"):
+                    mt.add_row(k, str(a["n"]), f"{a['mean_abs_error']:.2f} {a['unit']}", f"{a['bias']:+.2f}",
+                               f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
+            console.print(mt)
+            console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
         if result.class_metrics:
             console.print(class_table(result.class_metrics))
         console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"

@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors
+from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors, model_flags
 
 
 def _default_checkpoint() -> Path:
@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
         split_file: Optional[Path] = typer.Option(None, "--split-file", help="Split CSV: calibration from train, "
                                                   "checks on val (needed with --dataset)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint (.pt); default: shipped model."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model checkpoint (.pt); default: shipped model."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
         int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static int8 ONNX model."),
         torchscript: bool = typer.Option(True, "--torchscript/--no-torchscript", help="Also write TorchScript (.ts)."),
         tolerance: float = typer.Option(0.01, help="Largest allowed validation Dice drop versus PyTorch."),
@@ -61,7 +62,8 @@ def register(app: typer.Typer) -> None:
         from sonoseg.system import apply_threads, resolve_threads
 
         threads = apply_threads(resolve_threads(threads, warn=say))
-        ckpt = checkpoint or _default_checkpoint()
+        model, _ = model_flags(str(model) if model else None, None, checkpoint)
+        ckpt = model or _default_checkpoint()
         _, cfg = load_torch_model(ckpt)
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)

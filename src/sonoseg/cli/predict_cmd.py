@@ -7,13 +7,12 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION
-
-from sonoseg.cli._common import console, error_line, handle_errors, note_line, parse_tta
+from sonoseg.cli._common import THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
+from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
 def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                strict, progress_bars) -> dict:
+                strict, progress_bars, **options) -> dict:
     from rich.table import Table
 
     from sonoseg.infer.default_model import sample_dicom_dir
@@ -22,33 +21,53 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     if not inputs:
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
-    payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                             fill_holes, parse_tta(tta), log=lambda m: None, show_progress=progress_bars,
-                             notify=note_line)
+    with frame_progress(progress_bars) as cb:
+        payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
+                                 fill_holes, parse_tta(tta), log=lambda m: None, progress=cb, notify=note_line,
+                                 **options)
+    rows = [r for r in payload["results"] if r["ok"]]
+    bio = any(r["summary"].get("biometry") for r in rows)
     table = Table(title=f"sonoseg predict -> {out}")
     has_class = bool(payload.get("class_names"))
-    cols = ("input", "frames", *(("class", "p") if has_class else ()), "structures", "largest area", "max diameter", "SEG")
+    cols = ["input", "frames"] + (["class", "p"] if has_class else []) + ["structures", "largest area", "max diameter"] \
+        + (["HC", "BPD", "OFD"] if bio else []) + ["confidence", "in scope", "SEG"]
     for c in cols:
         table.add_column(c, justify="left" if c in ("input", "class") else "right")
-    for r in payload["results"]:
-        if r["ok"]:
-            s = r["summary"]
-            unit = s.get("unit", "px")
+    for r in rows:
+        s = r["summary"]
+        unit = s.get("unit", "px")
+        out_of_scope = s.get("in_scope") is False
+        sizes = [f"{s.get('max_area', 0):.1f} {unit}²", f"{s.get('max_diameter', 0):.1f} {unit}"]
+        if bio:
+            b = s.get("biometry") or {}
+            sizes += [f"{b[k]:.1f} {unit}" if b.get(k) is not None else "-" for k in ("hc", "bpd", "ofd")]
+        if out_of_scope:  # not presented as findings
+            sizes = ["(not a finding)"] + ["-"] * (len(sizes) - 1)
+        conf = s.get("confidence")
+        scope = {True: "yes", False: "[bold red]NO[/]", None: "n/a"}[s.get("in_scope")]
+        cls_cells = []
+        if has_class:
             cls = s.get("class")
-            extra = ()
-            if has_class:
-                p = (s.get("class_probabilities") or {}).get(cls)
-                extra = (str(cls or "-"), f"{p:.2f}" if p is not None else "-")
-            table.add_row(Path(r["input"]).name, str(r["frames"]), *extra, str(s.get("max_structures_per_frame", "")),
-                          f"{s.get('max_area', 0):.1f} {unit}²", f"{s.get('max_diameter', 0):.1f} {unit}",
-                          "yes" if r.get("seg") else "-")
+            p = (s.get("class_probabilities") or {}).get(cls)
+            cls_cells = [str(cls or "-"), f"{p:.2f}" if p is not None else "-"]
+        table.add_row(Path(r["input"]).name, str(r["frames"]), *cls_cells, str(s.get("max_structures_per_frame", "")), *sizes,
+                      "-" if conf is None else f"{conf:.2f}", scope, "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
-        if not r["ok"]:
+        if r.get("status", "ok" if r["ok"] else "failed") != "ok":
             error_line(r["error"])
-    console.print(f"{payload['n_ok']} ok, {payload['n_failed']} failed; model {payload.get('model_version')}; "
-                  f"results in {Path(out) / 'results.json'}")
-    if payload["n_ok"] == 0 or (strict and payload["n_failed"]):
+        for w in r.get("warnings") or []:
+            console.print(f"[yellow]warning:[/] {Path(r['input']).name}: {w}", soft_wrap=True)
+    if payload.get("n_out_of_scope"):
+        console.print(f"[yellow]{payload['n_out_of_scope']} input(s) do not look like the model's training images "
+                      "(out of scope): their masks are not findings.[/]")
+    units = {r["summary"].get("spacing_source") or "none (sizes in px)" for r in rows}
+    console.print(f"pixel spacing from: {', '.join(sorted(units))}" if rows else "")
+    partial, resumed = payload.get("n_partial", 0), payload.get("n_resumed", 0)
+    console.print(f"{payload['n_ok']} ok, " + (f"{partial} partial, " if partial else "") + f"{payload['n_failed']} failed"
+                  + (f" ({resumed} reused from the previous run)" if resumed else "")
+                  + f"; model {payload.get('model_version')}; results in {Path(out) / 'results.json'}")
+    if payload["n_ok"] + partial == 0 or (strict and (payload["n_failed"] or partial)):
         raise typer.Exit(1)
     return payload
 
@@ -59,19 +78,33 @@ def register(app: typer.Typer) -> None:
     def predict_cmd(
         inputs: List[Path] = typer.Argument(None, help="DICOM/NIfTI/image files or folders (default: shipped samples)."),
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Output folder."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint .pt, .onnx (default: shipped model)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint .pt, .onnx, .ts (default: shipped model)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (e.g. configs/fetal_head_biometry.yaml)."),
         backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | "
                                     "torch-compile | onnx | onnx-int8"),
         threads: Optional[int] = THREADS_OPTION,
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
-        seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs."),
+        threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Foreground probability cut-off (default: the model's)."),
+        spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
+        contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
+        biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="HC/BPD/OFD of the largest structure, ellipse on the overlay."),
+        ellipse_fit: Optional[bool] = typer.Option(None, "--ellipse-fit/--no-ellipse-fit", help="Replace each structure by its fitted ellipse (elliptical structures)."),
+        temporal_window: Optional[int] = typer.Option(None, "--temporal-window", min=1, help="Cine: average probabilities over this many frames (1 = off)."),
+        video: bool = typer.Option(False, "--video", help="Cine: also write an overlay video (animated WebP)."),
+        domain: bool = typer.Option(True, "--domain-check/--no-domain-check", help="Flag inputs unlike the model's training images."),
+        seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs (not for out-of-scope inputs)."),
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest component (default: the model's setting)"),
         min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
         fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in masks (default: the model's setting)"),
         tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         strict: bool = typer.Option(False, help="Exit non-zero if any input failed."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
+        resume: bool = typer.Option(False, "--resume", "--skip-existing",
+                                    help="Continue a batch in OUT: reuse inputs whose outputs a previous run finished "
+                                         "(from OUT/results.jsonl)."),
     ) -> None:
         """Masks in original geometry, overlays, measurements (mm) and DICOM SEG; OUT/results.json lists all."""
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                    strict, progress_bars)
+                    strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,
+                    biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,
+                    domain=domain, resume=resume)

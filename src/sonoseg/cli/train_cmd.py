@@ -7,10 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import console, handle_errors
+from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors
 
 
-def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra) -> list[str]:
+def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra, threads=None) -> list[str]:
     o = []
     if dataset:
         o.append(f"data.root={dataset}")
@@ -28,6 +28,8 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
         o.append(f"train.lr={lr}")
     if device:
         o.append(f"train.device={device}")
+    if threads is not None:
+        o.append(f"train.threads={threads}")
     return o + list(extra or [])
 
 
@@ -40,12 +42,14 @@ def register(app: typer.Typer) -> None:
                                               "shipped default model's recipe."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
         split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split` (default: make one)."),
-        model: Optional[str] = typer.Option(None, help="Architecture name (sonoseg.models.list_models())."),
+        arch: Optional[str] = typer.Option(None, "--arch", help="Architecture name (`sonoseg models` lists them)."),
+        model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated: use --arch."),
         encoder: Optional[str] = typer.Option(None, help="Encoder for smp architectures, e.g. resnet18."),
         epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
         batch_size: Optional[int] = typer.Option(None, help="Per-process batch size."),
         lr: Optional[float] = typer.Option(None, help="Learning rate."),
         device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+        threads: Optional[int] = THREADS_OPTION,
         out: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
         name: Optional[str] = typer.Option(None, help="Run name (default: run-<timestamp>); never overwritten."),
         resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
@@ -61,7 +65,10 @@ def register(app: typer.Typer) -> None:
         from sonoseg.train.kfold import train_kfold
         from sonoseg.train.trainer import train
 
-        overrides = _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, set_)
+        if model is not None:
+            deprecated(f"train --model {model}", f"--arch {model}")
+            arch = arch or model
+        overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
         if config is None:

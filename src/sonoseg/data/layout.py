@@ -9,6 +9,7 @@ patient/group id under flexible column names, because public datasets all name t
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ _NOT_IMAGES = {"DICOMDIR", "Thumbs.db", "LOCKFILE", "VERSION"}
 IMAGE_COLUMNS = ("image", "case", "stem", "name", "filename", "file", "image_id")
 CLASS_COLUMNS = ("class", "cls", "label", "category")
 GROUP_COLUMNS = ("group", "patient", "patient_id", "patientid", "subject", "subject_id")
+# Pixel spacing (mm): one column "ROW_MM" or "ROW_MM,COL_MM", or a row and a column column.
+SPACING_COLUMNS = ("spacing", "spacing_mm", "pixel_spacing", "pixel_spacing_mm")
+SPACING_ROW_COLUMNS = ("spacing_row", "spacing_row_mm", "row_spacing")
+SPACING_COL_COLUMNS = ("spacing_col", "spacing_col_mm", "col_spacing", "column_spacing")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Sample:
     mask_path: Optional[Path] = None
     cls: Optional[str] = None
     group: Optional[str] = None
+    spacing: Optional[tuple[float, float]] = None  # (row, col) mm from labels.csv
 
 
 @dataclass
@@ -56,6 +62,7 @@ class LabelTable:
     class_column: Optional[str]
     group_column: Optional[str]
     duplicate_stems: list[str] = field(default_factory=list)
+    spacing: dict[str, tuple[float, float]] = field(default_factory=dict)  # stem -> (row, col) mm
 
 
 @dataclass
@@ -142,12 +149,24 @@ def read_csv_records(path: str | Path, what: str) -> tuple[list[str], list[dict]
     """(header, rows) of a CSV (BOM tolerated); unreadable -> one-line InputError naming ``what``."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            return list(reader.fieldnames or []), list(reader)
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise InputError(path, f"{what} not found") from exc
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except OSError as exc:
+        raise InputError(path, f"cannot read {what} ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # one stray byte (a Windows-1252 'é' from a spreadsheet) must not stop every verb
+        import logging
+
+        logging.getLogger(__name__).warning("%s: not valid UTF-8 (byte 0x%02x at offset %d); read as Windows-1252",
+                                            path, raw[exc.start], exc.start)
+        text = raw.decode("cp1252", errors="replace")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return list(reader.fieldnames or []), list(reader)
+    except csv.Error as exc:
         raise InputError(path, f"cannot read {what} ({exc})") from exc
 
 
@@ -160,7 +179,10 @@ def read_labels(path: str | Path) -> LabelTable:
         raise InputError(path, f"no image column (expected one of {', '.join(IMAGE_COLUMNS)}; found {', '.join(header) or 'none'})")
     cls_col = pick_column(header, CLASS_COLUMNS)
     grp_col = pick_column(header, GROUP_COLUMNS)
+    sp_col = pick_column(header, SPACING_COLUMNS)
+    sr_col, sc_col = pick_column(header, SPACING_ROW_COLUMNS), pick_column(header, SPACING_COL_COLUMNS)
     rows: dict[str, tuple[Optional[str], Optional[str]]] = {}
+    spacing: dict[str, tuple[float, float]] = {}
     dups: list[str] = []
     for rec in records:
         raw = _clean(rec.get(img_col))
@@ -171,7 +193,18 @@ def read_labels(path: str | Path) -> LabelTable:
         if stem in rows:
             dups.append(stem)
         rows[stem] = entry
-    return LabelTable(path, rows, img_col, cls_col, grp_col, dups)
+        text = _clean(rec.get(sp_col)) if sp_col else None
+        if text is None and sr_col and _clean(rec.get(sr_col)):
+            text = ",".join(v for v in (_clean(rec.get(sr_col)), _clean(rec.get(sc_col)) if sc_col else None) if v)
+        if text is not None:
+            from sonoseg.errors import ConfigError
+            from sonoseg.io.spacing import parse_spacing
+
+            try:
+                spacing[stem] = parse_spacing(text)
+            except ConfigError as exc:
+                raise InputError(path, f"image {raw!r}: {exc}") from None
+    return LabelTable(path, rows, img_col, cls_col, grp_col, dups, spacing)
 
 
 def scan_dataset(root: str | Path) -> DatasetScan:
@@ -206,7 +239,8 @@ def samples_from_scan(scan: DatasetScan, require_masks: bool = False) -> list[Sa
         if mask is None and require_masks:
             raise InputError(scan.images[stem], f"no mask with stem {stem!r} in {MASK_DIR}/")
         cls, group = (scan.labels.rows.get(stem, (None, None)) if scan.labels else (None, None))
-        out.append(Sample(stem, scan.images[stem], mask, cls, group))
+        sp = scan.labels.spacing.get(stem) if scan.labels else None
+        out.append(Sample(stem, scan.images[stem], mask, cls, group, sp))
     return out
 
 

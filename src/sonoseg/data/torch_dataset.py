@@ -121,7 +121,7 @@ class SegmentationDataset(Dataset):
         Without a cache_dir there is nothing to fill: returns 0."""
         if self.cache_dir is None:
             return 0
-        from sonoseg.cli._common import track
+        from sonoseg.progress import track
 
         computed = 0
         indices = range(len(self))

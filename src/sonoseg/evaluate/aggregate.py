@@ -123,6 +123,7 @@ class EvalResult:
     units: str  # "mm" | "px": unit of hd95 / assd
     classes: int = 1
     per_class: dict[int, dict[str, dict]] = field(default_factory=dict)
+    measurement_agreement: dict[str, dict] = field(default_factory=dict)  # evaluate --measurements
     counts_per_class: dict[int, dict[str, Any]] = field(default_factory=dict)
     n_boot: int = 1000
     seed: int = 0

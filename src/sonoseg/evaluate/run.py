@@ -29,6 +29,24 @@ def _class_row(predictor, sample, pred) -> dict:
             "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d["lesion_found"])}
 
 
+def _auto_units(samples, log) -> str:
+    """'auto' means mm when every image has a pixel spacing and px otherwise (the --units help): decided
+    up front from the headers, so a dataset mixing NIfTI (spacing) and PNG (none) is scored in px
+    instead of aborting half-way."""
+    from sonoseg.io import read_meta
+
+    have = set()
+    for s in samples:
+        try:
+            have.add(read_meta(s.image_path).pixel_spacing_mm is not None)
+        except InputError:
+            continue  # reported when the image itself is evaluated
+    if have == {True, False}:
+        log("note: some images have a pixel spacing and some do not: HD95/ASSD are reported in pixels")
+        return "px"
+    return "auto"
+
+
 def evaluate_model(
     dataset: str | Path,
     split_file: Optional[str | Path] = None,
@@ -44,9 +62,22 @@ def evaluate_model(
     n_boot: int = 1000,
     distance_units: str = "auto",
     log: Callable[[str], None] = print,
-    show_progress: bool = True,
+    show_progress: bool = False,
+    *,
+    spacing=None,
+    measurements: bool = False,
+    config=None,
+    contour: Optional[str] = None,
+    biometry: Optional[bool] = None,
+    progress: Optional[Callable[[str, int, int], None]] = None,
 ):
-    """Returns the EvalResult and writes metrics.json, per_image.csv and report.md/.html to ``out_dir``."""
+    """Returns the EvalResult and writes metrics.json, per_image.csv and report.md/.html to ``out_dir``.
+
+    ``spacing`` (ROW_MM[,COL_MM]) overrides every image's spacing (then labels.csv, then the file);
+    ``measurements``: also compare predicted vs ground-truth measurements (measurement_agreement.json,
+    measurements_per_image.csv, bland_altman.png; see :mod:`sonoseg.evaluate.agreement`);
+    ``config`` supplies the ``measure``/``postprocess.ellipse_fit`` settings for them.
+    ``progress(label, done, total)`` is called per image (``show_progress`` is ignored; kept for callers)."""
     from sonoseg.data import discover_dataset, read_split_csv
     from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
@@ -61,7 +92,22 @@ def evaluate_model(
     log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
         + (f" ({predictor.backend.note})" if predictor.backend.note else ""))
     classes = predictor.classes
+    from sonoseg.infer.run import _apply_config
+    from sonoseg.io.spacing import parse_spacing, resolve_spacing
+
+    _apply_config(predictor, config, None, keep_largest, min_size, fill_holes, tta)
+    override = parse_spacing(spacing) if spacing is not None else None
+    sources: dict[str, int] = {}
+    meas_rows: list[dict] = []
     samples = discover_dataset(dataset)
+    labelled = [s for s in samples if s.mask_path is not None]
+    if not labelled:
+        missing = not (Path(dataset) / "masks").is_dir()
+        raise ConfigError(f"{dataset}: no image has a ground-truth mask"
+                          + (" (the masks/ folder is missing)" if missing else "") + "; nothing to evaluate")
+    if len(labelled) < len(samples):
+        log(f"note: {len(samples) - len(labelled)} image(s) without a mask are not evaluated")
+    samples = labelled
     if split_file is not None:
         assignment = read_split_csv(split_file)
         samples = [s for s in samples if assignment.get(s.stem) == split]
@@ -87,10 +133,9 @@ def evaluate_model(
         return img, gt, pred.mask, loaded.meta
 
     def items():
-        from sonoseg.cli._common import track
-
-        it = track(samples, f"evaluating {len(samples)} images") if show_progress else samples
-        for s in it:
+        for k, s in enumerate(samples):
+            if progress is not None:
+                progress(f"evaluating {len(samples)} images", k, len(samples))
             try:
                 _, gt, pred, meta = run_one(s)
             except InputError as exc:
@@ -98,12 +143,34 @@ def evaluate_model(
                 log(f"skipped {exc}")
                 continue
             evaluated[s.stem] = s
-            yield s.stem, pred, gt, meta.pixel_spacing_mm
+            sp, src = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, override, s.spacing)
+            sources[src or "none (px)"] = sources.get(src or "none (px)", 0) + 1
+            if measurements:
+                meas_rows.append(_measurement_row(s.stem, pred, gt, sp, src))
+            yield s.stem, pred, gt, sp
 
+    def _measurement_row(stem, pred, gt, sp, src):
+        from sonoseg.evaluate.agreement import measurement_row
+        from sonoseg.infer.frames import MeasureOptions, measure_frame
+
+        opts = MeasureOptions.from_config(predictor.config, sp, src, None, contour=contour, biometry=biometry)
+        _, prec = measure_frame(pred, 0, opts)
+        opts.ellipse_fit = False  # the truth is measured as drawn
+        _, grec = measure_frame(gt, 0, opts)
+        return measurement_row(stem, prec, grec, opts.unit, src)
+
+    if distance_units == "auto":
+        distance_units = _auto_units(samples, log)
     result = evaluate_pairs(items(), classes=classes, n_boot=n_boot, distance_units=distance_units)
     if not evaluated:
         raise ConfigError(f"{dataset}: no image could be evaluated ({len(failures)} failures)")
     write_metrics(result, out_dir)
+    _record_spacing(out_dir / "metrics.json", sources)
+    if measurements and meas_rows:
+        from sonoseg.evaluate.agreement import BASE_KEYS, BIOMETRY_KEYS, write_agreement
+
+        use_bio = biometry if biometry is not None else predictor.config.measure.biometry
+        result.measurement_agreement = write_agreement(meas_rows, BASE_KEYS + (BIOMETRY_KEYS if use_bio else ()), out_dir)
 
     def gallery(stem: str) -> GalleryItem:  # called by the report for best/median/worst only
         img, gt, pred, _ = run_one(evaluated[stem])
@@ -120,3 +187,12 @@ def evaluate_model(
     if failures:
         (out_dir / "failures.txt").write_text("\n".join(failures) + "\n")
     return result
+
+
+def _record_spacing(metrics_path: Path, sources: dict) -> None:
+    """Add where each image's pixel spacing came from to metrics.json (every output names its source)."""
+    import json
+
+    data = json.loads(metrics_path.read_text())
+    data["spacing_sources"] = sources
+    metrics_path.write_text(json.dumps(data, indent=2))

@@ -382,6 +382,10 @@ def write_dicom_seg(
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
 
     seg.SeriesDescription = series_description[:64]
+    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
+        # General Image, Type 2C: required when the image has no ImageOrientation/Position (Patient),
+        # as in every ultrasound image; the source's value (row/column directions) or empty = unknown
+        seg.PatientOrientation = ds.get("PatientOrientation") or ""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(out_path)
     return out_path

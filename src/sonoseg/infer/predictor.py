@@ -156,20 +156,28 @@ class Predictor:
         return acc / len(sets), (None if acc_c is None else acc_c / len(sets))
 
     def _finish(self, prob_grid: np.ndarray, transform, grid_image=None, class_probs=None) -> Prediction:
-        from sonoseg.evaluate.postprocess import postprocess
-
         if self.classes == 1:
             p = transform.to_original(prob_grid[0], interpolation="linear").astype(np.float32)
-            mask = (p >= self.threshold).astype(np.uint8)
+            mask = self.mask_from_probability(p)
         else:
             ps = np.stack([transform.to_original(prob_grid[c], interpolation="linear") for c in range(self.classes)])
-            mask = ps.argmax(0).astype(np.uint8)
+            mask = self._post(ps.argmax(0).astype(np.uint8))
             p = ps.max(0).astype(np.float32)
+        return Prediction(mask, p, prob_grid, transform, grid_image, class_probs,
+                          self.class_names if class_probs is not None else ())
+
+    def mask_from_probability(self, p: np.ndarray) -> np.ndarray:
+        """Binary models: foreground probability (original pixels) -> thresholded, postprocessed mask
+        (also used on temporally smoothed cine probabilities)."""
+        return self._post((p >= self.threshold).astype(np.uint8))
+
+    def _post(self, mask: np.ndarray) -> np.ndarray:
+        from sonoseg.evaluate.postprocess import postprocess
+
         if self.post.keep_largest or self.post.min_size or self.post.fill_holes:
             mask = postprocess(mask, keep_largest=self.post.keep_largest, min_size=self.post.min_size,
                                fill_holes=self.post.fill_holes, classes=self.classes).astype(np.uint8)
-        return Prediction(mask, p, prob_grid, transform, grid_image, class_probs,
-                          self.class_names if class_probs is not None else ())
+        return mask
 
     def predict(self, image: np.ndarray, meta: Optional[ImageMeta] = None) -> Prediction:
         return next(self.predict_stream([image], meta, batch_size=1))

@@ -3,12 +3,14 @@
 Per input: mask in the original geometry (PNG for a 2D image, NIfTI for cine/volumes), overlay PNG,
 measurements JSON (mm when pixel spacing is known) and, for DICOM inputs, a DICOM SEG referencing the
 source (one SEG frame per source frame). Bad inputs are reported and skipped; the rest are processed.
-Cine is streamed in batches; only the 1-byte-per-pixel masks of all frames are kept (memory-mapped).
+Cine is streamed in batches; only the 1-byte-per-pixel masks of all frames are kept (memory-mapped in
+the run's temporary folder, removed on every exit path). Each finished input is journalled at once
+(infer.journal); each output is written atomically and a failed one is reported on its own while the
+others are kept and listed (``status`` "partial", ``output_errors``).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sonoseg.errors import InputError, SonosegError
+from sonoseg.errors import InputError, OutputError, SonosegError, reason
 
 
 @dataclass
@@ -24,84 +26,156 @@ class InputResult:
     input: str
     ok: bool
     error: Optional[str] = None
+    status: str = "failed"  # ok | partial (some outputs failed, see output_errors) | failed
+    warnings: list = field(default_factory=list)
+    output_errors: dict = field(default_factory=dict)
     kind: Optional[str] = None  # image | cine | volume
     frames: int = 0
     mask: Optional[str] = None
     overlay: Optional[str] = None
     measurements: Optional[str] = None
     seg: Optional[str] = None
+    video: Optional[str] = None
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
 
 
-def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
-                            write_seg: bool) -> InputResult:
-    from sonoseg.infer.measure import measure_mask
-    from sonoseg.infer.outputs import write_json, write_mask_nifti, write_mask_png, write_overlay
-    from sonoseg.io import iter_frames, read_meta
+@dataclass
+class RunSettings:
+    """Per-run choices shared by every input (from CLI flags / a config file over the model's config)."""
 
+    spacing: Optional[tuple[float, float]] = None  # --spacing override
+    measure: dict = field(default_factory=dict)  # MeasureOptions overrides (contour, biometry, ...)
+    temporal_window: int = 1
+    video: bool = False
+    domain: object = None  # DomainScorer or None
+    progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
+
+
+def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
+    """Write one output; a failure is recorded for that output only (the others are kept)."""
+    try:
+        setattr(res, name, str(write()))
+    except MemoryError as exc:
+        res.output_errors[name] = reason(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. highdicom refusing a SOP class, disk full
+        res.output_errors[name] = reason(exc)
+
+
+def _finish_status(res: InputResult) -> InputResult:
+    written = [k for k in ("mask", "overlay", "measurements", "seg", "video") if getattr(res, k)]
+    res.status = "ok" if not res.output_errors else "partial" if written else "failed"
+    res.ok = res.status != "failed"
+    if res.output_errors:
+        res.error = "; ".join(f"{k} not written: {v}" for k, v in res.output_errors.items())
+    return res
+
+
+def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
+                            write_seg: bool, settings: Optional[RunSettings] = None,
+                            tmpdir: Optional[Path] = None) -> InputResult:
+    from sonoseg.infer.cine_outputs import OverlayVideo, temporal_smooth
+    from sonoseg.infer.domain import confidence
+    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.outputs import render_overlay, write_json, write_mask_nifti, write_mask_png, write_overlay
+    from sonoseg.io import iter_frames, read_meta
+    from sonoseg.io.spacing import resolve_spacing
+
+    st = settings or RunSettings()
     meta = read_meta(path)
-    spacing = meta.pixel_spacing_mm
     n = max(int(meta.frames or 1), 1)
-    res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n)
+    spacing, source = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, st.spacing)
+    opts = MeasureOptions.from_config(predictor.config, spacing, source, meta.frame_time_ms if n > 1 else None,
+                                      **st.measure)
+    res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n, warnings=list(meta.warnings))
     tmp = None
     if n > 1:
-        tmp = tempfile.NamedTemporaryFile(suffix=".npy", dir=out, delete=False)
-        masks = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
-    per_frame, best = [], (-1, None, None)
-    class_sum = None
+        from sonoseg.io.budget import check_declared
+
+        check_declared(path, meta.rows, meta.columns, n, meta.samples_per_pixel)
+        tmp = (tmpdir or out) / f"{stem}.masks.npy"
+        masks = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
+    video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if st.video and n > 1 else None
+    window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
+    per_frame, best = [], (-1.0, None, None, None, None)
+    class_sum = None  # class head: probabilities summed over frames (the image-level class is their mean)
     i = 0
     try:
-        for i, (frame, pred) in enumerate(_paired(iter_frames(path), predictor, meta, batch_size)):
-            if pred.class_probabilities is not None:
-                class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
+        stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, batch_size), window,
+                                 predictor.mask_from_probability)
+        for i, (frame, pred, m, prob) in enumerate(stream):
             if i >= n:
                 raise InputError(path, f"more frames than NumberOfFrames={n}")
-            m = pred.mask
-            area = int((m > 0).sum())
+            m, rec = measure_frame(m, i, opts)
+            rec["confidence"] = confidence(m, prob)
+            if pred.class_probabilities is not None:
+                class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
             if n > 1:
                 masks[i] = m
             else:
                 masks = m[None]
-            per_frame.append({"frame": i, "structures": measure_mask(m, spacing)})
+            per_frame.append(rec)
+            area = frame_area(rec)
             if area > best[0]:
-                best = (area, frame, m)
+                best = (area, i, frame, m, pred.grid_image)
+            if video is not None:
+                video.add(render_overlay(frame, m, caption=[f"frame {i + 1}/{n}"], biometry=rec.get("biometry"),
+                                         spacing=opts.spacing))
+            if st.progress is not None:
+                st.progress(path.name, i + 1, n)
         if not per_frame:
             raise InputError(path, "no frames decoded")
+        if len(per_frame) < n:
+            raise InputError(path, f"{n} frames declared but only {len(per_frame)} decoded")
         res.frames = len(per_frame)
+        chosen = best[1]
         if n > 1:
-            res.mask = str(write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz", spacing=spacing))
+            _output(res, "mask", lambda: write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz",
+                                                          spacing=opts.spacing, frame_time_ms=opts.frame_time_ms))
         else:
-            res.mask = str(write_mask_png(masks[0], out / f"{stem}.mask.png"))
-        decision = image_decision(predictor, best[0], None if class_sum is None else class_sum / len(per_frame))
-        res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png", label=decision_label(decision)))
-        payload = {"input": path.name, "model_version": predictor.model_version,
-                   "unit": "mm" if spacing else "px", "pixel_spacing_mm": spacing,
-                   "spacing_source": meta.spacing_source, "decision": decision,
-                   "frames": per_frame if n > 1 else None,
-                   "structures": per_frame[0]["structures"] if n == 1 else None}
-        res.measurements = str(write_json(payload, out / f"{stem}.measurements.json"))
-        if fmt == "dicom" and write_seg:
+            _output(res, "mask", lambda: write_mask_png(masks[0], out / f"{stem}.mask.png", spacing=opts.spacing))
+        domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
+        in_scope = None if domain is None else domain["in_scope"]
+        why = "largest structure" if best[0] > 0 else "no structure found"
+        banner = None if in_scope in (None, True) else f"OUT OF SCOPE (score {domain['score']:.1f} > {domain['threshold']:.1f}): not a finding"
+        decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
+                                  None if class_sum is None else class_sum / len(per_frame))
+        caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
+        _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
+                                                      caption=caption,
+                                                      biometry=per_frame[chosen].get("biometry"), spacing=opts.spacing,
+                                                      banner=banner))
+        if video is not None:
+            _output(res, "video", video.close)
+        extra = {"chosen_frame_reason": why, "temporal_window": window, "domain": domain, "in_scope": in_scope,
+                 "warnings": res.warnings, "model_version": predictor.model_version, "decision": decision}
+        _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
+                                                        out / f"{stem}.measurements.json"))
+        if fmt == "dicom" and write_seg and in_scope is not False:
             from sonoseg.infer.dicom_seg import write_dicom_seg
 
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
-            res.seg = str(write_dicom_seg(path, seg_masks, out / f"{stem}.seg.dcm", labels=labels,
-                                          frame_indices=list(range(res.frames)) if n > 1 else None,
-                                          finding=decision if decision["class"] is not None else None))
-        structs = [s for f in per_frame for s in f["structures"]]
-        res.summary = {"frames_with_structures": sum(1 for f in per_frame if f["structures"]),
-                       "max_structures_per_frame": max((len(f["structures"]) for f in per_frame), default=0),
-                       "max_area": max((s["area"] for s in structs), default=0.0),
-                       "max_diameter": max((s["max_diameter"] or 0.0 for s in structs), default=0.0),
-                       "unit": "mm" if spacing else "px", **_decision_summary(decision)}
-        res.ok = True
-        return res
+            def seg() -> Path:
+                from sonoseg.io.safety import atomic_path
+
+                with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
+                    write_dicom_seg(path, seg_masks, tmp, labels=labels,
+                                    frame_indices=list(range(res.frames)) if n > 1 else None,
+                                    finding=decision if decision["class"] is not None else None)
+                return out / f"{stem}.seg.dcm"
+
+            _output(res, "seg", seg)
+        res.summary = summary(per_frame, opts, chosen)
+        res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
+                            "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
+        return _finish_status(res)
     finally:
+        if video is not None:
+            video.frames = []
         if tmp is not None:
             del masks
-            tmp.close()
-            Path(tmp.name).unlink(missing_ok=True)
+            Path(tmp).unlink(missing_ok=True)
 
 
 def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
@@ -129,8 +203,11 @@ def _decision_summary(decision: dict) -> dict:
 
 def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
     """Yield (frame, prediction) pairs while streaming in batches of ``batch_size``."""
+    from sonoseg.io.budget import check_finite
+
     buf = []
     for f in frames:
+        check_finite(meta.path, f)
         buf.append(f)
         if len(buf) == batch_size:
             yield from zip(buf, predictor.predict_stream(buf, meta, batch_size))
@@ -139,106 +216,224 @@ def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
         yield from zip(buf, predictor.predict_stream(buf, meta, batch_size))
 
 
-def _predict_volume(predictor, path: Path, out: Path, stem: str) -> InputResult:
+def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optional[RunSettings] = None) -> InputResult:
     """NIfTI: slice-wise along the last axis (x, y, z), mask written with the source affine."""
     import nibabel as nib
 
-    from sonoseg.infer.measure import measure_mask
-    from sonoseg.infer.outputs import write_json, write_overlay
+    from sonoseg.infer.domain import confidence
+    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.outputs import save_nifti, write_json, write_overlay
+    from sonoseg.io.budget import check_finite, sane_spacing
+    from sonoseg.io.nifti import _open
+    from sonoseg.io.spacing import resolve_spacing
 
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
+    st = settings or RunSettings()
+    img = _open(path)  # checks the declared size against the budget before any voxel is read
+    if len(img.shape) not in (2, 3):
+        raise InputError(path, f"expected a 2D/3D NIfTI, got {len(img.shape)}D")
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt payload
+        raise InputError(path, f"cannot read NIfTI voxel data ({reason(exc)})") from exc
     if data.ndim == 2:
         data = data[..., None]
-    if data.ndim != 3:
-        raise InputError(path, f"expected a 2D/3D NIfTI, got {data.ndim}D")
+    check_finite(path, data, "volume")
     zooms = img.header.get_zooms()
-    spacing = (float(zooms[1]), float(zooms[0]))  # slice[x, y].T -> rows = y
+    notes = []
+    own, why = sane_spacing((float(zooms[1]), float(zooms[0])))  # slice[x, y].T -> rows = y
+    if why:
+        notes.append(f"calibration from the NIfTI header dropped: {why}; sizes are in pixels")
+    spacing, source = resolve_spacing(own, "NIfTI pixdim" if own else None, st.spacing)
+    opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
-    per, best = [], (-1, None, None)
+    per, best = [], (-1.0, 0, None, None, None)
     class_sum = None
     for z in range(data.shape[2]):
         sl = np.asarray(data[:, :, z]).T
         pred = predictor.predict(sl.astype(np.float32))
         if pred.class_probabilities is not None:
             class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
-        masks[:, :, z] = pred.mask.T
-        per.append({"slice": z, "structures": measure_mask(pred.mask, spacing)})
-        a = int(pred.mask.sum())
-        if a > best[0]:
-            best = (a, sl, pred.mask)
-    mpath = out / f"{stem}.mask.nii.gz"
-    nib.save(nib.Nifti1Image(masks, img.affine), str(mpath))
-    res = InputResult(str(path), ok=True, kind="volume", frames=data.shape[2], mask=str(mpath))
-    decision = image_decision(predictor, best[0], None if class_sum is None else class_sum / data.shape[2])
-    res.overlay = str(write_overlay(best[1], best[2], out / f"{stem}.overlay.png", label=decision_label(decision)))
-    res.measurements = str(write_json({"input": path.name, "model_version": predictor.model_version, "unit": "mm",
-                                       "pixel_spacing_mm": spacing, "decision": decision, "slices": per},
-                                      out / f"{stem}.measurements.json"))
-    res.summary = _decision_summary(decision)
-    return res
+        m, rec = measure_frame(pred.mask, z, opts)
+        rec["confidence"] = confidence(m, pred.probability)
+        masks[:, :, z] = m.T
+        per.append(rec)
+        if frame_area(rec) > best[0]:
+            best = (frame_area(rec), z, sl, m, pred.grid_image)
+        if st.progress is not None:
+            st.progress(path.name, z + 1, data.shape[2])
+    res = InputResult(str(path), ok=False, kind="volume", frames=data.shape[2], warnings=notes)
+    _output(res, "mask", lambda: save_nifti(nib.Nifti1Image(masks, img.affine), out / f"{stem}.mask.nii.gz"))
+    domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
+    in_scope = None if domain is None else domain["in_scope"]
+    chosen = best[1]
+    why = "largest structure" if best[0] > 0 else "no structure found"
+    decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
+                              None if class_sum is None else class_sum / data.shape[2])
+    caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
+    _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
+                                                  caption=caption,
+                                                  biometry=per[chosen].get("biometry"), spacing=opts.spacing,
+                                                  banner=None if in_scope in (None, True) else "OUT OF SCOPE: not a finding"))
+    _output(res, "measurements", lambda: write_json(payload(path.name, "volume", per, opts, chosen, chosen_frame_reason=why,
+                                                            domain=domain, in_scope=in_scope, warnings=res.warnings,
+                                                            model_version=predictor.model_version, decision=decision),
+                                                    out / f"{stem}.measurements.json"))
+    res.summary = summary(per, opts, chosen)
+    res.summary.update({"confidence": per[chosen].get("confidence"), "in_scope": in_scope,
+                        "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
+    return _finish_status(res)
 
 
 def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optional[str | Path] = None,
                    backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
                    write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None, log: Callable[[str], None] = print, show_progress: bool = True,
-                   notify: Optional[Callable[[str], None]] = None) -> dict:
+                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None,
+                   log: Callable[[str], None] = print, show_progress: bool = False, *,
+                   threshold: Optional[float] = None, spacing=None, config=None, contour: Optional[str] = None,
+                   biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
+                   temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
+                   progress: Optional[Callable[[str, int, int], None]] = None,
+                   notify: Optional[Callable[[str], None]] = None, predictor=None, resume: bool = False) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
+
+    ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
+    SonosegConfig) supplies ``measure`` and ``postprocess`` sections over the model's (flags win);
+    ``progress(name, frames_done, frames_total)`` is called after every frame; ``domain``: score each
+    input against the model's training distribution when the model has domain statistics.
+    ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``).
     ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
-    chosen, what was built for this machine, thread warnings."""
+    chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
+    Predictor to reuse (a long-running server loads it once). ``resume``: reuse the inputs a previous
+    run in ``out_dir`` finished (its results.jsonl journal); every finished input is journalled at once."""
+    from sonoseg.infer.inputs import expand_inputs
+    from sonoseg.infer.journal import Journal
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
-    from sonoseg.io import detect_format, find_inputs
+    from sonoseg.io import detect_format
+    from sonoseg.io.safety import run_tempdir
+    from sonoseg.io.spacing import parse_spacing
+    from sonoseg.redact import install
 
+    install()  # third-party warnings quote header values (patient names): redact them
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=notify or log)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(out, f"cannot create the output folder: {reason(OSError(exc.errno, exc.strerror))}") from exc
+    if isinstance(model, Predictor):  # an already loaded model passed as ``model``
+        predictor, model = model, None
+    sp = parse_spacing(spacing) if spacing is not None else None
+    if predictor is None:
+        predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
+                                        min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
+                                        log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
-    files, results, taken = [], [], set()
-    for p in inputs:
-        p = Path(p)
-        if not p.exists():
-            results.append(InputResult(str(p), ok=False, error=f"{p}: no such file or folder"))
-            continue
-        try:
-            found = find_inputs([p])
-        except InputError as exc:
-            results.append(InputResult(str(p), ok=False, error=str(exc)))
-            continue
-        if not found:
-            results.append(InputResult(str(p), ok=False, error=f"{p}: no readable inputs found"))
-        files.extend(found)
-    from sonoseg.cli._common import track
+    _apply_config(predictor, config, threshold, keep_largest, min_size, fill_holes, tta)
+    measure = {"contour": contour, "biometry": biometry, "ellipse_fit": ellipse_fit}
+    window = temporal_window if temporal_window is not None else predictor.config.postprocess.temporal_window
+    scorer = None
+    if domain:
+        from sonoseg.infer.domain import DomainScorer
 
-    for path in (track(files, "predicting") if show_progress else files):
-        t0 = time.time()
-        stem = unique_stem(out, path, taken)
+        scorer = DomainScorer.for_model(model, getattr(predictor.backend, "model", None)
+                                        if getattr(predictor.backend, "kind", "") == "torch" else None)
+    settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress)
+    files, unusable = expand_inputs(inputs)
+    results, taken, complete = [], set(), False
+
+    def payload() -> dict:
+        return {
+            "model": str(model) if model else "default",
+            "model_version": predictor.model_version,
+            "class_names": list(predictor.class_names),
+            "backend": predictor.backend.kind,
+            "threads": predictor.backend.threads,
+            "threshold": predictor.threshold,
+            "spacing_override_mm": list(sp) if sp else None,
+            "domain_check": scorer is not None,
+            "complete": complete,
+            "n_inputs": len(results),
+            "n_ok": sum(r.status == "ok" for r in results),
+            "n_partial": sum(r.status == "partial" for r in results),
+            "n_failed": sum(r.status == "failed" for r in results),
+            "n_resumed": sum(bool(getattr(r, "resumed", False)) for r in results),
+            "n_out_of_scope": sum(1 for r in results if r.ok and (r.summary or {}).get("in_scope") is False),
+            "results": [_as_dict(r) for r in results],
+        }
+
+    with run_tempdir(out) as tmpdir, Journal(out, resume=resume) as journal:
         try:
-            fmt = detect_format(path)
-            if fmt == "nifti":
-                r = _predict_volume(predictor, path, out, stem)
-            else:
-                r = _predict_dicom_or_image(predictor, path, fmt, out, stem, batch_size, write_seg)
-        except SonosegError as exc:
-            r = InputResult(str(path), ok=False, error=str(exc) if isinstance(exc, InputError) else f"{path}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            r = InputResult(str(path), ok=False, error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        r.seconds = round(time.time() - t0, 3)
-        results.append(r)
-        log(("ok   " if r.ok else "FAIL ") + (f"{path.name}: {r.frames} frame(s)" if r.ok else r.error))
-    payload = {
-        "model": str(model) if model else "default",
-        "model_version": predictor.model_version,
-        "class_names": list(predictor.class_names),
-        "backend": predictor.backend.kind,
-        "threads": predictor.backend.threads,
-        "n_inputs": len(results),
-        "n_ok": sum(r.ok for r in results),
-        "n_failed": sum(not r.ok for r in results),
-        "results": [asdict(r) for r in results],
-    }
-    write_json(payload, out / "results.json")
-    return payload
+            for name, why in unusable:
+                results.append(InputResult(name, ok=False, error=why))
+                journal.record(_as_dict(results[-1]))
+            for path in files:
+                t0 = time.time()
+                stem = unique_stem(out, path, taken)
+                prev = journal.reusable(path) if resume else None
+                if prev is not None:
+                    r = _Resumed(prev)
+                else:
+                    r = _predict_one(predictor, path, out, stem, batch_size, write_seg, settings, tmpdir, detect_format)
+                    r.seconds = round(time.time() - t0, 3)
+                results.append(r)
+                journal.record(_as_dict(r))
+                log(("ok   " if r.ok else "FAIL ") + (f"{path.name}: {r.frames} frame(s)" if r.ok else r.error))
+            complete = True
+        finally:
+            if not complete:  # interrupted: leave a results.json that says so, with what was finished
+                try:
+                    write_json(payload(), out / "results.json")
+                except Exception:  # noqa: BLE001 - the journal already holds every finished input
+                    pass
+    data = payload()
+    write_json(data, out / "results.json")
+    return data
+
+
+def _predict_one(predictor, path: Path, out: Path, stem: str, batch_size: int, write_seg: bool, settings,
+                 tmpdir: Path, detect_format) -> InputResult:
+    try:
+        fmt = detect_format(path)
+        if fmt == "nifti":
+            return _predict_volume(predictor, path, out, stem, settings)
+        return _predict_dicom_or_image(predictor, path, fmt, out, stem, batch_size, write_seg, settings, tmpdir)
+    except SonosegError as exc:
+        return InputResult(str(path), ok=False, error=str(exc) if isinstance(exc, InputError) else f"{path}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+        return InputResult(str(path), ok=False, error=f"{path}: {reason(exc)}")
+
+
+class _Resumed(dict):
+    """A journal record reused by --resume (already a dict; attribute access for the loop)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _as_dict(r) -> dict:
+    return dict(r) if isinstance(r, dict) else asdict(r)
+
+
+def _apply_config(predictor, config, threshold=None, keep_largest=None, min_size=None, fill_holes=None,
+                  tta=None) -> None:
+    """A config file (``-c``) over the model's own settings: the ``postprocess`` fields the file sets
+    and its ``measure`` section replace the model's; explicit arguments (CLI flags) win over both."""
+    if config is None:
+        return
+    from sonoseg.config import SonosegConfig, load_config
+    from sonoseg.infer.predictor import merge_postprocess
+
+    cfg = config if isinstance(config, SonosegConfig) else load_config(config)
+    given = cfg.postprocess.model_fields_set
+    pp = predictor.config.postprocess.model_copy(update={k: getattr(cfg.postprocess, k) for k in given})
+    measure = cfg.measure if "measure" in cfg.model_fields_set else predictor.config.measure
+    predictor.config = predictor.config.model_copy(update={"measure": measure, "postprocess": pp})
+    if threshold is None and "threshold" in given:
+        predictor.threshold = pp.threshold
+    if tta is None and "tta" in given:
+        predictor.tta = tuple(pp.tta)
+    predictor.post = merge_postprocess(predictor.config, keep_largest, min_size, fill_holes)

@@ -23,6 +23,8 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from sonoseg.errors import InputError
+from sonoseg.io import dicom_checks
+from sonoseg.io.budget import check_declared, sane_spacing
 from sonoseg.io.dicom_pixels import FrameTransform
 from sonoseg.io.types import ImageMeta, LoadedImage
 from sonoseg.io.us_regions import parse_us_regions, spacing_from_regions
@@ -44,10 +46,16 @@ _SHARED = {
 
 
 def _short(exc: BaseException) -> str:
-    """One line: plugin errors from pydicom are multi-line ("...all available plugins:\n  x: why")."""
+    """One line in words: plugin errors from pydicom are multi-line ("...all available plugins:\n  x: why");
+    quoted values are redacted (they may come from header fields)."""
+    from sonoseg.errors import reason
+    from sonoseg.redact import redact
+
+    if isinstance(exc, (MemoryError, RecursionError, OSError, AttributeError, KeyError, IndexError, EOFError)):
+        return reason(exc)
     msg = " ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())
     msg = msg if len(msg) <= 200 else msg[:197] + "..."
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return redact(msg) if msg else reason(exc)
 
 
 def _encoding_syntax(ds: Dataset) -> UID | None:
@@ -86,10 +94,14 @@ def read_header(path: str | Path) -> Dataset:
             has_meta = False
             try:
                 ds = pydicom.dcmread(p, defer_size=_DEFER, force=True)
+            except RecursionError:
+                raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
             except Exception as exc:  # noqa: BLE001 - anything here means "not DICOM"
                 raise InputError(p, f"not a DICOM file ({_short(exc)})") from exc
         except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
             raise InputError(p, f"unreadable DICOM header, file truncated or corrupt ({_short(exc)})") from exc
+        except RecursionError:
+            raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
     eof = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     if eof:
         raise InputError(p, "truncated file (end of file reached before the data ended)")
@@ -106,7 +118,12 @@ def read_header(path: str | Path) -> Dataset:
             ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ts
         ds._sonoseg_no_meta = True  # pixel decoding must then go through the Dataset
-    _lift_shared_groups(ds)
+    try:
+        _lift_shared_groups(ds)
+    except RecursionError:
+        raise InputError(p, "DICOM sequences nested too deeply (corrupt or hostile file)") from None
+    except Exception as exc:  # noqa: BLE001 - malformed functional groups
+        raise InputError(p, f"malformed functional group sequences ({_short(exc)})") from exc
     return ds
 
 
@@ -125,6 +142,18 @@ def _pixel_length(ds: Dataset) -> tuple[int | None, int | None]:
     return getattr(elem, "length", None), getattr(elem, "value_tell", None)
 
 
+def _positive(*values) -> bool:
+    import math
+
+    return all(v is not None and math.isfinite(v) and v > 0 for v in values)
+
+
+def _loaded_value(ds: Dataset) -> bytes | None:
+    """Pixel Data bytes when already in memory (small files are not deferred), else None."""
+    value = getattr(ds.get_item(_PIXEL_DATA, keep_deferred=True), "value", None)
+    return value if isinstance(value, (bytes, bytearray)) else None
+
+
 def check_pixel_header(path: str | Path, ds: Dataset) -> int:
     """Validate that ``ds`` has decodable pixel data; return the number of frames."""
     p = Path(path)
@@ -140,6 +169,14 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
         raise InputError(p, f"invalid image size Rows={rows} Columns={cols}")
     if "BitsAllocated" not in ds:
         raise InputError(p, "missing BitsAllocated")
+    try:
+        bits = int(ds.BitsAllocated)
+    except (TypeError, ValueError):
+        raise InputError(p, "invalid BitsAllocated") from None
+    if bits not in (1, 8, 16, 32, 64):
+        raise InputError(p, f"unsupported BitsAllocated={bits}")
+    dicom_checks.check_photometric(p, ds)
+    dicom_checks.check_rescale(p, ds)
     ts = transfer_syntax(ds)
     try:
         decoder = get_decoder(ts)
@@ -155,6 +192,7 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
         raise InputError(p, f"invalid NumberOfFrames {raw_frames!r}") from None
     if frames <= 0:
         raise InputError(p, f"zero frames (NumberOfFrames = {raw_frames})")
+    check_declared(p, rows, cols, frames, int(ds.SamplesPerPixel))  # before anything is decoded
     length, tell = _pixel_length(ds)
     if length == 0:
         raise InputError(p, "empty pixel data")
@@ -164,9 +202,11 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
             if tell + length > size:
                 raise InputError(p, f"truncated file: pixel data needs {length} bytes, only {max(size - tell, 0)} present")
         if not ts.is_compressed:
-            expected = get_expected_length(ds, "bytes")
-            if length < expected:
-                raise InputError(p, f"truncated pixel data: {length} of {expected} bytes")
+            dicom_checks.check_native_length(p, length, get_expected_length(ds, "bytes"), frames)
+            if not getattr(ds, "_sonoseg_no_meta", False) and not ts.is_deflated:
+                dicom_checks.check_planar(p, ds, tell, _loaded_value(ds))
+    if ts.is_encapsulated and not ts.is_deflated:
+        dicom_checks.check_encapsulated_frames(p, tell, frames, little=ts.is_little_endian, value=_loaded_value(ds))
     return frames
 
 
@@ -174,13 +214,34 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
     """ImageMeta from a parsed header. Never copies patient identifiers."""
     regions = parse_us_regions(ds)
     spacing, source = None, None
-    ps = ds.get("PixelSpacing")
-    if ps is not None and len(ps) == 2 and float(ps[0]) > 0 and float(ps[1]) > 0:
-        spacing, source = (float(ps[0]), float(ps[1])), "PixelSpacing"
+
+    def _pair(kw):
+        v = ds.get(kw)
+        try:
+            return (float(v[0]), float(v[1])) if v is not None and len(v) == 2 else None
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    ps, ips = _pair("PixelSpacing"), _pair("ImagerPixelSpacing")
+    if ps is not None and ps[0] > 0 and ps[1] > 0:
+        spacing, source = ps, "PixelSpacing"
     elif (sp := spacing_from_regions(regions)) is not None:
         spacing, source = sp, "SequenceOfUltrasoundRegions"
-    elif (ips := ds.get("ImagerPixelSpacing")) is not None and len(ips) == 2 and float(ips[0]) > 0:
-        spacing, source = (float(ips[0]), float(ips[1])), "ImagerPixelSpacing"
+    elif ips is not None and ips[0] > 0 and ips[1] > 0:
+        spacing, source = ips, "ImagerPixelSpacing"
+    notes = []
+    if source == "SequenceOfUltrasoundRegions" and (why := dicom_checks.regions_outside(ds, regions)):
+        notes.append(f"calibration dropped: {why}; sizes are in pixels")
+        spacing, source = None, None
+    if spacing is None and any(r.unit_x == 3 and r.unit_y == 3 and not _positive(r.physical_delta_x, r.physical_delta_y)
+                               for r in regions):
+        notes.append("ultrasound region calibration ignored: PhysicalDeltaX/Y are not positive finite numbers; "
+                     "sizes are in pixels")
+    if spacing is not None:
+        spacing, why = sane_spacing(spacing)
+        if why:
+            notes.append(f"calibration from {source} dropped: {why}; sizes are in pixels")
+            source = None
     ts = transfer_syntax(ds)
 
     def _str(kw):
@@ -211,7 +272,30 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
         sop_uid=_str("SOPInstanceUID"),
         sop_class_uid=_str("SOPClassUID"),
         us_regions=regions,
+        warnings=notes,
+        frame_time_ms=_frame_time_ms(ds),
     )
+
+
+def _frame_time_ms(ds: Dataset) -> float | None:
+    """Nominal time between frames of a cine (ms): FrameTime, else the mean of FrameTimeVector
+    (its first entry is 0), else 1000 / CineRate or RecommendedDisplayFrameRate."""
+    try:
+        ft = ds.get("FrameTime")
+        if ft not in (None, "") and float(ft) > 0:
+            return float(ft)
+        ftv = ds.get("FrameTimeVector")
+        if ftv is not None and len(ftv) > 1:
+            vals = [float(v) for v in list(ftv)[1:]]
+            if all(v > 0 for v in vals):
+                return sum(vals) / len(vals)
+        for kw in ("CineRate", "RecommendedDisplayFrameRate"):
+            rate = ds.get(kw)
+            if rate not in (None, "") and float(rate) > 0:
+                return 1000.0 / float(rate)
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def read_dicom_meta(path: str | Path) -> ImageMeta:
@@ -293,7 +377,7 @@ def _iter(path: Path, ds: Dataset, frames: int, voi: bool) -> Iterator[np.ndarra
         yield transform(raw)
         n += 1
     if n < frames:
-        log.warning("%s: only %d of %d frames decoded", path, n, frames)
+        raise InputError(path, f"NumberOfFrames={frames} but only {n} frame(s) present in the pixel data")
 
 
 def iter_dicom_frames(path: str | Path, voi: bool = True) -> Iterator[np.ndarray]:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from sonoseg.errors import InputError
+from sonoseg.io.spacing import PNG_SOURCE, png_phys_spacing
 from sonoseg.io.types import ImageMeta, LoadedImage
 
 
@@ -83,8 +84,12 @@ def read_image_meta(path: str | Path) -> ImageMeta:
             w, h = im.size
             frames = int(getattr(im, "n_frames", 1) or 1)
             mode = im.mode
+            spacing = png_phys_spacing(im.info) if im.format == "PNG" else None
         if w > 0 and h > 0:
+            from sonoseg.io.budget import check_declared
+
             rgb = mode not in _GREY_MODES
+            check_declared(p, h, w, frames, 3 if rgb else 1)  # from the header, before decoding
             bits = 16 if mode.startswith("I;16") or mode == "I" else 32 if mode == "F" else 8
             return ImageMeta(
                 path=str(p),
@@ -95,7 +100,11 @@ def read_image_meta(path: str | Path) -> ImageMeta:
                 samples_per_pixel=3 if rgb else 1,
                 photometric="RGB" if rgb else "MONOCHROME2",
                 bits_stored=bits,
+                pixel_spacing_mm=spacing,
+                spacing_source=PNG_SOURCE if spacing else None,
             )
+    except InputError:
+        raise
     except Exception:  # noqa: BLE001 - Pillow cannot read it: let OpenCV decide (it reads more TIFFs)
         pass
     img = _read_page(p, 0)
@@ -106,6 +115,7 @@ def iter_image_frames(path: str | Path) -> Iterator[np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such file")
+    read_image_meta(p)  # header-only: refuses a declared size over the budget before decoding
     for i in range(_page_count(p)):
         yield _read_page(p, i)
 
@@ -117,4 +127,10 @@ def load_image_file(path: str | Path) -> LoadedImage:
     if len({(f.shape, f.dtype) for f in pages}) > 1:
         raise InputError(p, "multi-page image with pages of different sizes")
     pixels = pages[0] if len(pages) == 1 else np.stack(pages)
-    return LoadedImage(pixels=pixels, meta=_meta(p, pages[0].shape, pages[0].dtype, len(pages)))
+    meta = _meta(p, pages[0].shape, pages[0].dtype, len(pages))
+    try:
+        meta.pixel_spacing_mm = read_image_meta(p).pixel_spacing_mm
+        meta.spacing_source = PNG_SOURCE if meta.pixel_spacing_mm else None
+    except InputError:
+        pass
+    return LoadedImage(pixels=pixels, meta=meta)

@@ -24,6 +24,11 @@ def _open(path: str | Path) -> nib.Nifti1Image:
         raise InputError(p, f"not a NIfTI image ({type(img).__name__})")
     if any(int(s) == 0 for s in img.shape):
         raise InputError(p, f"empty NIfTI volume (shape {tuple(img.shape)})")
+    from sonoseg.io.budget import check_declared
+
+    shape = [int(s) for s in img.shape] + [1, 1]
+    frames = int(np.prod(shape[2:], dtype=np.int64))
+    check_declared(p, shape[1], shape[0], frames, 1)  # declared size, before any voxel is read
     return img
 
 

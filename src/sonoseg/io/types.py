@@ -48,6 +48,8 @@ class ImageMeta:
     us_regions: list[UltrasoundRegion] = field(default_factory=list)
     affine: Optional[list[list[float]]] = None  # 4x4 RAS affine for volumes (NIfTI / series)
     transfer_syntax_name: Optional[str] = None  # e.g. "JPEG Baseline (Process 1)"; transfer_syntax is the UID
+    warnings: list[str] = field(default_factory=list)  # inconsistencies tolerated, e.g. calibration dropped
+    frame_time_ms: Optional[float] = None  # cine: time between frames (DICOM FrameTime / NIfTI pixdim[4])
 
     def to_dict(self) -> dict:
         return asdict(self)

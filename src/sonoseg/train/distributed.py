@@ -48,6 +48,25 @@ def init_distributed(device_spec: str = "auto") -> DistContext:
     return DistContext(True, rank, world, local_rank)
 
 
+def plan_shards(n_train: int, world_size: int, batch_size: int) -> tuple[bool, str | None]:
+    """(drop_last, note) for the training loader of each rank.
+
+    With N ranks every rank sees ceil(n/N) images per epoch. Dropping the last partial batch is right
+    when a rank has more than one batch, but with 6 images, batch 4 and 2 ranks it drops everything
+    (3 < 4 per rank): zero optimiser steps, loss 0.0000, weights unchanged. Then each rank trains on
+    one smaller batch instead (said in ``note``). Fewer images than ranks cannot be split at all."""
+    from sonoseg.errors import ConfigError
+
+    if n_train < world_size:
+        raise ConfigError(f"{n_train} training image(s) cannot be shared by {world_size} processes: every process "
+                          f"needs at least one (use fewer processes or more images)")
+    per_rank = -(-n_train // world_size)
+    if per_rank > batch_size:
+        return True, None
+    return False, (f"each of the {world_size} processes gets {per_rank} training image(s) per epoch, fewer than "
+                   f"the batch size {batch_size}: training on one batch of {per_rank} per process per epoch")
+
+
 def broadcast_float(value: float, ctx: DistContext, device: torch.device) -> float:
     if not ctx.enabled:
         return value

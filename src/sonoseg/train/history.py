@@ -27,10 +27,35 @@ def read_rows(path: Path) -> list[dict]:
 
 def truncate_after(path: Path, epoch: int) -> None:
     """On resume, drop rows written after the checkpoint's epoch (a crash may have left extra ones)."""
-    rows = [r for r in read_rows(path) if r["epoch"] <= epoch]
-    path.unlink(missing_ok=True)
+    write_rows(path, [r for r in read_rows(path) if r["epoch"] <= epoch])
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Replace the CSV atomically (temporary file, fsync, rename): a kill at any moment leaves
+    either the old or the new history, never a partial one."""
+    import io
+
+    from sonoseg.io.safety import write_text
+
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    w.writeheader()
     for r in rows:
-        append_row(path, r)
+        w.writerow(r)
+    write_text(path, buf.getvalue(), "metrics history")
+
+
+def restore(path: Path, payload: dict) -> int:
+    """Make ``metrics.csv`` match the checkpoint being resumed: the checkpoint carries the rows of
+    every epoch up to its own (``history``), which win over whatever the CSV holds now (a kill may have
+    truncated it); older checkpoints without that record fall back to truncating the CSV."""
+    epoch = int(payload["epoch"])
+    saved = payload.get("history")
+    if saved is None:
+        truncate_after(path, epoch)
+    else:
+        write_rows(path, [r for r in saved if int(r["epoch"]) <= epoch])
+    return len(read_rows(path))
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> Path | None:

@@ -89,18 +89,25 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
                   class_names=cfg.model.class_names() or None)
     train_ds = SegmentationDataset(split.train, augment=aug, **common)
     val_ds = SegmentationDataset(split.val, augment=None, **common)
+    note = None
     if ctx.enabled:
+        from sonoseg.train.distributed import plan_shards
+
+        drop_last, note = plan_shards(len(train_ds), ctx.world_size, cfg.data.batch_size)
         sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                      seed=cfg.train.seed, drop_last=False)
     else:
+        drop_last = len(train_ds) > cfg.data.batch_size
         sampler = RandomSampler(train_ds, generator=torch.Generator())
     from sonoseg.data import seed_worker  # per-worker reseed of numpy/random/augmenter (derived from the epoch seed)
 
     kw = dict(num_workers=cfg.data.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
               worker_init_fn=seed_worker if cfg.data.num_workers > 0 else None)
-    train_dl = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=len(train_ds) > cfg.data.batch_size, **kw)
+    train_dl = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=drop_last, **kw)
     val_dl = DataLoader(val_ds, batch_size=cfg.data.batch_size, sampler=SequentialSampler(val_ds), **kw)
-    return train_ds, val_ds, train_dl, val_dl
+    if len(train_dl) == 0:  # never run an epoch of zero optimiser steps and report loss 0
+        raise ConfigError(f"no training batch: {len(train_ds)} training image(s) with batch size {cfg.data.batch_size}")
+    return train_ds, val_ds, train_dl, val_dl, note
 
 
 def _preload(ds, enabled: bool) -> None:
@@ -174,8 +181,10 @@ def train(
     from sonoseg.data.cache import preprocessed_cache_dir
 
     cache_dir = preprocessed_cache_dir(cfg.data.cache_dir)  # keyed by file fingerprint + preprocess config
-    train_ds, val_ds, train_dl, val_dl = _loaders(cfg, split, cache_dir, ctx)
+    train_ds, val_ds, train_dl, val_dl, note = _loaders(cfg, split, cache_dir, ctx)
     if main:
+        if note:
+            log(f"note: {note}")
         log(f"run {run_dir}: {len(train_ds)} train / {len(val_ds)} val images, device {device}"
             + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {threads} thread(s) per process")
         _preload(train_ds, show_progress)
@@ -211,7 +220,7 @@ def train(
         best_epoch = payload.get("best_epoch", 0)
         bad_epochs = payload.get("bad_epochs", 0)
         if main:
-            history.truncate_after(run_dir / "metrics.csv", payload["epoch"])
+            history.restore(run_dir / "metrics.csv", payload)
             log(f"resumed from epoch {payload['epoch']} (best val score {best:.4f})")
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
 
@@ -264,7 +273,8 @@ def train(
             extra = dict(optimizer_state=optimizer.state_dict(),
                          scheduler_state=scheduler.state_dict() if scheduler is not None else None,
                          scaler_state=scaler.state_dict(), rng_state=capture_rng_state(),
-                         best_epoch=best_epoch, bad_epochs=bad_epochs)
+                         best_epoch=best_epoch, bad_epochs=bad_epochs,
+                         history=history.read_rows(csv_path))  # resume restores metrics.csv from this
             if improved:
                 save_checkpoint(run_dir / "best.pt", **state)
             save_checkpoint(run_dir / "last.pt", **state, **extra)
@@ -340,7 +350,7 @@ def monitor_score(val_dice: float, cls_scores: dict) -> float:
 def _run_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg, amp, epoch, show):
     if not show:
         return train_one_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg.train.grad_clip_norm, amp)
-    from sonoseg.cli._common import progress
+    from sonoseg.progress import progress
 
     with progress() as p:
         task = p.add_task(f"epoch {epoch}", total=len(loader))

@@ -1,0 +1,40 @@
+"""``sonoseg serve``: the authenticated results API, its worker and the web viewer (loopback by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from sonoseg.cli._common import console, handle_errors
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    @handle_errors
+    def serve_cmd(
+        host: str = typer.Option("127.0.0.1", help="Bind address. Keep loopback; put a TLS reverse proxy in front."),
+        port: int = typer.Option(8000, help="TCP port."),
+        db: Optional[str] = typer.Option(None, "--db", help="Database URL (default: SQLite in --data; postgresql://...)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $SONOSEG_HOME or ~/.local/share/sonoseg)."),
+        docs: bool = typer.Option(False, "--docs/--no-docs", help="Serve the OpenAPI schema (to signed-in users only)."),
+        worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the prediction worker in this process."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+    ) -> None:
+        """Serve the API under /api/v1 and the viewer under /viewer; create users with `sonoseg users add`."""
+        import uvicorn
+
+        from sonoseg.serve.app import create_app
+        from sonoseg.serve.settings import Settings
+
+        settings = Settings.from_env(data, db, docs=docs, worker=worker)
+        if model is not None:
+            settings.model = model
+        if host not in LOOPBACK:
+            console.print(f"[yellow]warning:[/] binding {host}: serve plain HTTP only behind a TLS reverse proxy")
+        console.print(f"sonoseg serve: http://{host}:{port}/viewer/  (data: {settings.data_dir})")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False,
+                    proxy_headers=False)

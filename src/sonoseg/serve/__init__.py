@@ -1,0 +1,1 @@
+"""``sonoseg serve``: the authenticated REST API, its background worker and the web viewer."""

@@ -1,0 +1,120 @@
+"""Uploads become jobs (202 + ids); job status; the worklist. The multipart body is read only after
+authentication (no File() parameters, so FastAPI does not parse it before the dependencies run)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+from starlette.datastructures import UploadFile
+
+from sonoseg.serve.security import Operator, Viewer
+from sonoseg.serve.uploads import UploadRejected, spool, validate
+from sonoseg.serve.views import job_view
+from sonoseg.store import audit
+from sonoseg.store.models import CLASSES, Job, Result
+
+router = APIRouter(tags=["jobs"])
+MAX_UPLOAD = 256 * 1024 * 1024  # per-route body limit, replaced by the settings at app creation
+
+
+def _label(name: str | None) -> str:
+    import os
+
+    base = os.path.basename(name or "")[:80]
+    return "".join(c if c.isprintable() else "?" for c in base) or "unnamed"
+
+
+@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED,
+             openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
+                 "type": "object", "properties": {"files": {"type": "array", "items": {
+                     "type": "string", "format": "binary"}}}}}}, "required": True}})
+async def upload(request: Request, p: Operator) -> dict:
+    """Upload one or many DICOM / PNG / JPEG / NIfTI files (multipart field ``files``). All are checked
+    first: if any is refused, nothing is stored and the reply names it."""
+    st, settings = request.app.state.store, request.app.state.settings
+    form = await request.form(max_files=settings.max_files, max_fields=settings.max_files + 8)
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+    if not files:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "no files: send them as multipart field 'files'")
+    accepted = []
+    try:
+        for i, f in enumerate(files, 1):
+            try:
+                sp = await run_in_threadpool(spool, f.file, st.work, settings.max_upload_bytes)
+                accepted.append(sp)
+                await run_in_threadpool(validate, sp)
+            except UploadRejected as exc:
+                raise HTTPException(exc.status, f"file {i} ({_label(f.filename)}): {exc}") from None
+        ids = await run_in_threadpool(_enqueue, st, accepted, p.actor, request.client.host if request.client else None)
+    except BaseException:
+        for sp in accepted:
+            sp.path.unlink(missing_ok=True)
+        raise
+    finally:
+        await form.close()
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        worker.wake()
+    return {"jobs": [{"id": j, "status": "queued", "url": f"/api/v1/jobs/{j}"} for j in ids]}
+
+
+def _enqueue(st, accepted: list, actor: str, ip) -> list[str]:
+    """Spooled files -> job rows, in one transaction (files are moved to their job's name first, so a
+    crash leaves at worst an unreferenced file, removed at the next start)."""
+    import uuid
+
+    ids = []
+    with st.session() as s, s.begin():
+        for sp in accepted:
+            jid = uuid.uuid4().hex
+            dest = st.spool_path(jid, "".join(sp.path.suffixes))
+            sp.path.rename(dest)
+            sp.path = dest
+            s.add(Job(id=jid, status="queued", format=sp.fmt, input_sha256=sp.sha256, input_size=sp.size,
+                      created_by=actor, attempts=0))
+            audit.record(s, actor, "upload", f"job:{jid}", ip)
+            ids.append(jid)
+    return ids
+
+
+def _visible(q, p):
+    allowed = p.allowed()
+    if allowed is not None:  # restricted users see finished jobs of their classes only
+        q = q.where(Result.label.in_(allowed))
+    return q
+
+
+@router.get("/jobs")
+def list_jobs(request: Request, p: Viewer, status_: Optional[Literal["queued", "running", "done", "failed"]] = Query(None, alias="status"),
+              label: Optional[Literal[CLASSES + ("unclassified",)]] = None,  # type: ignore[valid-type]
+              offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
+    """The worklist: jobs with their result's class, newest first, filtered by status and class."""
+    st = request.app.state.store
+    q = select(Job, Result).outerjoin(Result, Result.job_id == Job.id)
+    q = _visible(q, p)
+    if status_:
+        q = q.where(Job.status == status_)
+    if label == "unclassified":
+        q = q.where(Job.status == "done", Result.label.is_(None))
+    elif label:
+        q = q.where(Result.label == label)
+    with st.reader() as s:
+        total = s.scalar(select(func.count()).select_from(q.subquery()))
+        rows = s.execute(q.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)).all()
+        return {"total": total, "offset": offset, "limit": limit, "items": [job_view(j, r) for j, r in rows]}
+
+
+@router.get("/jobs/{job_id}")
+def get_job(request: Request, job_id: str, p: Viewer) -> dict:
+    st = request.app.state.store
+    if not (len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+    with st.reader() as s:
+        row = s.execute(_visible(select(Job, Result).outerjoin(Result, Result.job_id == Job.id)
+                                 .where(Job.id == job_id), p)).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+        return job_view(*row)

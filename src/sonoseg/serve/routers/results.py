@@ -1,0 +1,98 @@
+"""Results: filtered listing with pagination, one result as JSON, and its files (checksum-verified on
+every read). Class restrictions hide results as if they did not exist (404, nothing leaked)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal, Optional
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+
+from sonoseg.serve.security import Principal, Viewer
+from sonoseg.serve.views import result_view
+from sonoseg.store import audit
+from sonoseg.store.blobs import ArtefactError
+from sonoseg.store.models import CLASSES, Instance, Series, Study
+from sonoseg.store.results import ResultFilter, artefact, query_results, visible_result
+
+router = APIRouter(tags=["results"])
+LabelQ = Optional[Literal[CLASSES + ("unclassified",)]]  # type: ignore[valid-type]
+FILES = {"mask": None, "overlay": "overlay.png", "seg": "seg.dcm", "measurements": "measurements.json"}
+
+
+def _ip(request: Request):
+    return request.client.host if request.client else None
+
+
+def _study(s, r) -> Optional[str]:
+    return s.query(Study.pseudonym).join(Series, Series.study_id == Study.id).join(
+        Instance, Instance.series_id == Series.id).filter(Instance.id == r.instance_id).scalar()
+
+
+@router.get("/results")
+def list_results(request: Request, p: Viewer, label: LabelQ = None, model: Optional[str] = Query(None, pattern=r"^[A-Za-z0-9_.+-]{1,128}$"),
+                 since: Optional[datetime] = None, until: Optional[datetime] = None,
+                 min_diameter: Optional[float] = Query(None, ge=0), max_diameter: Optional[float] = Query(None, ge=0),
+                 min_area: Optional[float] = Query(None, ge=0), max_area: Optional[float] = Query(None, ge=0),
+                 offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
+    st = request.app.state.store
+    f = ResultFilter(label, model, since, until, min_diameter, max_diameter, min_area, max_area)
+    with st.reader() as s:
+        total, rows = query_results(s, f, p.allowed(), offset, limit)
+        items = [result_view(r, _study(s, r)) for r in rows]
+    return {"total": total, "offset": offset, "limit": limit, "items": items}
+
+
+def _load(request: Request, p: Principal, result_id: int, s):
+    r = visible_result(s, result_id, p.allowed())
+    if r is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such result")
+    return r
+
+
+def _read(request: Request, sha: str) -> bytes:
+    try:
+        return request.app.state.store.blobs.read(sha)
+    except ArtefactError as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"stored file unusable: {exc}") from None
+
+
+@router.get("/results/{result_id}")
+def get_result(request: Request, p: Viewer, result_id: int = Path(ge=1, le=2**62)) -> dict:
+    st = request.app.state.store
+    with st.session() as s, s.begin():
+        r = _load(request, p, result_id, s)
+        m = artefact(r, "measurements")
+        meas = json.loads(_read(request, m.sha256)) if m else None
+        audit.record(s, p.actor, "read", f"result:{r.id}", _ip(request))
+        return result_view(r, _study(s, r), meas)
+
+
+@router.get("/results/{result_id}/{kind}")
+def get_file(request: Request, p: Viewer, kind: Literal["mask", "overlay", "seg", "measurements"],
+             result_id: int = Path(ge=1, le=2**62)) -> Response:
+    st = request.app.state.store
+    with st.session() as s, s.begin():
+        r = _load(request, p, result_id, s)
+        a = artefact(r, kind)
+        if a is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"this result has no {kind}")
+        audit.record(s, p.actor, f"download:{kind}", f"result:{r.id}", _ip(request))
+    name = FILES[kind] or ("mask.png" if a.media_type == "image/png" else "mask.nii.gz")
+    return Response(_read(request, a.sha256), media_type=a.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="result-{r.id}-{name}"',
+                             "X-Checksum-SHA256": a.sha256})
+
+
+@router.get("/results/{result_id}/frames/{frame}/{layer}")
+def get_frame(request: Request, p: Viewer, layer: Literal["image", "mask"], result_id: int = Path(ge=1, le=2**62),
+              frame: int = Path(ge=0, le=100000)) -> Response:
+    """One rendered frame for the viewer: the source picture or the mask layer (transparent PNG)."""
+    st = request.app.state.store
+    with st.reader() as s:
+        r = _load(request, p, result_id, s)
+        a = artefact(r, f"frame_{layer}", frame)
+        if a is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such frame")
+    return Response(_read(request, a.sha256), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,43 @@
+"""Server settings: defaults safe for a single workstation, overridable by CLI flags or SONOSEG_* env."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SONOSEG_HOME", Path.home() / ".local" / "share" / "sonoseg"))
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    db_url: Optional[str] = None  # None: SQLite file in data_dir
+    token_minutes: float = 15.0  # access tokens are short-lived
+    max_upload_bytes: int = 256 * 1024 * 1024  # per request, refused with 413 past this
+    max_body_bytes: int = 1024 * 1024  # every other request
+    max_files: int = 64
+    docs: bool = False  # OpenAPI schema served (behind auth) only when asked
+    login_attempts: int = 5  # failed logins allowed per client and per user name ...
+    login_window_s: float = 60.0  # ... within this window, then 429
+    worker: bool = True
+    poll_s: float = 0.5
+    model: Optional[Path] = None  # None: the shipped default model
+    max_view_frames: int = 64  # cine frames rendered for the viewer (evenly sampled beyond this)
+
+    @classmethod
+    def from_env(cls, data_dir: Optional[Path] = None, db_url: Optional[str] = None, **kw) -> "Settings":
+        env = os.environ
+        s = cls(Path(data_dir) if data_dir else default_data_dir(), db_url or env.get("SONOSEG_DB_URL") or None, **kw)
+        if "SONOSEG_TOKEN_MINUTES" in env:
+            s.token_minutes = float(env["SONOSEG_TOKEN_MINUTES"])
+        if "SONOSEG_MAX_UPLOAD_MB" in env:
+            s.max_upload_bytes = int(float(env["SONOSEG_MAX_UPLOAD_MB"]) * 1024 * 1024)
+        if env.get("SONOSEG_DOCS", "").lower() in ("1", "true", "yes"):
+            s.docs = True
+        if "SONOSEG_MODEL" in env:
+            s.model = Path(env["SONOSEG_MODEL"])
+        return s

@@ -1,0 +1,43 @@
+"""The persistent job queue: a row per upload; claimed atomically; recovered after a crash."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sonoseg.store.models import Job, utcnow
+
+MAX_ATTEMPTS = 2
+
+
+def claim_next(s: Session) -> Optional[Job]:
+    """Mark the oldest queued job running and return it; None when the queue is empty. The
+    conditional UPDATE makes two workers never claim the same job."""
+    for job_id in s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(5)):
+        res = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                        .values(status="running", started_at=utcnow(), attempts=Job.attempts + 1))
+        if res.rowcount == 1:
+            s.commit()
+            return s.get(Job, job_id)
+    s.rollback()
+    return None
+
+
+def fail(s: Session, job_id: str, reason: str) -> None:
+    s.execute(update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
+              .values(status="failed", error=(reason.splitlines()[0] if reason else "failed")[:300],
+                      finished_at=utcnow()))
+
+
+def recover(s: Session, max_attempts: int = MAX_ATTEMPTS) -> dict:
+    """At start-up: jobs left 'running' by a stopped server are re-queued, or failed with a reason
+    once they have been tried ``max_attempts`` times (a job that kills the server is not retried forever)."""
+    requeued = s.execute(update(Job).where(Job.status == "running", Job.attempts < max_attempts)
+                         .values(status="queued", started_at=None)).rowcount
+    failed = s.execute(update(Job).where(Job.status == "running")
+                       .values(status="failed", finished_at=utcnow(),
+                               error=f"interrupted by a server stop {max_attempts} times")).rowcount
+    s.commit()
+    return {"requeued": requeued, "failed": failed}

@@ -1,0 +1,82 @@
+"""CLI conventions: --version, one meaning per flag (--model file, --arch architecture, -c config),
+deprecated spellings still work with a message, `sonoseg models`, warnings routed to the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+from sonoseg.cli.main import app
+
+
+def test_version_flag():
+    from sonoseg import __version__
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"sonoseg {__version__}"
+
+
+@pytest.mark.parametrize("verb", ["predict", "evaluate", "export", "benchmark"])
+def test_model_means_a_trained_model_file(verb):
+    res = CliRunner().invoke(app, [verb, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    line = next(ln for ln in res.output.splitlines() if "--model" in ln)
+    assert "rained model" in line or "heckpoint" in line
+    assert "--checkpoint" not in res.output  # deprecated spelling hidden
+
+
+def test_arch_and_config_flags():
+    out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    assert "--arch" in out and "--config" in out
+    out = CliRunner().invoke(app, ["benchmark", "--help"], env={"COLUMNS": "200"}).output
+    assert "--arch" in out and "--config" not in out
+
+
+def test_deprecated_spellings_map_to_the_new_meaning(tmp_path):
+    from sonoseg.cli._common import model_flags
+
+    f = tmp_path / "m.pt"
+    f.write_bytes(b"x")
+    assert model_flags(None, None, f) == (f, None)
+    assert model_flags("fpn", None, None) == (None, "fpn")  # old benchmark/train meaning of --model
+    assert model_flags(str(f), None, None) == (f, None)
+    assert model_flags(None, "unet", None) == (None, "unet")
+
+
+def test_deprecation_message_on_the_command_line(tmp_path):
+    res = CliRunner().invoke(app, ["benchmark", "--checkpoint", str(tmp_path / "none.pt"), "--backends", "torch",
+                                   "--iters", "1", "--no-isolate", "--no-e2e"], env={"COLUMNS": "200"})
+    assert "deprecated" in res.output and "--model" in res.output
+
+
+def test_models_lists_shipped_and_architectures():
+    res = CliRunner().invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    (default,) = [m for m in info["shipped"] if m["default"]]
+    assert default["arch"] == "fpn" and default["input"]["grid"] == [256, 256]
+    assert 0.5 < default["test_dice"] < 1.0 and len(default["test_dice_ci95"]) == 2
+    assert {"unet", "fpn", "unet_smp"} <= {a["arch"] for a in info["architectures"]}
+
+
+def test_library_warnings_go_to_the_log_file_not_the_terminal(tmp_path, capsys):
+    from sonoseg.cli.logging_setup import setup_logging
+
+    log = tmp_path / "run.log"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        setup_logging(log_file=log)
+        try:
+            warnings.warn("PersonName value has invalid format", UserWarning)
+        finally:
+            logging.captureWarnings(False)
+            for h in list(logging.getLogger().handlers):
+                if getattr(h, "_sonoseg_cli", False):
+                    logging.getLogger().removeHandler(h)
+                    h.close()
+    assert "PersonName value has invalid format" in log.read_text()
+    assert "PersonName" not in capsys.readouterr().err
