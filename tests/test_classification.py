@@ -242,6 +242,11 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
     mod = item.SegmentedPropertyTypeModifierCodeSequence[0]
     assert (mod.CodeValue, mod.CodingSchemeDesignator) == (cls, "99SONOSEG")
     assert cls in seg.SegmentSequence[0].SegmentDescription
+    import dciodvfy_check as dv
+
+    if dv.available():  # conformance: no error; dciodvfy only warns that 99SONOSEG is a local scheme
+        errors, _ = dv.seg_problems(Path(r["seg"]))
+        assert errors == []
 
 
 @pytest.mark.slow  # int8 quantisation
