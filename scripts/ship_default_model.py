@@ -1,9 +1,11 @@
 """Package a training run's best checkpoint as the shipped default model.
 
-Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json]
+Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version]
 Writes src/sonoseg/assets/models/busi_default.pt: weights in fp16 (half the size; loaded back into
 fp32 parameters), no optimiser/RNG state, and a config stripped of machine-local paths. The test
-metrics from `sonoseg evaluate` (if given) travel inside the checkpoint for `sonoseg` to show.
+metrics from `sonoseg evaluate` (if given; plus class_metrics.json next to it for a class head) travel
+inside the checkpoint for `sonoseg` to show; ``version`` (e.g. "busi_default v3") becomes model.version,
+which predict writes into every result.
 """
 
 from __future__ import annotations
@@ -19,21 +21,27 @@ from sonoseg.train.checkpoint import half_state, load_checkpoint
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
 
-def main(src: str, metrics_json: str | None = None) -> None:
+def main(src: str, metrics_json: str | None = None, version: str | None = None) -> None:
     payload = load_checkpoint(src)
     cfg = payload["config"]
     cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
+    if version:
+        cfg["model"]["version"] = version
     cfg["train"].update(device="auto")
     state = half_state(payload["model_state"])
     metrics = dict(payload.get("metrics") or {})
     if metrics_json:
         m = json.loads(Path(metrics_json).read_text())
         metrics["test"] = {k: m[k] for k in ("dice", "iou", "precision", "recall", "hd95", "assd") if k in m}
+        cm_path = Path(metrics_json).with_name("class_metrics.json")
+        if cm_path.is_file():
+            cm = json.loads(cm_path.read_text())
+            metrics["test_class"] = {k: v for k, v in cm["metrics"].items()}
     out = {k: payload[k] for k in ("format", "version", "epoch", "best_score")}
     out.update(config=cfg, model_state=state, metrics=metrics)
     DST.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, DST)
-    print(f"{DST}: {DST.stat().st_size / 1e6:.2f} MB, epoch {out['epoch']}, val Dice {out['best_score']:.4f}")
+    print(f"{DST}: {DST.stat().st_size / 1e6:.2f} MB, epoch {out['epoch']}, best val score {out['best_score']:.4f}")
 
 
 if __name__ == "__main__":

@@ -138,3 +138,30 @@ def test_kfold_cross_validation_runs_one_training_per_fold(phantom_ds, tmp_path)
     f1 = json.loads((run / "fold-1" / "samples.json").read_text())
     assert set(f0["val"]).isdisjoint(f1["val"]) and f0["val"] and f1["val"]
     assert set(f0["train"]) == set(f1["val"]) and set(f1["train"]) == set(f0["val"])
+
+
+
+def test_resumed_cosine_schedule_is_refitted_to_the_new_epoch_count():
+    """A run of 8 epochs stopped after 2 and resumed with --epochs 4 anneals to min_lr on epoch 4."""
+    from sonoseg.config import TrainConfig
+    from sonoseg.train.optim import build_optimizer, build_scheduler, restore_scheduler
+
+    cfg = TrainConfig(epochs=8, scheduler="cosine", lr=0.1, min_lr=0.001)
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = build_optimizer(params, cfg)
+    sch = build_scheduler(opt, cfg)
+    for _ in range(2):
+        opt.step()
+        sch.step()
+    lr2, state, opt_state = opt.param_groups[0]["lr"], sch.state_dict(), opt.state_dict()
+    cfg4 = cfg.model_copy(update={"epochs": 4})
+    opt2 = build_optimizer(params, cfg4)
+    opt2.load_state_dict(opt_state)
+    sch2 = build_scheduler(opt2, cfg4)
+    restore_scheduler(sch2, state, cfg4)
+    lrs = []
+    for _ in range(2):
+        opt2.step()
+        sch2.step()
+        lrs.append(opt2.param_groups[0]["lr"])
+    assert lr2 > lrs[0] > lrs[1] and lrs[1] == pytest.approx(0.001)

@@ -33,6 +33,32 @@ class AugmentConfig(BaseModel):
     gauss_noise_p: float = 0.0
     speckle_sigma: tuple[float, float] = (0.0, 0.15)  # multiplicative noise I*(1+n)
     speckle_p: float = 0.0
+    # scanner-like intensity curves and resolution (generalisation to other machines)
+    gamma_range: tuple[float, float] = (0.7, 1.5)  # I ** gamma
+    gamma_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 1.5)  # Gaussian blur, pixels of the model grid
+    blur_p: float = 0.0
+
+
+class ClassificationConfig(BaseModel):
+    """Image-level class head on the segmentation encoder (smp ``aux_params``), trained jointly.
+
+    ``names`` come from the class column of labels.csv at training time (sorted) unless given; a
+    dataset without a class column turns the head off. Loss = segmentation loss + ``loss_weight`` x
+    cross-entropy, with ``class_weights`` "balanced" (N / (K n_k) on the training split), "none" or
+    explicit per-class weights in ``names`` order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    names: list[str] = Field(default_factory=list)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    pooling: Literal["avg", "max"] = "avg"
+    loss_weight: float = Field(0.5, ge=0)
+    class_weights: Literal["balanced", "none"] | list[float] = "balanced"
+    # "no lesion" class (e.g. BUSI's "normal"): its images train the mask towards empty; used by predict's
+    # decision rule (see sonoseg.infer.decision). null: no such class.
+    no_lesion_class: Optional[str] = "normal"
 
 
 class ModelConfig(BaseModel):
@@ -44,6 +70,20 @@ class ModelConfig(BaseModel):
     in_channels: int = 1
     classes: int = 1  # 1 = binary (sigmoid); K>1 = multi-class incl. background (softmax)
     params: dict[str, Any] = Field(default_factory=dict)  # extra kwargs for the architecture
+    classification: Optional[ClassificationConfig] = None  # image-level class head (off when None)
+    version: Optional[str] = None  # e.g. "busi_default v3"; set when a model is shipped, shown by predict
+
+    def class_names(self) -> list[str]:
+        """Names of the class head's outputs, [] when the model has none."""
+        c = self.classification
+        return list(c.names) if c is not None and c.enabled else []
+
+    def head_spec(self) -> Optional[dict]:
+        """``create_model(classification=...)`` argument, None without a (resolved) class head."""
+        names = self.class_names()
+        if not names:
+            return None
+        return {"classes": len(names), "dropout": self.classification.dropout, "pooling": self.classification.pooling}
 
 
 class DataConfig(BaseModel):

@@ -11,6 +11,23 @@ from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
+def class_table(cm: dict):
+    """Headline class metrics with their bootstrap CIs."""
+    from rich.table import Table
+
+    t = Table(title=f"class head: {cm['n']} images ({', '.join(cm['names'])})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("95% CI", justify="right")
+    for key, v in cm["metrics"].items():
+        if v["value"] is None:
+            continue
+        lo, hi = v["ci95"]
+        ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "-"
+        t.add_row(key, f"{v['value']:.3f}", ci)
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @handle_errors
@@ -65,4 +82,7 @@ def register(app: typer.Typer) -> None:
                                f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
             console.print(mt)
             console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
-        console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}")
+        if result.class_metrics:
+            console.print(class_table(result.class_metrics))
+        console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
+                      + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))

@@ -28,10 +28,11 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     rows = [r for r in payload["results"] if r["ok"]]
     bio = any(r["summary"].get("biometry") for r in rows)
     table = Table(title=f"sonoseg predict -> {out}")
-    cols = ["input", "frames", "structures", "largest area", "max diameter"] + (["HC", "BPD", "OFD"] if bio else []) \
-        + ["confidence", "in scope", "SEG"]
+    has_class = bool(payload.get("class_names"))
+    cols = ["input", "frames"] + (["class", "p"] if has_class else []) + ["structures", "largest area", "max diameter"] \
+        + (["HC", "BPD", "OFD"] if bio else []) + ["confidence", "in scope", "SEG"]
     for c in cols:
-        table.add_column(c, justify="left" if c == "input" else "right")
+        table.add_column(c, justify="left" if c in ("input", "class") else "right")
     for r in rows:
         s = r["summary"]
         unit = s.get("unit", "px")
@@ -44,7 +45,12 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
             sizes = ["(not a finding)"] + ["-"] * (len(sizes) - 1)
         conf = s.get("confidence")
         scope = {True: "yes", False: "[bold red]NO[/]", None: "n/a"}[s.get("in_scope")]
-        table.add_row(Path(r["input"]).name, str(r["frames"]), str(s.get("max_structures_per_frame", "")), *sizes,
+        cls_cells = []
+        if has_class:
+            cls = s.get("class")
+            p = (s.get("class_probabilities") or {}).get(cls)
+            cls_cells = [str(cls or "-"), f"{p:.2f}" if p is not None else "-"]
+        table.add_row(Path(r["input"]).name, str(r["frames"]), *cls_cells, str(s.get("max_structures_per_frame", "")), *sizes,
                       "-" if conf is None else f"{conf:.2f}", scope, "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
@@ -60,7 +66,7 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     partial, resumed = payload.get("n_partial", 0), payload.get("n_resumed", 0)
     console.print(f"{payload['n_ok']} ok, " + (f"{partial} partial, " if partial else "") + f"{payload['n_failed']} failed"
                   + (f" ({resumed} reused from the previous run)" if resumed else "")
-                  + f"; results in {Path(out) / 'results.json'}")
+                  + f"; model {payload.get('model_version')}; results in {Path(out) / 'results.json'}")
     if payload["n_ok"] + partial == 0 or (strict and (payload["n_failed"] or partial)):
         raise typer.Exit(1)
     return payload

@@ -87,6 +87,6 @@ def register(app: typer.Typer) -> None:
         result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
                        init=init)
         console.print(
-            f"[green]done[/]: best val Dice {result.best_dice:.4f} at epoch {result.best_epoch} "
+            f"[green]done[/]: best {result.monitor} {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"
         )

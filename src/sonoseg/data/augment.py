@@ -3,7 +3,8 @@
 Geometry (seed 004 §3.4: shifts up to +-20 % of height/width, scale 0.5-2, plus small rotations and
 flips) is applied identically to image (linear) and mask (nearest, labels preserved) with
 ``A.Affine``/flips. Intensity changes (brightness/contrast, additive Gaussian noise, multiplicative
-speckle I*(1+n)) touch the image only.
+speckle I*(1+n), gamma curves, Gaussian blur -- what differs between scanners and presets) touch
+the image only.
 
 albumentations clips float images to [0, 1] in its intensity transforms, which would destroy
 z-scored inputs; images outside [0, 1] therefore go through the intensity transforms mapped
@@ -83,6 +84,11 @@ def _intensity(cfg: AugmentConfig) -> list[A.BasicTransform]:
         ts.append(A.GaussNoise(std_range=tuple(cfg.gauss_noise_std), mean_range=(0.0, 0.0), p=cfg.gauss_noise_p))
     if cfg.speckle_p > 0 and cfg.speckle_sigma[1] > 0:
         ts.append(Speckle(sigma_range=tuple(cfg.speckle_sigma), p=cfg.speckle_p))
+    if cfg.gamma_p > 0:
+        g = cfg.gamma_range
+        ts.append(A.RandomGamma(gamma_limit=(100 * float(g[0]), 100 * float(g[1])), p=cfg.gamma_p))
+    if cfg.blur_p > 0 and cfg.blur_sigma[1] > 0:
+        ts.append(A.GaussianBlur(sigma_limit=tuple(float(v) for v in cfg.blur_sigma), blur_limit=0, p=cfg.blur_p))
     return ts
 
 

@@ -314,7 +314,8 @@ def write_phantom_dataset(
         patient = i // 2
         cls = classes[patient % len(classes)]
         kind: LesionKind = cls if cls in ("benign", "malignant") else "random"  # type: ignore[assignment]
-        ph = make_phantom(size, n_lesions, sector, ui_overlay, seed=seed * 1_000_003 + i, lesion_kind=kind)
+        k = 0 if cls == "normal" else n_lesions  # "normal": no lesion, empty mask (as BUSI's normal class)
+        ph = make_phantom(size, k, sector, ui_overlay, seed=seed * 1_000_003 + i, lesion_kind=kind)
         stem = f"phantom_{i:04d}"
         group = f"P{patient:04d}"
         if dicom:

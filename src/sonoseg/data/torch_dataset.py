@@ -43,9 +43,13 @@ def _compute(sample: Sample, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndar
     return np.ascontiguousarray(pre.image, dtype=np.float32), np.ascontiguousarray(grid_mask)
 
 
+IGNORE_CLASS = -100  # class index of an image without a (known) class: ignored by the class loss
+
+
 class SegmentationDataset(Dataset):
     """Items: ``{"image": float32 1xHxW, "mask": float32 1xHxW in {0,1} (classes == 1) or int64 HxW
-    (classes > 1), "stem": str, "index": int}``.
+    (classes > 1), "cls": int64 class index (``IGNORE_CLASS`` when unknown or no class_names),
+    "stem": str, "index": int}``.
 
     ``augment(image, mask) -> (image, mask)`` receives float32 HxW and an integer label map HxW
     (0/1 for binary). ``cache_dir=None`` disables the disk cache (every access recomputes).
@@ -58,6 +62,7 @@ class SegmentationDataset(Dataset):
         augment: Optional[Augment] = None,
         cache_dir: Optional[str | Path] = None,
         classes: int = 1,
+        class_names: Optional[Sequence[str]] = None,
     ):
         if classes < 1:
             raise ConfigError(f"classes must be >= 1, got {classes}")
@@ -69,6 +74,8 @@ class SegmentationDataset(Dataset):
         self.augment = augment
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.classes = classes
+        index = {n: i for i, n in enumerate(class_names or [])}
+        self.class_index = [index.get(s.cls, IGNORE_CLASS) if s.cls is not None else IGNORE_CLASS for s in self.samples]
         self._cfg_json = preprocess_cfg.model_dump_json()
 
     def __len__(self) -> int:
@@ -106,7 +113,8 @@ class SegmentationDataset(Dataset):
             mask_t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))[None]
         else:
             mask_t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-        return {"image": image_t, "mask": mask_t, "stem": self.samples[index].stem, "index": index}
+        return {"image": image_t, "mask": mask_t, "cls": torch.tensor(self.class_index[index], dtype=torch.int64),
+                "stem": self.samples[index].stem, "index": index}
 
     def preload(self, show_progress: bool = True) -> int:
         """Fill the disk cache for every sample; returns how many were computed (not already cached).

@@ -128,6 +128,7 @@ class EvalResult:
     n_boot: int = 1000
     seed: int = 0
     notes: list[str] = field(default_factory=list)
+    class_metrics: Optional[dict] = None  # class_metrics.json content when the model has a class head
 
 
 def _row(stem: str, metrics: dict, classes: int, spacing) -> dict:

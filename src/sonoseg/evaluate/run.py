@@ -19,6 +19,16 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def _class_row(predictor, sample, pred) -> dict:
+    from sonoseg.infer.run import image_decision
+
+    d = image_decision(predictor, int((pred.mask > 0).sum()), pred.class_probabilities)
+    head = predictor.config.model.classification
+    return {"stem": sample.stem, "true_class": sample.cls, "probs": [float(p) for p in pred.class_probabilities],
+            "head_no_lesion": head is not None and d["class"] == head.no_lesion_class,
+            "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d["lesion_found"])}
+
+
 def _auto_units(samples, log) -> str:
     """'auto' means mm when every image has a pixel spacing and px otherwise (the --units help): decided
     up front from the headers, so a dataset mixing NIfTI (spacing) and PNG (none) is scored in px
@@ -104,6 +114,7 @@ def evaluate_model(
         if not samples:
             raise ConfigError(f"{split_file}: no images of {dataset} in split {split!r}")
     evaluated: dict[str, object] = {}  # stem -> Sample; images are not kept in memory
+    class_rows: dict[str, dict] = {}  # stem -> class head output + decision (models with a class head)
     failures: list[str] = []
 
     def run_one(s):
@@ -117,6 +128,8 @@ def evaluate_model(
         pred = predictor.predict(img, loaded.meta)
         if pred.mask.shape != gt.shape:
             raise InputError(s.mask_path, f"mask shape {gt.shape} != image shape {pred.mask.shape}")
+        if pred.class_probabilities is not None and s.stem not in class_rows:
+            class_rows[s.stem] = _class_row(predictor, s, pred)
         return img, gt, pred.mask, loaded.meta
 
     def items():
@@ -164,6 +177,13 @@ def evaluate_model(
         return GalleryItem(stem=stem, image=_to_gray(img), gt=gt, pred=pred)
 
     write_report(result, out_dir, gallery=gallery)
+    if class_rows:
+        from sonoseg.evaluate.class_report import write_class_report
+
+        head = predictor.config.model.classification
+        rows = [class_rows[s] for s in evaluated if s in class_rows]
+        result.class_metrics = write_class_report(rows, list(predictor.class_names), result.per_image, out_dir,
+                                                  head.no_lesion_class if head else None, n_boot=n_boot)
     if failures:
         (out_dir / "failures.txt").write_text("\n".join(failures) + "\n")
     return result

@@ -54,6 +54,9 @@ class ExportReport:
     min_agreement: float = 0.0
     min_worst_agreement: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)  # format -> reason
+    # models with a class head: max |class probability - torch's| and argmax agreement on the val images
+    class_prob_diff: dict[str, float] = field(default_factory=dict)
+    class_agreement: dict[str, float] = field(default_factory=dict)
     n_val: int = 0
     n_calib: int = 0
     seconds: float = 0.0
@@ -65,6 +68,7 @@ class ExportReport:
             "dice_delta": self.dice_delta, "agreement": self.agreement, "agreement_mean": self.agreement_mean,
             "agreement_worst": self.agreement_worst, "min_agreement": self.min_agreement,
             "min_worst_agreement": self.min_worst_agreement, "refused": self.refused,
+            "class_prob_diff": self.class_prob_diff, "class_agreement": self.class_agreement,
             "n_val": self.n_val, "n_calib": self.n_calib, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -84,6 +88,8 @@ class ExportReport:
                              f"{self.agreement_worst[f]:.4f}")
             if diff:
                 parts.append(f"max|Δlogit| {max(diff.values()):.1e}")
+            if f in self.class_prob_diff:
+                parts.append(f"class max|Δp| {self.class_prob_diff[f]:.1e}, same class {self.class_agreement[f]:.1%}")
             parts.append(f"-> {self.files[f]}" if f in self.files else f"NOT WRITTEN: {self.refused.get(f, '?')}")
             out.append("  ".join(parts))
         return out
@@ -114,6 +120,22 @@ def predict_masks(run: Callable[[np.ndarray], np.ndarray], images: Sequence[np.n
         out.extend(_masks_from_logits(np.asarray(run(np.ascontiguousarray(x)))))
         i = j
     return out
+
+
+def predict_class_probs(run_all, images: Sequence[np.ndarray], in_channels: int = 1) -> Optional[np.ndarray]:
+    """N x C softmax probabilities of a class head (None without one), one image at a time."""
+    out = []
+    for im in images:
+        x = np.asarray(im, np.float32)
+        x = x[None, None] if x.ndim == 2 else x[None]
+        if x.shape[1] == 1 and in_channels > 1:
+            x = np.repeat(x, in_channels, axis=1)
+        c = run_all(np.ascontiguousarray(x))[1]
+        if c is None:
+            return None
+        e = np.exp(c - c.max(1, keepdims=True))
+        out.append((e / e.sum(1, keepdims=True))[0])
+    return np.stack(out) if out else None
 
 
 def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: int = 1) -> float:
@@ -268,11 +290,17 @@ def export_model(
             log(f"validating on {len(images)} images" + ("" if has_gt else " (no ground truth: agreement only)"))
             ref_be = create_backend("torch", model, threads=threads, config=cfg)
             ref_masks = predict_masks(ref_be.run, images, ch)
+            ref_cls = predict_class_probs(ref_be.run_all, images, ch)
             if has_gt:
                 report.dice["torch"] = mean_dice(ref_masks, gts, k)
             for f, p in staged.items():
                 be = create_backend(BACKEND_OF[f], p, threads=threads)
                 masks = predict_masks(be.run, images, ch)
+                if ref_cls is not None:
+                    cls = predict_class_probs(be.run_all, images, ch)
+                    report.class_prob_diff[f] = float(np.abs(cls - ref_cls).max()) if cls is not None else float("inf")
+                    report.class_agreement[f] = (float(np.mean(cls.argmax(1) == ref_cls.argmax(1)))
+                                                 if cls is not None else 0.0)
                 be.close()
                 if has_gt:
                     report.dice[f] = mean_dice(masks, gts, k)

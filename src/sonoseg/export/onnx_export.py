@@ -37,6 +37,7 @@ QUANT_KEY = "sonoseg_quantization"  # set by export.quantize on int8 files
 FORMAT_VALUE = "sonoseg-onnx/1"
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+CLASS_OUTPUT_NAME = "class_logits"  # second output of models with a class head (N x K)
 DEFAULT_OPSET = 17
 
 
@@ -123,11 +124,32 @@ def _other_size_candidates(size: tuple[int, int]) -> list[tuple[int, int]]:
     return [(h + 24, max(16, w - 40)), (h + 32, max(32, w - 32))]
 
 
-def torch_forward(model, x: np.ndarray) -> np.ndarray:
+def torch_outputs(model, x: np.ndarray) -> list[np.ndarray]:
+    """Every output of ``model`` on ``x``: [mask logits] or [mask logits, class logits]."""
     import torch
 
     with torch.inference_mode():
-        return model(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+        y = model(torch.from_numpy(np.ascontiguousarray(x)))
+    ys = list(y) if isinstance(y, (tuple, list)) else [y]
+    return [t.float().numpy() for t in ys]
+
+
+def torch_forward(model, x: np.ndarray) -> np.ndarray:
+    """Mask logits of ``model`` on ``x`` (a class head's output is dropped)."""
+    return torch_outputs(model, x)[0]
+
+
+def has_class_head(model) -> bool:
+    spec = getattr(model, "spec", None) or {}
+    if spec.get("classification"):
+        return True
+    from sonoseg.models.padding import unwrap
+
+    return getattr(unwrap(model), "classification_head", None) is not None
+
+
+def output_names(model) -> list[str]:
+    return [OUTPUT_NAME, CLASS_OUTPUT_NAME] if has_class_head(model) else [OUTPUT_NAME]
 
 
 def ort_session(path: str | Path, threads: int = 1):
@@ -141,7 +163,15 @@ def ort_session(path: str | Path, threads: int = 1):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+def max_abs_diff(a, b) -> float:
+    """Max |a - b| over arrays or equally long lists of arrays (inf on any shape/length mismatch)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        a = list(a) if isinstance(a, (list, tuple)) else [a]
+        b = list(b) if isinstance(b, (list, tuple)) else [b]
+        if len(a) != len(b):
+            return float("inf")
+        return max((max_abs_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return float("inf")
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
@@ -156,12 +186,15 @@ def _export_classic(model, x, path: Path, opset: int, dyn_batch: bool, dyn_spati
         axes[0] = "batch"
     if dyn_spatial:
         axes.update({2: "height", 3: "width"})
+    names = output_names(model)
+    dyn = {INPUT_NAME: axes, OUTPUT_NAME: axes} if axes else None
+    if dyn and len(names) > 1:
+        dyn[CLASS_OUTPUT_NAME] = {0: "batch"} if dyn_batch else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (x,), str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if axes else None,
+            input_names=[INPUT_NAME], output_names=names, dynamic_axes=dyn,
         )
 
 
@@ -178,7 +211,7 @@ def _export_dynamo(model, x, path: Path, opset: int, dyn_batch: bool, dyn_spatia
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(
             model, (x,), dynamo=True, opset_version=max(opset, 18), input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes=(spec,) if spec else None, optimize=True,
+            output_names=output_names(model), dynamic_shapes=(spec,) if spec else None, optimize=True,
             verbose=False,
         )
         prog.save(str(path), external_data=False)
@@ -232,7 +265,8 @@ def read_onnx_config(path: str | Path):
 
 def compare_with_eager(model, run, checks: dict[str, np.ndarray], size, in_channels: int, atol: float,
                        spatial: bool = True, spatial_batch: int = 2, seed: int = 0):
-    """Shared check of an exported model against eager PyTorch: ``run(x) -> logits`` on each input of
+    """Shared check of an exported model against eager PyTorch: ``run(x) -> logits`` (or the list of all
+    outputs, class logits included) on each input of
     ``checks``, then (``spatial``) on the first other spatial size the eager model accepts.
 
     Returns (max |diff| per check, tolerance = atol * max(1, max |reference logit|), spatial_ok); a
@@ -241,8 +275,8 @@ def compare_with_eager(model, run, checks: dict[str, np.ndarray], size, in_chann
     diffs: dict[str, float] = {}
     worst_ref = 1.0
     for name, x in checks.items():
-        ref = torch_forward(model, x)
-        worst_ref = max(worst_ref, float(np.abs(ref).max()))
+        ref = torch_outputs(model, x)
+        worst_ref = max(worst_ref, *(float(np.abs(r).max()) for r in ref))
         diffs[name] = max_abs_diff(run(x), ref)
     spatial_ok = not spatial
     if spatial:
@@ -250,10 +284,10 @@ def compare_with_eager(model, run, checks: dict[str, np.ndarray], size, in_chann
         for hw in _other_size_candidates(size):
             x = rng.random((spatial_batch, in_channels, *hw)).astype(np.float32)
             try:
-                ref = torch_forward(model, x)
+                ref = torch_outputs(model, x)
             except Exception:  # noqa: BLE001 - the PyTorch model itself cannot take this size
                 continue
-            worst_ref = max(worst_ref, float(np.abs(ref).max()))
+            worst_ref = max(worst_ref, *(float(np.abs(r).max()) for r in ref))
             try:
                 out = run(x)
             except Exception:  # noqa: BLE001 - shapes were baked into the exported graph
@@ -270,7 +304,7 @@ def _verify(model, path: Path, size, in_channels, normalize, dyn_batch, dyn_spat
     checks = dict(verification_inputs(size, in_channels, normalize, seed))
     if dyn_batch:
         checks["batch2"] = np.concatenate([checks["random"], checks["phantom"]], axis=0)
-    return compare_with_eager(model, lambda x: sess.run(None, {INPUT_NAME: x})[0], checks, size, in_channels,
+    return compare_with_eager(model, lambda x: sess.run(None, {INPUT_NAME: x}), checks, size, in_channels,
                               atol, spatial=dyn_spatial, spatial_batch=2 if dyn_batch else 1, seed=seed)
 
 

@@ -21,7 +21,7 @@ from sonoseg.export.onnx_export import (
     ExportError,
     _input_spec,
     compare_with_eager,
-    torch_forward,
+    torch_outputs,
     verification_inputs,
 )
 
@@ -48,7 +48,7 @@ class TorchScriptExportResult:
 
 def _check(model, scripted, size, in_channels, normalize, atol):
     """TorchScript module vs eager: returns (diffs, tolerance, spatial_ok)."""
-    return compare_with_eager(model, lambda x: torch_forward(scripted, x),
+    return compare_with_eager(model, lambda x: torch_outputs(scripted, x),
                               verification_inputs(size, in_channels, normalize), size, in_channels, atol)
 
 

@@ -1,4 +1,5 @@
-"""Inference backends behind one interface: ``Backend.run(x N x C x H x W float32) -> logits N x K x H x W``.
+"""Inference backends behind one interface: ``Backend.run(x N x C x H x W float32) -> logits N x K x H x W``;
+``Backend.run_all(x)`` also returns the class logits (N x C) of a model with a class head (else None).
 
 Kinds:
 
@@ -54,8 +55,12 @@ class Backend(ABC):
         return self.kind
 
     @abstractmethod
+    def run_all(self, x: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(mask logits N x K x H x W, class logits N x C or None) for a float32 N x C x H x W batch."""
+
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Logits for a float32 N x C x H x W batch."""
+        """Mask logits for a float32 N x C x H x W batch."""
+        return self.run_all(x)[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.run(x)
@@ -128,13 +133,15 @@ class TorchBackend(Backend):
     def _forward(self, t):
         return self.model(t)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run_all(self, x: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         import torch
+
+        from sonoseg.models.padding import split_outputs
 
         self._apply_threads()
         with torch.inference_mode():
-            y = self._forward(torch.from_numpy(_check_input(x)))
-        return y.float().numpy()
+            y, c = split_outputs(self._forward(torch.from_numpy(_check_input(x))))
+        return y.float().numpy(), (None if c is None else c.float().numpy())
 
 
 class TorchCompileBackend(TorchBackend):
@@ -189,8 +196,9 @@ class OnnxBackend(Backend):
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: _check_input(x)})[0]
+    def run_all(self, x: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        out = self.session.run(None, {self.input_name: _check_input(x)})
+        return out[0], (out[1] if len(out) > 1 else None)
 
 
 def warn_int8_scheme(be: Backend, say) -> None:

@@ -209,6 +209,32 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
     return out
 
 
+CLASS_SCHEME = "99SONOSEG"  # local coding scheme ("99" prefix: private to the producer, PS3.16 8.2)
+
+
+def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
+    """Put the class head's decision into a segment description.
+
+    - SegmentedPropertyTypeModifierCodeSequence (0062,0011) inside the property type item: code value =
+      the class name, scheme ``99SONOSEG`` (a local scheme). Why not SNOMED CT: the class names come from
+      the training data's labels.csv and their meaning is the dataset's (BUSI's "benign" covers cysts and
+      other non-neoplastic findings, so "benign neoplasm" would overclaim); a local code states exactly
+      what the model says, and a site can map it to SNOMED CT with a one-line table.
+    - SegmentDescription (0062,0006): the same in words with the probability and the decision source,
+      e.g. "class head: malignant (p=0.91); lesion found (both)".
+    """
+    cls = str(finding["class"])
+    p = (finding.get("class_probabilities") or {}).get(cls)
+    item = description.SegmentedPropertyTypeCodeSequence[0]
+    item.SegmentedPropertyTypeModifierCodeSequence = [
+        hd.sr.CodedConcept(value=cls[:16], scheme_designator=CLASS_SCHEME, meaning=cls[:64])
+    ]
+    verdict = "lesion found" if finding.get("lesion_found") else "no lesion found"
+    text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
+    description.SegmentDescription = text[:64]
+    return description
+
+
 def _frames_of(ds: Dataset) -> int:
     try:
         return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
@@ -228,6 +254,7 @@ def write_dicom_seg(
     *,
     omit_empty_frames: bool = False,
     property_codes: Optional[Mapping[int, tuple]] = None,
+    finding: Optional[Mapping] = None,
     series_description: str = "sonoseg segmentation",
     series_number: int = 900,
     seed_uid: Optional[str] = None,
@@ -243,6 +270,8 @@ def write_dicom_seg(
     codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
     {label: (category Code, type Code)}. BINARY/FRACTIONAL segment numbers are 1..N in label order;
     LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic.
+    ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
+    coded modifier of each segment's property type (see :func:`add_class_finding`).
     """
     out_path = Path(out_path)
     srcs = (list(source_path_or_datasets) if isinstance(source_path_or_datasets, (list, tuple))
@@ -295,6 +324,9 @@ def write_dicom_seg(
             arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
 
     descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes)
+    if finding is not None and finding.get("class") is not None:
+        for d in descriptions:
+            add_class_finding(d, finding)
     common = dict(
         segmentation_type=seg_type,
         segment_descriptions=descriptions,

@@ -26,6 +26,7 @@ from sonoseg.errors import SonosegError
 
 MIN_AGREEMENT = 0.97
 MIN_WORST = 0.5
+MIN_CLASS_AGREEMENT = 0.95  # models with a class head: share of check frames where int8 names the same class
 
 
 @dataclass
@@ -137,10 +138,14 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
         return FastModel("onnx", fp32, fp32, scheme, note=f"fp32 ONNX (int8 {scheme} failed: {rec['error']})")
     figures = f"int8 {scheme} masks agree with fp32 at mean {rec['agreement_mean']:.3f}, " \
               f"worst {rec['agreement_worst']:.3f} on {rec['n_check']} check frames"
-    if rec["agreement_mean"] >= MIN_AGREEMENT and rec["agreement_worst"] >= MIN_WORST:
+    if "class_agreement" in rec:
+        figures += f"; same class on {rec['class_agreement']:.1%}"
+    if (rec["agreement_mean"] >= MIN_AGREEMENT and rec["agreement_worst"] >= MIN_WORST
+            and rec.get("class_agreement", 1.0) >= MIN_CLASS_AGREEMENT):
         return FastModel("onnx-int8", int8, fp32, scheme, rec["agreement_mean"], rec["agreement_worst"], figures)
     return FastModel("onnx", fp32, fp32, scheme, rec["agreement_mean"], rec["agreement_worst"],
-                     f"fp32 ONNX ({figures}: below {MIN_AGREEMENT}/{MIN_WORST})")
+                     f"fp32 ONNX ({figures}: below {MIN_AGREEMENT}/{MIN_WORST}"
+                     + (f"/{MIN_CLASS_AGREEMENT} same class" if "class_agreement" in rec else "") + ")")
 
 def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads: int) -> dict:
     """Quantise on half the shipped frames, compare masks with PyTorch's on the other half."""
@@ -155,9 +160,18 @@ def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads:
     except ExportError as exc:
         return {"scheme": scheme, "error": str(exc).splitlines()[0][:200]}
     ch = cfg.model.in_channels
-    ref = predict_masks(create_backend("torch", model, threads=threads, config=cfg).run, check, ch)
+    ref_be = create_backend("torch", model, threads=threads, config=cfg)
+    ref = predict_masks(ref_be.run, check, ch)
     q = create_backend("onnx", dst, threads=threads)
     per = per_image_agreement(ref, predict_masks(q.run, check, ch))
+    rec = {"scheme": scheme, "agreement_mean": float(per.mean()), "agreement_worst": float(per.min()),
+           "n_check": len(check), "n_calibration": len(calib)}
+    from sonoseg.export import predict_class_probs
+
+    ref_cls = predict_class_probs(ref_be.run_all, check, ch)
+    if ref_cls is not None:  # a class head: the int8 model must name the same class
+        cls = predict_class_probs(q.run_all, check, ch)
+        rec["class_agreement"] = float(np.mean(cls.argmax(1) == ref_cls.argmax(1)))
+        rec["class_prob_max_diff"] = float(np.abs(cls - ref_cls).max())
     q.close()
-    return {"scheme": scheme, "agreement_mean": float(per.mean()), "agreement_worst": float(per.min()),
-            "n_check": len(check), "n_calibration": len(calib)}
+    return rec

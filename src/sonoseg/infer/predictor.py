@@ -39,6 +39,14 @@ class Prediction:
     grid_probability: np.ndarray  # KxHxW on the model grid (K=1 for binary)
     transform: object  # preprocess GridTransform
     grid_image: np.ndarray = field(repr=False, default=None)
+    class_probabilities: Optional[np.ndarray] = None  # C softmax probabilities of the class head, or None
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def predicted_class(self) -> Optional[str]:
+        if self.class_probabilities is None or not self.class_names:
+            return None
+        return self.class_names[int(np.argmax(self.class_probabilities))]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -50,6 +58,22 @@ def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def model_version(config: SonosegConfig, path: Optional[Path] = None) -> str:
+    """``model.version`` of a shipped model, else the file name plus the first 12 hex digits of its
+    SHA-256, so every result names exactly the weights that produced it."""
+    if config.model.version:
+        return config.model.version
+    if path is None or not Path(path).is_file():
+        return "unversioned"
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{Path(path).name}@{h.hexdigest()[:12]}"
+
+
 class Predictor:
     """``threshold``/``postprocess``/``tta`` left as None take the model's own ``config.postprocess``
     (chosen on its validation split and stored with it); given values override it."""
@@ -58,6 +82,7 @@ class Predictor:
                  postprocess: Optional[PostprocessOptions] = None, tta: Optional[Sequence[str]] = None):
         self.backend = backend
         self.config = config
+        self.model_version = config.model.version or "unversioned"
         pc = config.postprocess
         self.threshold = pc.threshold if threshold is None else threshold
         self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
@@ -86,36 +111,51 @@ class Predictor:
             raise InputError(path, "model file carries no sonoseg config (preprocessing unknown)")
         if kw.get("postprocess") is None:
             kw["postprocess"] = merge_postprocess(be.config, keep_largest, min_size, fill_holes)
-        return cls(be, be.config, **kw)
+        pred = cls(be, be.config, **kw)
+        pred.model_version = model_version(be.config, path)
+        return pred
 
     @property
     def classes(self) -> int:
         return self.config.model.classes
 
     # -- core ---------------------------------------------------------------------------------
-    def _run_grid(self, grid: np.ndarray) -> np.ndarray:
-        """grid N x H x W float32 -> probabilities N x K x H x W."""
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.config.model.class_names())
+
+    def _run_grid(self, grid: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """grid N x H x W float32 -> (probabilities N x K x H x W, class probabilities N x C or None).
+        Flip TTA averages both."""
         x = grid[:, None].astype(np.float32, copy=False)
         if self.config.model.in_channels > 1:
             x = np.repeat(x, self.config.model.in_channels, axis=1)
 
         def probs(inp):
-            logits = np.asarray(self.backend.run(np.ascontiguousarray(inp)), dtype=np.float32)
-            return _sigmoid(logits) if self.classes == 1 else _softmax(logits, 1)
+            inp = np.ascontiguousarray(inp)
+            if hasattr(self.backend, "run_all"):
+                logits, cl = self.backend.run_all(inp)
+            else:  # a bare object with run() only (tests, third-party backends)
+                logits, cl = self.backend.run(inp), None
+            logits = np.asarray(logits, dtype=np.float32)
+            seg = _sigmoid(logits) if self.classes == 1 else _softmax(logits, 1)
+            return seg, (None if cl is None else _softmax(np.asarray(cl, dtype=np.float32), 1))
 
         if not self.tta:
             return probs(x)
         from sonoseg.evaluate.tta import flip_sets  # same flip combinations as evaluate.tta_predict
 
         sets = flip_sets(self.tta)
-        acc = None
+        acc, acc_c = None, None
         for axes in sets:
-            y = probs(np.ascontiguousarray(np.flip(x, axes))) if axes else probs(x)
+            y, c = probs(np.ascontiguousarray(np.flip(x, axes))) if axes else probs(x)
             y = np.flip(y, axes) if axes else y
             acc = y if acc is None else acc + y
-        return acc / len(sets)
+            if c is not None:
+                acc_c = c if acc_c is None else acc_c + c
+        return acc / len(sets), (None if acc_c is None else acc_c / len(sets))
 
-    def _finish(self, prob_grid: np.ndarray, transform, grid_image=None) -> Prediction:
+    def _finish(self, prob_grid: np.ndarray, transform, grid_image=None, class_probs=None) -> Prediction:
         if self.classes == 1:
             p = transform.to_original(prob_grid[0], interpolation="linear").astype(np.float32)
             mask = self.mask_from_probability(p)
@@ -123,7 +163,8 @@ class Predictor:
             ps = np.stack([transform.to_original(prob_grid[c], interpolation="linear") for c in range(self.classes)])
             mask = self._post(ps.argmax(0).astype(np.uint8))
             p = ps.max(0).astype(np.float32)
-        return Prediction(mask, p, prob_grid, transform, grid_image)
+        return Prediction(mask, p, prob_grid, transform, grid_image, class_probs,
+                          self.class_names if class_probs is not None else ())
 
     def mask_from_probability(self, p: np.ndarray) -> np.ndarray:
         """Binary models: foreground probability (original pixels) -> thresholded, postprocessed mask
@@ -156,6 +197,6 @@ class Predictor:
             yield from self._flush(buf)
 
     def _flush(self, buf) -> Iterator[Prediction]:
-        probs = self._run_grid(np.stack([b.image for b in buf]))
-        for b, pg in zip(buf, probs):
-            yield self._finish(pg, b.transform, b.image)
+        probs, cls = self._run_grid(np.stack([b.image for b in buf]))
+        for i, (b, pg) in enumerate(zip(buf, probs)):
+            yield self._finish(pg, b.transform, b.image, None if cls is None else cls[i])

@@ -98,6 +98,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
     video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if st.video and n > 1 else None
     window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
     per_frame, best = [], (-1.0, None, None, None, None)
+    class_sum = None  # class head: probabilities summed over frames (the image-level class is their mean)
     i = 0
     try:
         stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, batch_size), window,
@@ -107,6 +108,8 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                 raise InputError(path, f"more frames than NumberOfFrames={n}")
             m, rec = measure_frame(m, i, opts)
             rec["confidence"] = confidence(m, prob)
+            if pred.class_probabilities is not None:
+                class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
             if n > 1:
                 masks[i] = m
             else:
@@ -135,14 +138,17 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         in_scope = None if domain is None else domain["in_scope"]
         why = "largest structure" if best[0] > 0 else "no structure found"
         banner = None if in_scope in (None, True) else f"OUT OF SCOPE (score {domain['score']:.1f} > {domain['threshold']:.1f}): not a finding"
+        decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
+                                  None if class_sum is None else class_sum / len(per_frame))
+        caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
         _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
-                                                      caption=overlay_caption(per_frame[chosen], opts, res.frames, why),
+                                                      caption=caption,
                                                       biometry=per_frame[chosen].get("biometry"), spacing=opts.spacing,
                                                       banner=banner))
         if video is not None:
             _output(res, "video", video.close)
         extra = {"chosen_frame_reason": why, "temporal_window": window, "domain": domain, "in_scope": in_scope,
-                 "warnings": res.warnings}
+                 "warnings": res.warnings, "model_version": predictor.model_version, "decision": decision}
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg and in_scope is not False:
@@ -155,13 +161,14 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
 
                 with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
                     write_dicom_seg(path, seg_masks, tmp, labels=labels,
-                                    frame_indices=list(range(res.frames)) if n > 1 else None)
+                                    frame_indices=list(range(res.frames)) if n > 1 else None,
+                                    finding=decision if decision["class"] is not None else None)
                 return out / f"{stem}.seg.dcm"
 
             _output(res, "seg", seg)
         res.summary = summary(per_frame, opts, chosen)
         res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
-                            "domain_score": None if domain is None else domain["score"]})
+                            "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
         return _finish_status(res)
     finally:
         if video is not None:
@@ -169,6 +176,29 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         if tmp is not None:
             del masks
             Path(tmp).unlink(missing_ok=True)
+
+
+def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
+    """The lesion / class decision of :mod:`sonoseg.infer.decision` for one input."""
+    from sonoseg.infer.decision import decide
+
+    head = predictor.config.model.classification
+    return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
+                  head.no_lesion_class if head is not None else None)
+
+
+def decision_label(decision: dict) -> str:
+    """One line for the overlay picture, e.g. 'malignant 0.91' or 'no lesion found'."""
+    cls = decision.get("class")
+    if cls is None:
+        return ""
+    p = (decision.get("class_probabilities") or {}).get(cls)
+    return f"{cls} {p:.2f}" + ("" if decision["agreement"] else f" ({decision['note']})")
+
+
+def _decision_summary(decision: dict) -> dict:
+    return {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
+            "lesion_found": decision["lesion_found"], "decision_source": decision["source"]}
 
 
 def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
@@ -217,9 +247,12 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
     per, best = [], (-1.0, 0, None, None, None)
+    class_sum = None
     for z in range(data.shape[2]):
         sl = np.asarray(data[:, :, z]).T
         pred = predictor.predict(sl.astype(np.float32))
+        if pred.class_probabilities is not None:
+            class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
         m, rec = measure_frame(pred.mask, z, opts)
         rec["confidence"] = confidence(m, pred.probability)
         masks[:, :, z] = m.T
@@ -234,16 +267,20 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     in_scope = None if domain is None else domain["in_scope"]
     chosen = best[1]
     why = "largest structure" if best[0] > 0 else "no structure found"
+    decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
+                              None if class_sum is None else class_sum / data.shape[2])
+    caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
     _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
-                                                  caption=overlay_caption(per[chosen], opts, len(per), why),
+                                                  caption=caption,
                                                   biometry=per[chosen].get("biometry"), spacing=opts.spacing,
                                                   banner=None if in_scope in (None, True) else "OUT OF SCOPE: not a finding"))
     _output(res, "measurements", lambda: write_json(payload(path.name, "volume", per, opts, chosen, chosen_frame_reason=why,
-                                                            domain=domain, in_scope=in_scope, warnings=res.warnings),
+                                                            domain=domain, in_scope=in_scope, warnings=res.warnings,
+                                                            model_version=predictor.model_version, decision=decision),
                                                     out / f"{stem}.measurements.json"))
     res.summary = summary(per, opts, chosen)
     res.summary.update({"confidence": per[chosen].get("confidence"), "in_scope": in_scope,
-                        "domain_score": None if domain is None else domain["score"]})
+                        "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
     return _finish_status(res)
 
 
@@ -308,6 +345,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     def payload() -> dict:
         return {
             "model": str(model) if model else "default",
+            "model_version": predictor.model_version,
+            "class_names": list(predictor.class_names),
             "backend": predictor.backend.kind,
             "threads": predictor.backend.threads,
             "threshold": predictor.threshold,

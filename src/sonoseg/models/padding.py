@@ -78,7 +78,8 @@ class PadToMultiple(nn.Module):
             target = _at_least(target, self.min_size)
         return target
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
+        """Logits N x K x H x W, or ``(logits, class_logits N x C)`` for a model with a class head."""
         h, w = x.shape[-2], x.shape[-1]
         pad_h = self._target(h) - h
         pad_w = self._target(w) - w
@@ -90,6 +91,8 @@ class PadToMultiple(nn.Module):
         else:
             x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode=self.mode)
         y = self.model(x)
+        if isinstance(y, (tuple, list)):  # (mask logits, class logits): only the mask is cropped
+            return y[0][..., top : top + h, left : left + w], y[1]
         return y[..., top : top + h, left : left + w]
 
 
@@ -98,3 +101,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(model, PadToMultiple):
         model = model.model
     return model
+
+
+def split_outputs(y):
+    """``(mask_logits, class_logits or None)`` from a model output (tensor, tuple or list)."""
+    if isinstance(y, (tuple, list)):
+        return y[0], (y[1] if len(y) > 1 else None)
+    return y, None

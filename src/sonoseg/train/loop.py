@@ -7,6 +7,16 @@ from typing import Callable, Optional
 
 import torch
 
+from sonoseg.models.padding import split_outputs
+
+
+def _loss(loss_fn: Callable, outputs, y: torch.Tensor, batch: dict, device) -> torch.Tensor:
+    """Joint losses also take the class labels; plain segmentation losses see the mask logits only."""
+    if getattr(loss_fn, "joint", False):
+        cls = batch.get("cls")
+        return loss_fn(outputs, y, None if cls is None else cls.to(device))
+    return loss_fn(split_outputs(outputs)[0], y)
+
 
 def per_image_dice(logits: torch.Tensor, target: torch.Tensor, classes: int) -> list[float]:
     """Hard Dice per image on the model grid (foreground classes averaged for multi-class).
@@ -51,7 +61,7 @@ def train_one_epoch(
         y = batch["mask"].to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, enabled=amp):
-            loss = loss_fn(model(x), y)
+            loss = _loss(loss_fn, model(x), y, batch, device)
         if scaler is not None and scaler.is_enabled():
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -73,17 +83,27 @@ def train_one_epoch(
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.device, classes: int,
-             amp: bool = False) -> tuple[float, float]:
-    """Returns (mean loss, mean per-image Dice over images where Dice is defined)."""
+             amp: bool = False, class_out: Optional[dict] = None) -> tuple[float, float]:
+    """Returns (mean loss, mean per-image Dice over images where Dice is defined).
+
+    ``class_out`` (a dict) receives ``probs`` (N x C softmax) and ``labels`` (N) of a class head."""
     model.eval()
-    total, n, dices = 0.0, 0, []
+    total, n, dices, probs, labels = 0.0, 0, [], [], []
     for batch in loader:
         x = batch["image"].to(device)
         y = batch["mask"].to(device)
         with torch.autocast(device_type=device.type, enabled=amp):
-            logits = model(x)
-        total += float(loss_fn(logits.float(), y)) * x.shape[0]
+            out = model(x)
+        logits, class_logits = split_outputs(out)
+        out = (logits.float(), class_logits.float()) if class_logits is not None else logits.float()
+        total += float(_loss(loss_fn, out, y, batch, device)) * x.shape[0]
         n += x.shape[0]
         dices.extend(per_image_dice(logits.float(), y, classes))
+        if class_logits is not None and "cls" in batch:
+            probs.append(torch.softmax(class_logits.float(), 1).cpu())
+            labels.append(batch["cls"].cpu())
+    if class_out is not None and probs:
+        class_out["probs"] = torch.cat(probs).numpy()
+        class_out["labels"] = torch.cat(labels).numpy()
     finite = [d for d in dices if not math.isnan(d)]
     return total / max(n, 1), (sum(finite) / len(finite) if finite else float("nan"))

@@ -240,3 +240,41 @@ def build_loss(name: str, classes: int, dice_weight: float = 0.5, **kw: Any) -> 
     if kw:
         raise ConfigError(f"loss {key!r}: unknown option(s) {', '.join(sorted(kw))}")
     return loss
+
+
+def balanced_class_weights(labels: Sequence[int], k: int) -> list[float]:
+    """scikit-learn's "balanced" weights N / (K n_c) over known labels (0..k-1); absent classes get 0."""
+    counts = [0] * k
+    for lab in labels:
+        if 0 <= lab < k:
+            counts[lab] += 1
+    n = sum(counts)
+    return [n / (k * c) if c else 0.0 for c in counts]
+
+
+class JointLoss(nn.Module):
+    """Segmentation loss + ``weight`` x weighted cross-entropy of the image-level class head.
+
+    ``forward(outputs, mask, cls)``: ``outputs`` is the model's logits or ``(logits, class_logits)``;
+    images whose class is unknown (index -100) add no class loss. Images of a "no lesion" class carry
+    empty masks, so the segmentation term trains them towards an empty prediction."""
+
+    joint = True
+
+    def __init__(self, seg: nn.Module, weight: float = 0.5, class_weights: Optional[Sequence[float]] = None):
+        super().__init__()
+        self.seg = seg
+        self.weight = float(weight)
+        cw = None if class_weights is None else torch.as_tensor(list(class_weights), dtype=torch.float32)
+        self.register_buffer("class_weights", cw, persistent=False)
+
+    def forward(self, outputs, target: torch.Tensor, cls: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from sonoseg.models.padding import split_outputs
+
+        logits, class_logits = split_outputs(outputs)
+        loss = self.seg(logits, target)
+        if class_logits is not None and cls is not None and self.weight > 0 and bool((cls >= 0).any()):
+            w = None if self.class_weights is None else self.class_weights.to(class_logits.device)
+            loss = loss + self.weight * F.cross_entropy(class_logits.float(), cls.to(class_logits.device),
+                                                        weight=w, ignore_index=-100)
+        return loss

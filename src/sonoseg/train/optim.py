@@ -36,6 +36,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     raise ConfigError(f"unknown scheduler {cfg.scheduler!r}")
 
 
+def restore_scheduler(scheduler, state: dict, cfg: TrainConfig) -> None:
+    """Load a saved scheduler state; a cosine schedule is refitted to ``cfg.epochs`` (a run resumed with
+    another --epochs continues from its current LR and reaches min_lr on the new last epoch; the saved
+    T_max would stop the annealing half-way or restart it)."""
+    scheduler.load_state_dict(state)
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.T_max = max(cfg.epochs, 1)
+
+
 def step_scheduler(scheduler, val_dice: float) -> None:
     if scheduler is None:
         return

@@ -22,13 +22,14 @@ from torch.utils.data.distributed import DistributedSampler
 
 from sonoseg.config import SonosegConfig, save_config
 from sonoseg.errors import ConfigError
+from sonoseg.evaluate.class_metrics import quick_scores
 from sonoseg.train import history
 from sonoseg.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from sonoseg.train.data_setup import select_samples
 from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
 from sonoseg.train.loop import train_one_epoch, validate
-from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
+from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
 from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 
 
@@ -37,13 +38,14 @@ class TrainResult:
     run_dir: str
     best_checkpoint: str
     last_checkpoint: str
-    best_dice: float
+    best_dice: float  # the best monitored val score: val Dice, or mean(val Dice, bacc) with a class head
     best_epoch: int
     epochs_run: int
     stopped_early: bool
     history_csv: str
     curves_png: Optional[str]
     seconds: float
+    monitor: str = "val Dice"  # what best_dice measures
 
 
 def new_run_dir(parent: str | Path, name: Optional[str] = None) -> Path:
@@ -83,7 +85,8 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
     from sonoseg.data.augment import build_augmentation
 
     aug = build_augmentation(cfg.augment, seed=cfg.train.seed, fill=cfg.preprocess.pad_value) if cfg.augment.enabled else None
-    common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes)
+    common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes,
+                  class_names=cfg.model.class_names() or None)
     train_ds = SegmentationDataset(split.train, augment=aug, **common)
     val_ds = SegmentationDataset(split.val, augment=None, **common)
     note = None
@@ -168,6 +171,8 @@ def train(
     main = ctx.is_main
 
     split = select_samples(cfg, run_dir, folds)
+    if resume is None:
+        resolve_class_names(cfg, split.train + split.val, log if main else (lambda _m: None))
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "samples.json").write_text(json.dumps(  # provenance: exactly which images trained/validated
@@ -188,6 +193,11 @@ def train(
 
     model = create_model_from_config(cfg.model).to(device)
     loss_fn = build_loss(cfg.train.loss, classes=cfg.model.classes, dice_weight=cfg.train.dice_weight)
+    if cfg.model.class_names():
+        loss_fn = joint_loss(loss_fn, cfg, train_ds.class_index)
+        if main:
+            log(f"class head: {', '.join(cfg.model.class_names())}; class loss weight {cfg.model.classification.loss_weight}, "
+                f"class weights {[round(w, 3) for w in loss_fn.class_weights.tolist()] if loss_fn.class_weights is not None else 'none'}")
     optimizer = build_optimizer(model.parameters(), cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
@@ -200,7 +210,7 @@ def train(
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
         if scheduler is not None and payload.get("scheduler_state"):
-            scheduler.load_state_dict(payload["scheduler_state"])
+            restore_scheduler(scheduler, payload["scheduler_state"], cfg.train)
         if payload.get("scaler_state"):
             scaler.load_state_dict(payload["scaler_state"])
         if payload.get("rng_state"):
@@ -211,7 +221,7 @@ def train(
         bad_epochs = payload.get("bad_epochs", 0)
         if main:
             history.restore(run_dir / "metrics.csv", payload)
-            log(f"resumed from epoch {payload['epoch']} (best val Dice {best:.4f})")
+            log(f"resumed from epoch {payload['epoch']} (best val score {best:.4f})")
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
 
     writer = None
@@ -234,26 +244,32 @@ def train(
             from sonoseg.train.distributed import all_reduce_mean
 
             train_loss = all_reduce_mean(train_loss, ctx, device)
+        cls_val: dict = {}
         if main:
-            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp)
+            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp, class_out=cls_val)
         else:
             val_loss, val_dice = 0.0, 0.0
-        val_dice = broadcast_float(0.0 if math.isnan(val_dice) else val_dice, ctx, device)
-        step_scheduler(scheduler, val_dice)
-        improved = val_dice > best
+        val_dice = 0.0 if math.isnan(val_dice) else val_dice
+        cls_scores = quick_scores(cls_val["probs"], cls_val["labels"], len(cfg.model.class_names())) if cls_val else {}
+        score = monitor_score(val_dice, cls_scores)
+        score = broadcast_float(score, ctx, device)
+        step_scheduler(scheduler, score)
+        improved = score > best
         if improved:
-            best, best_epoch, bad_epochs = val_dice, epoch, 0
+            best, best_epoch, bad_epochs = score, epoch, 0
         else:
             bad_epochs += 1
         if main:
             row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
-                       lr=current_lr(optimizer), epoch_seconds=time.time() - t0, elapsed_seconds=time.time() - t_start)
+                       lr=current_lr(optimizer), epoch_seconds=time.time() - t0, elapsed_seconds=time.time() - t_start,
+                       **{f"val_{k}": v for k, v in cls_scores.items()}, val_score=score)
             history.append_row(csv_path, row)
             if writer is not None:
                 for k in ("train_loss", "val_loss", "val_dice", "lr"):
                     writer.add_scalar(k, row[k], epoch)
             state = dict(config=cfg, model_state=model.state_dict(), epoch=epoch, best_score=best,
-                         metrics={"val_dice": val_dice, "val_loss": val_loss})
+                         metrics={"val_dice": val_dice, "val_loss": val_loss, "val_score": score,
+                                  **{f"val_{k}": v for k, v in cls_scores.items()}})
             extra = dict(optimizer_state=optimizer.state_dict(),
                          scheduler_state=scheduler.state_dict() if scheduler is not None else None,
                          scaler_state=scaler.state_dict(), rng_state=capture_rng_state(),
@@ -263,7 +279,9 @@ def train(
                 save_checkpoint(run_dir / "best.pt", **state)
             save_checkpoint(run_dir / "last.pt", **state, **extra)
             log(f"epoch {epoch:3d}/{cfg.train.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                f"val Dice {val_dice:.4f}{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
+                f"val Dice {val_dice:.4f}"
+                + (f"  bacc {cls_scores['bacc']:.3f}  AUC {cls_scores['auc']:.3f}  score {score:.4f}" if cls_scores else "")
+                + f"{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
                 f"{row['epoch_seconds']:.1f}s")
             history.plot_curves(csv_path, png_path)
         pat = cfg.train.early_stopping_patience
@@ -277,11 +295,56 @@ def train(
     barrier(ctx)
     result = TrainResult(str(run_dir), str(run_dir / "best.pt"), str(run_dir / "last.pt"), float(best),
                          int(best_epoch), int(epoch), stopped_early, str(csv_path),
-                         str(png_path) if png_path.exists() else None, time.time() - t_start)
+                         str(png_path) if png_path.exists() else None, time.time() - t_start,
+                         "mean(val Dice, val balanced accuracy)" if cfg.model.class_names() else "val Dice")
     if main:
         (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
     cleanup(ctx)
     return result
+
+
+def resolve_class_names(cfg: SonosegConfig, samples, log: Callable[[str], None]) -> None:
+    """Fill ``model.classification.names`` from the samples' classes (sorted), or turn the head off
+    when the data has no class column; ConfigError if given names miss a class of the data."""
+    head = cfg.model.classification
+    if head is None or not head.enabled:
+        return
+    found = sorted({s.cls for s in samples if s.cls is not None})
+    if not head.names:
+        if len(found) < 2:
+            log("class head off: the dataset's labels.csv has no class column with >= 2 classes")
+            head.enabled = False
+            return
+        head.names = found
+    unknown = sorted(set(found) - set(head.names))
+    if unknown:
+        raise ConfigError(f"model.classification.names {head.names} lack the data's class(es) {', '.join(unknown)}")
+
+
+def joint_loss(seg_loss, cfg: SonosegConfig, class_index):
+    """Segmentation loss + weighted cross-entropy (weights from the training split when "balanced")."""
+    from sonoseg.train.losses import JointLoss, balanced_class_weights
+
+    head = cfg.model.classification
+    k = len(head.names)
+    if head.class_weights == "balanced":
+        weights = balanced_class_weights(class_index, k)
+    elif head.class_weights == "none":
+        weights = None
+    else:
+        weights = list(head.class_weights)
+        if len(weights) != k:
+            raise ConfigError(f"model.classification.class_weights: {len(weights)} values for {k} classes")
+    return JointLoss(seg_loss, head.loss_weight, weights)
+
+
+def monitor_score(val_dice: float, cls_scores: dict) -> float:
+    """What picks best.pt: val Dice, or with a class head the mean of val Dice and balanced accuracy
+    (the two headline targets, equally weighted)."""
+    if not cls_scores:
+        return val_dice
+    bacc = cls_scores.get("bacc", math.nan)
+    return 0.5 * (val_dice + (0.0 if math.isnan(bacc) else bacc))
 
 
 def _run_epoch(net, loader, loss_fn, optimizer, device, scaler, cfg, amp, epoch, show):

@@ -1,0 +1,284 @@
+"""Image-level class head (issue 10): model building, joint loss, class metrics against hand
+computations, the "no lesion" decision rule, and a CLI round trip train -> evaluate -> export -> predict
+on a phantom dataset with the classes normal / benign / malignant."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sonoseg.errors import ConfigError
+from sonoseg.evaluate.class_metrics import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
+from sonoseg.infer.decision import decide
+from sonoseg.models import create_model, list_models, unwrap
+from sonoseg.models.registry import get_entry
+
+HEAD = {"classes": 3, "dropout": 0.0, "pooling": "avg"}
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_head_builds_for_every_encoder_model_and_unet_refuses():
+    built = 0
+    for name in list_models():
+        entry = get_entry(name)
+        if not entry.supports_classification:
+            with pytest.raises(ConfigError, match="no classification head"):
+                create_model(name, classification=HEAD)
+            continue
+        model = create_model(name, "mobilenet_v2", classification=HEAD).eval()
+        head = unwrap(model).classification_head  # smp's aux head: pooling -> dropout -> linear
+        assert [m.out_features for m in head.modules() if isinstance(m, torch.nn.Linear)] == [3], name
+        assert model.spec["classification"]["classes"] == 3
+        if name in ("fpn", "pan"):  # forward through the padding wrapper (PAN: the largest minimum size)
+            side = max(64, model.min_size)
+            with torch.no_grad():
+                seg, cls = model(torch.rand(2, 1, side + 5, side - 3))
+            assert seg.shape == (2, 1, side + 5, side - 3) and cls.shape == (2, 3), name
+        built += 1
+    assert built == 9  # the nine smp architectures
+    assert not get_entry("unet").supports_classification
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        create_model("fpn", "mobilenet_v2", classification={"classes": 1})
+
+
+def test_joint_loss_adds_weighted_cross_entropy_and_ignores_unknown_classes():
+    from sonoseg.train.losses import JointLoss, balanced_class_weights, build_loss
+
+    assert balanced_class_weights([0, 0, 0, 1, -100], 3) == [4 / 9, 4 / 3, 0.0]
+    seg = build_loss("dice_bce", classes=1)
+    logits, mask = torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)
+    cl = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    y = torch.tensor([0, 2])
+    loss = JointLoss(seg, weight=0.5, class_weights=[1.0, 1.0, 3.0])
+    w = torch.tensor([1.0, 3.0])  # weights of the two targets
+    nll = -torch.stack([torch.log_softmax(cl[0], 0)[0], torch.log_softmax(cl[1], 0)[2]])
+    expected = seg(logits, mask) + 0.5 * (w * nll).sum() / w.sum()
+    assert torch.allclose(loss((logits, cl), mask, y), expected)
+    # unknown class (-100) adds nothing; a plain tensor output is segmentation only
+    assert torch.allclose(loss((logits, cl), mask, torch.tensor([-100, -100])), seg(logits, mask))
+    assert torch.allclose(loss(logits, mask, y), seg(logits, mask))
+
+
+def test_dataset_yields_class_index(tmp_path):
+    from sonoseg.config import PreprocessConfig
+    from sonoseg.data import SegmentationDataset, discover_dataset
+    from sonoseg.data.phantom import write_phantom_dataset
+
+    root = write_phantom_dataset(tmp_path / "ds", n=6, size=(48, 48), classes=("normal", "benign", "malignant"))
+    samples = discover_dataset(root)
+    ds = SegmentationDataset(samples, PreprocessConfig(size=(48, 48)), class_names=["benign", "malignant", "normal"])
+    got = {ds[i]["stem"]: int(ds[i]["cls"]) for i in range(len(ds))}
+    want = {s.stem: ["benign", "malignant", "normal"].index(s.cls) for s in samples}
+    assert got == want
+    normal = [i for i in range(len(ds)) if samples[i].cls == "normal"]
+    assert normal and all(float(ds[i]["mask"].sum()) == 0 for i in normal)  # normal: empty mask
+    assert int(SegmentationDataset(samples, PreprocessConfig(size=(48, 48)))[0]["cls"]) == -100
+
+
+# ---------------------------------------------------------------- metrics (hand-computed)
+
+
+def test_auc_and_confusion_by_hand():
+    # positives 0.8, 0.4; negatives 0.6, 0.4, 0.1: pairs won 1+1+1 + 0+0.5+1 = 4.5 of 6
+    assert roc_auc(np.array([0.8, 0.4, 0.6, 0.4, 0.1]), np.array([1, 1, 0, 0, 0], bool)) == pytest.approx(0.75)
+    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([0, 0], bool)))
+    assert confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3).tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+
+
+def test_class_metrics_by_hand_with_a_class_without_positives():
+    names = ["benign", "malignant", "normal"]
+    # true: b b b m m (no normal image); predicted: b b m m b
+    probs = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])
+    labels = np.array([0, 0, 0, 1, 1])
+    res = class_metrics(probs, labels, names, pair=("benign", "malignant"), n_boot=200)
+    m = {k: v["value"] for k, v in res["metrics"].items()}
+    assert res["confusion_matrix"] == [[2, 1, 0], [1, 1, 0], [0, 0, 0]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["sensitivity_benign"] == pytest.approx(2 / 3) and m["specificity_benign"] == pytest.approx(1 / 2)
+    assert m["sensitivity_malignant"] == pytest.approx(1 / 2) and m["specificity_malignant"] == pytest.approx(2 / 3)
+    assert math.isnan(m["sensitivity_normal"]) and m["specificity_normal"] == 1.0  # no normal image at all
+    assert math.isnan(m["auc_normal_vs_rest"])
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)  # undefined class left out
+    # malignant vs benign by P(m)/(P(b)+P(m)): m scores 0.6/0.8=.778, 0.4/0.9=.444; b .053, .333, .667 -> 5/6
+    assert m["auc_benign_vs_malignant"] == pytest.approx(5 / 6)
+    lo, hi = res["metrics"]["accuracy"]["ci95"]
+    assert 0 <= lo <= 0.6 <= hi <= 1
+    # ECE: top confidences .9 (right), .6 (right), .6 (wrong), .7 (right), .5 (wrong); the two .6 share a
+    # bin with accuracy 1/2: (|.9-1| + 2|.6-.5| + |.7-1| + |.5-0|) / 5
+    ece, bins = expected_calibration_error(probs, labels, bins=10)
+    assert ece == pytest.approx((0.1 + 2 * 0.1 + 0.3 + 0.5) / 5)
+    assert sum(b["n"] for b in bins) == 5
+
+
+def test_decision_rule_table():
+    names = ["benign", "malignant", "normal"]
+    normal, malignant = np.array([0.1, 0.1, 0.8]), np.array([0.1, 0.8, 0.1])
+    d = decide(0, normal, names, "normal")
+    assert (d["lesion_found"], d["source"], d["agreement"]) == (False, "both", True)
+    d = decide(50, normal, names, "normal")
+    assert (d["lesion_found"], d["source"], d["agreement"], d["region_is_finding"]) == (False, "class head", False, False)
+    d = decide(50, malignant, names, "normal")
+    assert (d["lesion_found"], d["class"], d["region_is_finding"]) == (True, "malignant", True)
+    d = decide(0, malignant, names, "normal")
+    assert (d["lesion_found"], d["source"], d["region_is_finding"]) == (True, "class head", False)
+    assert "not localised" in d["note"]
+    d = decide(0, None, [], None)  # no class head: the mask decides
+    assert (d["lesion_found"], d["source"], d["class"]) == (False, "mask", None)
+
+
+# ---------------------------------------------------------------- CLI round trip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+    from sonoseg.data.phantom import write_phantom_dataset
+
+    tmp = tmp_path_factory.mktemp("cls")
+    root = write_phantom_dataset(tmp / "ds", n=24, size=(64, 64), seed=3, classes=("normal", "benign", "malignant"))
+    res = CliRunner().invoke(app, [
+        "train", str(root), "--arch", "fpn", "--encoder", "mobilenet_v2", "--epochs", "2", "--out", str(tmp / "runs"),
+        "--name", "r", "--no-progress", "--set", "model.classification={dropout: 0.0}", "--set", "preprocess.size=[64, 64]",
+        "--set", "train.threads=1", "--set", "data.batch_size=4", "--set", f"data.cache_dir={tmp / 'cache'}",
+    ])
+    assert res.exit_code == 0, res.output
+    return tmp, root, tmp / "runs" / "r"
+
+
+def test_checkpoint_carries_class_names(trained):
+    from sonoseg.train.checkpoint import load_model
+
+    _, _, run = trained
+    model, cfg = load_model(run / "best.pt")
+    assert cfg.model.class_names() == ["benign", "malignant", "normal"]  # sorted names from labels.csv
+    assert model(torch.zeros(1, 1, 64, 64))[1].shape == (1, 3)
+    assert "val_bacc" in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_cli_evaluate_writes_class_metrics(trained):
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+
+    tmp, root, run = trained
+    res = CliRunner().invoke(app, ["evaluate", str(root), "--model", str(run / "best.pt"), "--split-file",
+                                   str(run / "split.csv"), "--split", "train", "--out", str(tmp / "ev"),
+                                   "--no-progress", "--n-boot", "50"])
+    assert res.exit_code == 0, res.output
+    assert "balanced_accuracy" in res.output
+    cm = json.loads((tmp / "ev" / "class_metrics.json").read_text())
+    per = [ln.split(",") for ln in (tmp / "ev" / "per_image_class.csv").read_text().splitlines()[1:]]
+    # the confusion matrix is the count of (true, predicted) pairs in the per-image file
+    names = cm["names"]
+    counts = np.zeros((3, 3), int)
+    for row in per:
+        counts[names.index(row[1]), names.index(row[5])] += 1
+    assert cm["confusion_matrix"] == counts.tolist() and cm["n"] == len(per) == sum(map(sum, cm["confusion_matrix"]))
+    assert set(cm["segmentation_per_class"]) == {"benign", "malignant", "normal"}
+    assert cm["no_lesion_decision"]["n_no_lesion_images"] == sum(r[1] == "normal" for r in per)
+    for f in ("confusion_matrix.csv", "confusion_matrix.png", "roc.png", "reliability.png"):
+        assert (tmp / "ev" / f).stat().st_size > 0
+
+
+@pytest.mark.slow  # int8 quantisation
+def test_export_carries_both_outputs_with_same_class_probabilities(trained):
+    from sonoseg.export import export_model, split_grids
+    from sonoseg.infer.backends import create_backend
+    from sonoseg.train.checkpoint import load_model
+
+    tmp, root, run = trained
+    model, cfg = load_model(run / "best.pt")
+    val = split_grids(root, run / "split.csv", "val", cfg, cache_dir=tmp / "cache")
+    calib = [p[0] for p in split_grids(root, run / "split.csv", "train", cfg, n=6, cache_dir=tmp / "cache")]
+    rep = export_model(run / "best.pt", tmp / "ex", calib_images=calib, val_pairs=val, threads=1)
+    assert set(rep.files) == {"onnx", "onnx-int8", "torchscript"}
+    assert rep.class_prob_diff["onnx"] < 1e-5 and rep.class_prob_diff["torchscript"] < 1e-5
+    assert rep.class_agreement["onnx-int8"] == 1.0
+    x = np.random.default_rng(0).random((2, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = torch.softmax(model(torch.from_numpy(x))[1], 1).numpy()
+    for f in ("onnx", "torchscript"):
+        be = create_backend("onnx" if f == "onnx" else "torch", rep.files[f], threads=1)
+        seg, cls = be.run_all(x)
+        assert seg.shape == (2, 1, 64, 64)
+        e = np.exp(cls - cls.max(1, keepdims=True))
+        np.testing.assert_allclose(e / e.sum(1, keepdims=True), want, atol=1e-5)
+        be.close()
+
+
+def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkeypatch):
+    import pydicom
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+    from sonoseg.data.phantom import write_phantom_dataset
+
+    tmp, _, run = trained
+    monkeypatch.setenv("COLUMNS", "120")
+    dcm = write_phantom_dataset(tmp / "dcm", n=2, size=(64, 64), seed=9, classes=("malignant",), dicom=True)
+    res = CliRunner().invoke(app, ["predict", str(dcm / "images"), "--model", str(run / "best.pt"), "--out",
+                                   str(tmp / "pred"), "--no-progress", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads((tmp / "pred" / "results.json").read_text())
+    assert payload["class_names"] == ["benign", "malignant", "normal"]
+    assert payload["model_version"].startswith("best.pt@")
+    r = payload["results"][0]
+    cls = r["summary"]["class"]
+    assert cls in payload["class_names"] and cls in res.output and "class" in res.output
+    assert sum(r["summary"]["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    meas = json.loads(Path(r["measurements"]).read_text())
+    assert meas["decision"]["class"] == cls and meas["model_version"] == payload["model_version"]
+    seg = pydicom.dcmread(r["seg"])
+    item = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
+    mod = item.SegmentedPropertyTypeModifierCodeSequence[0]
+    assert (mod.CodeValue, mod.CodingSchemeDesignator) == (cls, "99SONOSEG")
+    assert cls in seg.SegmentSequence[0].SegmentDescription
+    import dciodvfy_check as dv
+
+    if dv.available():  # conformance: no error; dciodvfy only warns that 99SONOSEG is a local scheme
+        errors, _ = dv.seg_problems(Path(r["seg"]))
+        assert errors == []
+
+
+@pytest.mark.slow  # int8 quantisation
+def test_fast_int8_path_checks_the_class_too(trained):
+    """predict's automatic int8 model (shipped calibration frames) is only used when it also names the
+    same class as PyTorch on the check frames."""
+    from sonoseg.infer import fast_model
+
+    tmp, _, run = trained
+    fm = fast_model.build_fast_model(run / "best.pt", quantize=True, cache_dir=tmp / "fast", threads=1)
+    rec = json.loads(next((tmp / "fast").rglob("int8-*.json")).read_text())
+    assert 0.0 <= rec["class_agreement"] <= 1.0 and rec["class_prob_max_diff"] >= 0.0
+    accepted = (rec["agreement_mean"] >= fast_model.MIN_AGREEMENT and rec["agreement_worst"] >= fast_model.MIN_WORST
+                and rec["class_agreement"] >= fast_model.MIN_CLASS_AGREEMENT)
+    assert (fm.kind == "onnx-int8") == accepted and ("same class" in fm.note)
+
+
+def test_class_names_come_from_the_data_and_the_head_is_off_without_classes():
+    from sonoseg.config import load_config
+    from sonoseg.data.layout import Sample
+    from sonoseg.train.trainer import resolve_class_names
+
+    def samples(classes):
+        return [Sample(f"s{i}", Path(f"/x/s{i}.png"), None, c) for i, c in enumerate(classes)]
+
+    cfg = load_config(None, ["model.name=fpn", "model.classification={}"])
+    resolve_class_names(cfg, samples(["b", "a", None, "c", "a"]), log=lambda m: None)
+    assert cfg.model.class_names() == ["a", "b", "c"] and cfg.model.head_spec()["classes"] == 3
+    notes = []
+    cfg = load_config(None, ["model.name=fpn", "model.classification={}"])
+    resolve_class_names(cfg, samples([None, None]), log=notes.append)
+    assert cfg.model.class_names() == [] and cfg.model.head_spec() is None and "off" in notes[0]
+    cfg = load_config(None, ["model.name=fpn", "model.classification={names: [a, b]}"])
+    with pytest.raises(ConfigError, match="lack the data's class"):
+        resolve_class_names(cfg, samples(["a", "z"]), log=lambda m: None)
