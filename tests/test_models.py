@@ -384,7 +384,7 @@ def test_create_model_from_config():
     assert model.mode == "replicate"
     assert model.spec == {
         "name": "unet", "encoder": None, "in_channels": 1, "classes": 2,
-        "params": {"base_channels": 8, "depth": 2, "pad_mode": "replicate"},
+        "params": {"base_channels": 8, "depth": 2, "pad_mode": "replicate"}, "classification": None,
     }
     with torch.no_grad():
         assert model(torch.randn(1, 1, 30, 31)).shape == (1, 2, 30, 31)
