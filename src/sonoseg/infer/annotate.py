@@ -14,7 +14,10 @@ _BANNER = (200, 0, 0)
 
 
 def _text(rgb: np.ndarray, line: str, org: tuple[int, int], scale: float, thick: int, color=(255, 255, 255)) -> None:
-    cv2.putText(rgb, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    # dark outline = the same text shifted one pixel each way: a thicker stroke would not do, since
+    # OpenCV advances each glyph by the stroke thickness and the outline would drift off the text
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, -1), (0, 1), (-1, 0), (1, 0)):
+        cv2.putText(rgb, line, (org[0] + dx, org[1] + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     cv2.putText(rgb, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
