@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
@@ -15,8 +16,10 @@ from sonoseg.progress import progress, track  # noqa: F401  (re-exported for the
 
 # soft_wrap: messages are never broken at the console width (80 columns when there is no terminal),
 # so logs and tests read the same on any terminal or none.
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Tables: without a terminal rich would squeeze them into 80 columns (file names cut to "sample_…");
+# logs and pipes get a fixed 160 instead, the same on every machine.
+console = Console(stderr=False, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 THREADS_OPTION = typer.Option(
     None, "--threads", min=1,
