@@ -40,15 +40,9 @@ RAW_NAME = re.compile(r"(^|[\s(:])(?:[A-Z][A-Za-z]+(?:Error|Exception)|Traceback
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-                return f"{line.split(':', 1)[1].strip()} ({isa}, {os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from sonoseg.system import available_cpus, cpu_info
+
+    return f"{cpu_info().label()}, {available_cpus()} cores"
 
 
 def _worker(conn, model: str | None, out_root: str, threads: int) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-                return f"{line.split(':', 1)[1].strip()} ({isa}, {os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from sonoseg.system import available_cpus, cpu_info
+
+    return f"{cpu_info().label()}, {available_cpus()} cores"
 
 
 def _peak_rss_mb(pid: int) -> float:
