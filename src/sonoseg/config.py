@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sonoseg.errors import ConfigError
 from sonoseg.preprocess.config import PreprocessConfig
+from sonoseg.preprocess.volume_config import VolumeConfig
 
 
 class AugmentConfig(BaseModel):
@@ -102,7 +103,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = 50
-    loss: Literal["dice", "bce", "dice_bce", "ce", "ce_dice", "focal", "tversky"] = "dice_bce"
+    loss: Literal["dice", "bce", "dice_bce", "ce", "ce_dice", "dice_ce", "focal", "tversky"] = "dice_bce"
     dice_weight: float = 0.5  # weight of the Dice term in combined losses
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adamw"
     lr: float = 1e-3
@@ -157,6 +158,11 @@ class SonosegConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    volume: Optional[VolumeConfig] = None  # set: the 3D (CT) path (sonoseg.preprocess.volume)
+
+    @property
+    def is_3d(self) -> bool:
+        return self.volume is not None
 
 
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:

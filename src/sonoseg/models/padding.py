@@ -79,7 +79,11 @@ class PadToMultiple(nn.Module):
         return target
 
     def forward(self, x: torch.Tensor):
-        """Logits N x K x H x W, or ``(logits, class_logits N x C)`` for a model with a class head."""
+        """Logits N x K x H x W, or ``(logits, class_logits N x C)`` for a model with a class head.
+
+        Volumes (N x C x D x H x W, the 3D networks) are padded on all three spatial axes."""
+        if x.ndim == 5:
+            return self._forward_3d(x)
         h, w = x.shape[-2], x.shape[-1]
         pad_h = self._target(h) - h
         pad_w = self._target(w) - w
@@ -94,6 +98,24 @@ class PadToMultiple(nn.Module):
         if isinstance(y, (tuple, list)):  # (mask logits, class logits): only the mask is cropped
             return y[0][..., top : top + h, left : left + w], y[1]
         return y[..., top : top + h, left : left + w]
+
+
+    def _forward_3d(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = x.shape[-3:]
+        pads = [self._target(int(s)) - int(s) for s in sizes]
+        if not any(pads):
+            return self.model(x)
+        lo = [p // 2 for p in pads]
+        flat = []  # F.pad order: last axis first
+        for p, a in zip(reversed(pads), reversed(lo)):
+            flat += [a, p - a]
+        if self.mode == "constant":
+            x = F.pad(x, flat, mode="constant", value=0.0)
+        else:
+            x = F.pad(x, flat, mode=self.mode)
+        y = self.model(x)
+        d, h, w = sizes
+        return y[..., lo[0]: lo[0] + d, lo[1]: lo[1] + h, lo[2]: lo[2] + w]
 
 
 def unwrap(model: nn.Module) -> nn.Module:

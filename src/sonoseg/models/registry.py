@@ -53,6 +53,7 @@ def register_model(
 def _ensure_builtins() -> None:
     # imported here (not at module top) because they import register_model from this module
     import sonoseg.models.ensemble  # noqa: F401
+    import sonoseg.models.monai3d  # noqa: F401
     import sonoseg.models.smp_models  # noqa: F401
     import sonoseg.models.unet  # noqa: F401
 

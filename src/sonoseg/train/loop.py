@@ -83,8 +83,11 @@ def train_one_epoch(
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.device, classes: int,
-             amp: bool = False, class_out: Optional[dict] = None) -> tuple[float, float]:
+             amp: bool = False, class_out: Optional[dict] = None,
+             forward: Optional[Callable] = None) -> tuple[float, float]:
     """Returns (mean loss, mean per-image Dice over images where Dice is defined).
+
+    ``forward(x)`` replaces ``model(x)`` (3D: sliding-window inference over whole volumes).
 
     ``class_out`` (a dict) receives ``probs`` (N x C softmax) and ``labels`` (N) of a class head."""
     model.eval()
@@ -93,7 +96,7 @@ def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.de
         x = batch["image"].to(device)
         y = batch["mask"].to(device)
         with torch.autocast(device_type=device.type, enabled=amp):
-            out = model(x)
+            out = model(x) if forward is None else forward(x)
         logits, class_logits = split_outputs(out)
         out = (logits.float(), class_logits.float()) if class_logits is not None else logits.float()
         total += float(_loss(loss_fn, out, y, batch, device)) * x.shape[0]

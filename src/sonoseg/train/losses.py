@@ -45,19 +45,21 @@ from torch import nn
 
 from sonoseg.errors import ConfigError
 
-LOSS_NAMES = ("dice", "bce", "dice_bce", "ce", "ce_dice", "focal", "tversky")
+LOSS_NAMES = ("dice", "bce", "dice_bce", "ce", "ce_dice", "dice_ce", "focal", "tversky")
 
 
 def prepare(logits: torch.Tensor, target: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check shapes; return float32 logits and target as N x 1 x H x W (float if binary, long if not)."""
-    if logits.ndim != 4:
-        raise ValueError(f"logits must be N x C x H x W, got shape {tuple(logits.shape)}")
+    """Check shapes; return float32 logits and target as N x 1 x H x W (float if binary, long if not).
+
+    Volumes work the same way with one more spatial axis (N x C x D x H x W)."""
+    if logits.ndim not in (4, 5):
+        raise ValueError(f"logits must be N x C x H x W (or N x C x D x H x W), got shape {tuple(logits.shape)}")
     if logits.shape[1] != classes:
         raise ValueError(f"logits have {logits.shape[1]} channels, loss expects classes={classes}")
-    if target.ndim == 3:
+    if target.ndim == logits.ndim - 1:
         target = target.unsqueeze(1)
     same_nhw = target.shape[0] == logits.shape[0] and target.shape[2:] == logits.shape[2:]
-    if target.ndim != 4 or target.shape[1] != 1 or not same_nhw:
+    if target.ndim != logits.ndim or target.shape[1] != 1 or not same_nhw:
         expected = "N x 1 x H x W" if classes == 1 else "N x H x W"
         raise ValueError(
             f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)} "
@@ -178,6 +180,25 @@ class FocalLoss(_SegLoss):
         return per_class.sum(dim=1).mean()
 
 
+class DiceCELoss(_SegLoss):
+    """MONAI's DiceCELoss (softmax Dice + cross-entropy, ``lambda_dice = dice_weight`` and
+    ``lambda_ce = 1 - dice_weight``); the 3D path's default, Dice per volume pooled over the batch."""
+
+    def __init__(self, classes: int, dice_weight: float = 0.5, smooth: float = 1e-5, include_background: bool = False):
+        super().__init__(classes)
+        from monai.losses import DiceCELoss as MonaiDiceCE
+
+        if self.binary:
+            raise ConfigError("dice_ce needs classes >= 2 (use dice_bce for binary)")
+        self.loss = MonaiDiceCE(include_background=include_background, to_onehot_y=True, softmax=True,
+                                smooth_nr=smooth, smooth_dr=smooth, batch=True,
+                                lambda_dice=float(dice_weight), lambda_ce=1.0 - float(dice_weight))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target = prepare(logits, target, self.classes)
+        return self.loss(logits, target)
+
+
 class CombinedLoss(nn.Module):
     """``dice_weight * dice + (1 - dice_weight) * xent``.
 
@@ -228,6 +249,9 @@ def build_loss(name: str, classes: int, dice_weight: float = 0.5, **kw: Any) -> 
         elif key in ("dice_bce", "ce_dice"):
             xent = _xent(classes, kw)
             loss = CombinedLoss(DiceLoss(classes, **kw), xent, dice_weight)
+            kw = {}
+        elif key == "dice_ce":
+            loss = DiceCELoss(classes, dice_weight, **kw)
             kw = {}
         elif key == "focal":
             loss = FocalLoss(classes, **kw)

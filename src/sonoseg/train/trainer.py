@@ -81,6 +81,10 @@ def _seed_epoch(cfg: SonosegConfig, epoch: int, rank: int, train_ds) -> int:
 
 
 def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
+    if cfg.is_3d:
+        from sonoseg.train.volume_setup import volume_loaders
+
+        return volume_loaders(cfg, split, ctx)
     from sonoseg.data import SegmentationDataset
     from sonoseg.data.augment import build_augmentation
 
@@ -170,8 +174,17 @@ def train(
     amp = bool(cfg.train.amp and device.type == "cuda")
     main = ctx.is_main
 
-    split = select_samples(cfg, run_dir, folds)
-    if resume is None:
+    if cfg.is_3d:
+        from sonoseg.train.volume_setup import resolve_volume_config, select_volume_samples
+
+        if folds is not None:
+            raise ConfigError("k-fold cross-validation is not available for volumes yet")
+        if resume is None:
+            resolve_volume_config(cfg, log if main else (lambda _m: None))
+        split = select_volume_samples(cfg, run_dir)
+    else:
+        split = select_samples(cfg, run_dir, folds)
+    if resume is None and not cfg.is_3d:
         resolve_class_names(cfg, split.train + split.val, log if main else (lambda _m: None))
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
@@ -185,7 +198,9 @@ def train(
     if main:
         if note:
             log(f"note: {note}")
-        log(f"run {run_dir}: {len(train_ds)} train / {len(val_ds)} val images, device {device}"
+        what = f"{len(split.train)} train / {len(split.val)} val volumes ({len(train_ds)} patches per epoch)" \
+            if cfg.is_3d else f"{len(train_ds)} train / {len(val_ds)} val images"
+        log(f"run {run_dir}: {what}, device {device}"
             + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {threads} thread(s) per process")
         _preload(train_ds, show_progress)
         _preload(val_ds, show_progress)
@@ -222,6 +237,9 @@ def train(
         if main:
             history.restore(run_dir / "metrics.csv", payload)
             log(f"resumed from epoch {payload['epoch']} (best val score {best:.4f})")
+    from sonoseg.train.volume_setup import sliding_forward
+
+    val_forward = sliding_forward(model, cfg)  # 3D: whole volumes through the inference sliding window
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
 
     writer = None
@@ -246,7 +264,8 @@ def train(
             train_loss = all_reduce_mean(train_loss, ctx, device)
         cls_val: dict = {}
         if main:
-            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp, class_out=cls_val)
+            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp, class_out=cls_val,
+                                          forward=val_forward)
         else:
             val_loss, val_dice = 0.0, 0.0
         val_dice = 0.0 if math.isnan(val_dice) else val_dice
