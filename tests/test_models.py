@@ -70,7 +70,7 @@ def forward_backward(model: nn.Module, classes: int, size=ODD, batch: int = 2) -
 
 
 def test_registry_lists_all_architectures_and_encoders():
-    assert set(list_models()) == {"unet", "ensemble", *SMP_ARCHS}
+    assert set(list_models()) == {"unet", "ensemble", *SMP_ARCHS, "unet3d", "dynunet", "segresnet"}
     assert set(SMP_ARCHS) == {
         "unet_smp", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "pan", "deeplabv3",
         "deeplabv3plus",

@@ -57,6 +57,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from sonoseg.evaluate.run import evaluate_model
+        from sonoseg.infer.volume import is_3d_model
+
+        if is_3d_model(model):
+            from sonoseg.cli.volume_cmds import run_evaluate_3d
+
+            run_evaluate_3d(dataset, model, out, split_file, split, threads, n_boot)
+            return
 
         with frame_progress(progress_bars) as cb:
             result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,

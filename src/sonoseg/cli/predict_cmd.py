@@ -103,7 +103,16 @@ def register(app: typer.Typer) -> None:
                                     help="Continue a batch in OUT: reuse inputs whose outputs a previous run finished "
                                          "(from OUT/results.jsonl)."),
     ) -> None:
-        """Masks in original geometry, overlays, measurements (mm) and DICOM SEG; OUT/results.json lists all."""
+        """Masks in original geometry, overlays, measurements (mm) and DICOM SEG; OUT/results.json lists all.
+
+        A 3D model (config with a volume section) segments whole volumes: NIfTI files or DICOM series folders."""
+        from sonoseg.infer.volume import is_3d_model
+
+        if is_3d_model(model):
+            from sonoseg.cli.volume_cmds import run_predict_3d
+
+            run_predict_3d(inputs, out, model, threads, seg, strict)
+            return
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
                     strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,
                     biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,

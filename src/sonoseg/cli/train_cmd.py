@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import List, Optional
 
@@ -31,6 +32,17 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
     if threads is not None:
         o.append(f"train.threads={threads}")
     return o + list(extra or [])
+
+
+# 3D default when the dataset holds volumes and no --config is given (configs/ct_organs_fit.yaml is the tuned one)
+VOLUME_RECIPE = {"volume": {}, "model": {"name": "unet3d"}, "augment": {"enabled": False}, "data": {"batch_size": 2},
+                 "train": {"loss": "dice_ce", "epochs": 50, "scheduler": "cosine", "lr": 3e-3, "early_stopping_patience": None}}
+
+
+def _is_volume_dataset(dataset) -> bool:
+    from sonoseg.data.volumes import is_volume_dataset
+
+    return is_volume_dataset(dataset)
 
 
 def register(app: typer.Typer) -> None:
@@ -71,7 +83,11 @@ def register(app: typer.Typer) -> None:
         overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
-        if config is None:
+        volumes = dataset is not None and _is_volume_dataset(dataset)
+        if config is None and volumes:
+            base = copy.deepcopy(VOLUME_RECIPE)
+            log("no --config: a volume dataset, training the 3D recipe (unet3d, DiceCE, 3 mm, abdomen window)")
+        elif config is None:
             from sonoseg.models import default_recipe
 
             base = default_recipe()
@@ -80,6 +96,10 @@ def register(app: typer.Typer) -> None:
             if any(o.startswith("model.name=") for o in overrides):
                 base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
         cfg = load_config(config, overrides, base=base)
+        if volumes and not cfg.is_3d:
+            from sonoseg.errors import ConfigError
+
+            raise ConfigError(f"{dataset} holds volumes but the config has no volume section (see configs/ct_organs_fit.yaml)")
         if folds:
             summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
             console.print(f"[green]done[/]: {summary['run_dir']}")

@@ -32,13 +32,19 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full report as JSON"),
         names_only: bool = typer.Option(False, "--names-only", help="check file names only, do not decode pixels"),
     ) -> None:
-        """Check masks against images: missing/extra, unreadable, size mismatch, non-binary or out-of-range labels."""
+        """Check masks against images: missing/extra, unreadable, size mismatch, non-binary or out-of-range labels.
+
+        Volume datasets (NIfTI volumes / DICOM series folders): masks must lie on the image grid
+        (shape, spacing, affine); label ids are named by labels.json or labels.csv."""
+        from sonoseg.data.volumes import is_volume_dataset, validate_volumes
+
         with progress() as p:
             task = p.add_task("validating", total=None)
-            report = validate_dataset(
-                dataset, classes=classes, check_pixels=not names_only,
-                on_progress=lambda k, n: p.update(task, completed=k, total=n),
-            )
+            on_progress = lambda k, n: p.update(task, completed=k, total=n)  # noqa: E731
+            if is_volume_dataset(dataset):
+                report = validate_volumes(dataset, on_progress=on_progress)
+            else:
+                report = validate_dataset(dataset, classes=classes, check_pixels=not names_only, on_progress=on_progress)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(report.to_dict(), indent=1))

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sonoseg.io.types import Volume
+from sonoseg.io.types import ImageMeta, Volume
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def make_phantom(shape_xyz: Sequence[int] = (64, 56, 24), spacing_xyz: Sequence[
     hu += rng.normal(0.0, noise_hu, hu.shape).astype(np.float32) * body
     aff = phantom_affine(shape_xyz, spacing_xyz)
     spacing = (sz, sy, sx)
-    return (Volume(array=np.round(hu).astype(np.int16), spacing=spacing, affine=aff, meta=None),
-            Volume(array=lab, spacing=spacing, affine=aff.copy(), meta=None))
+    return (Volume(array=np.round(hu).astype(np.int16), spacing=spacing, affine=aff, meta=ImageMeta("phantom", "nifti")),
+            Volume(array=lab, spacing=spacing, affine=aff.copy(), meta=ImageMeta("phantom labels", "nifti")))
 
 
 def write_phantom_dataset(root: str | Path, n: int = 2, seed: int = 0, organs: Sequence[Organ] = ORGANS,

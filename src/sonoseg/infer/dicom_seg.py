@@ -76,7 +76,34 @@ PROPERTY_CODES = {
     "artery": (_ANAT, codes.SCT.Artery),
     "blood vessel": (_ANAT, codes.SCT.BloodVessel),
     "lymph node": (_ANAT, codes.SCT.LymphNode),
+    # abdominal organs of the 3D CT path (TotalSegmentator-style names: "kidney_left" -> Kidney + Left)
+    "spleen": (_ANAT, codes.SCT.Spleen),
+    "stomach": (_ANAT, codes.SCT.Stomach),
+    "aorta": (_ANAT, codes.SCT.Aorta),
+    "pancreas": (_ANAT, codes.SCT.Pancreas),
+    "esophagus": (_ANAT, codes.SCT.Esophagus),
+    "inferior vena cava": (_ANAT, codes.SCT.InferiorVenaCava),
+    "portal vein and splenic vein": (_ANAT, codes.SCT.PortalVein),
+    "portal vein": (_ANAT, codes.SCT.PortalVein),
+    "duodenum": (_ANAT, codes.SCT.Duodenum),
+    "adrenal gland": (_ANAT, codes.SCT.AdrenalGland),
+    "lung": (_ANAT, codes.SCT.Lung),
+    "colon": (_ANAT, codes.SCT.Colon),
+    "small bowel": (_ANAT, codes.SCT.SmallIntestine),
 }
+LATERALITY = {"left": codes.SCT.Left, "right": codes.SCT.Right}
+
+
+def property_codes_for(name: str):
+    """(category, type, laterality Code or None) for a segment name; "kidney_left" -> Kidney, Left."""
+    key = " ".join(str(name).strip().lower().replace("_", " ").split())
+    if key in PROPERTY_CODES:
+        return (*PROPERTY_CODES[key], None)
+    for side, code in LATERALITY.items():
+        for base in (key.removesuffix(" " + side), key.removeprefix(side + " ")):
+            if base != key and base in PROPERTY_CODES:
+                return (*PROPERTY_CODES[base], code)
+    return (*GENERIC_CODES, None)
 GENERIC_CODES = (codes.SCT.Tissue, codes.SCT.Tissue)  # unknown names ("class 2"): generic tissue
 
 # Patient / study attributes kept from the source: Type 1/2 (+1C/2C) of the Patient and General Study
@@ -195,7 +222,8 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
     out = []
     for value in sorted(labels):
         name = str(labels[value])
-        cat, typ = (property_codes or {}).get(value) or PROPERTY_CODES.get(name.strip().lower(), GENERIC_CODES)
+        given = (property_codes or {}).get(value)
+        cat, typ, side = (*given, None) if given else property_codes_for(name)
         out.append(
             hd.seg.SegmentDescription(
                 segment_number=numbers[value],
@@ -206,6 +234,9 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
                 algorithm_identification=algo,
             )
         )
+        if side is not None:  # laterality as a modifier of the property type (DICOM CID 244)
+            out[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                hd.sr.CodedConcept(value=side.value, scheme_designator=side.scheme_designator, meaning=side.meaning)]
     return out
 
 

@@ -35,6 +35,7 @@ class VolumePrediction:
     model_grid_shape: tuple[int, int, int]
     model_grid_spacing: tuple[float, float, float]
     seconds: float = 0.0
+    timings: dict = None  # seconds per phase: preprocess, network (sliding window), invert (to the original grid)
 
 
 class VolumePredictor:
@@ -75,7 +76,9 @@ class VolumePredictor:
         d = base(case_dict(volume))
         img = d["image"]
         x = img.as_tensor()[None].to(self.device)
+        t1 = time.perf_counter()
         logits = make_inferer(vc)(x, self.model)[0]
+        t2 = time.perf_counter()
         probs = torch.softmax(logits.float(), 0)
         del logits
         best, labels = None, None
@@ -90,6 +93,21 @@ class VolumePredictor:
         out = labels.to(torch.uint8).cpu().numpy().T  # [x, y, z] -> [z, y, x]
         if out.shape != volume.array.shape:  # MONAI returned another grid: never silently misplace voxels
             raise RuntimeError(f"inverted prediction has shape {out.shape}, volume {volume.array.shape}")
+        t3 = time.perf_counter()
         return VolumePrediction(np.ascontiguousarray(out), tuple(int(s) for s in img.shape[1:]),
-                                model_grid_spacing(img), time.perf_counter() - t0)
+                                model_grid_spacing(img), t3 - t0,
+                                {"preprocess": t1 - t0, "network": t2 - t1, "invert": t3 - t2})
 
+
+
+def is_3d_model(path) -> bool:
+    """True for a sonoseg checkpoint (.pt) whose config has a volume section (the 3D path)."""
+    from sonoseg.errors import InputError
+    from sonoseg.train.checkpoint import load_checkpoint
+
+    if path is None or not str(path).endswith((".pt", ".pth")):
+        return False
+    try:
+        return bool(load_checkpoint(path).get("config", {}).get("volume"))
+    except InputError:
+        return False

@@ -181,16 +181,15 @@ class FocalLoss(_SegLoss):
 
 
 class DiceCELoss(_SegLoss):
-    """MONAI's DiceCELoss (softmax Dice + cross-entropy, ``lambda_dice = dice_weight`` and
-    ``lambda_ce = 1 - dice_weight``); the 3D path's default, Dice per volume pooled over the batch."""
+    """MONAI's DiceCELoss (softmax Dice without the background class + cross-entropy, ``lambda_dice =
+    dice_weight``, ``lambda_ce = 1 - dice_weight``; binary: sigmoid Dice + BCE); the 3D path's default."""
 
     def __init__(self, classes: int, dice_weight: float = 0.5, smooth: float = 1e-5, include_background: bool = False):
         super().__init__(classes)
         from monai.losses import DiceCELoss as MonaiDiceCE
 
-        if self.binary:
-            raise ConfigError("dice_ce needs classes >= 2 (use dice_bce for binary)")
-        self.loss = MonaiDiceCE(include_background=include_background, to_onehot_y=True, softmax=True,
+        self.loss = MonaiDiceCE(include_background=include_background or self.binary, to_onehot_y=not self.binary,
+                                softmax=not self.binary, sigmoid=self.binary,
                                 smooth_nr=smooth, smooth_dr=smooth, batch=True,
                                 lambda_dice=float(dice_weight), lambda_ce=1.0 - float(dice_weight))
 

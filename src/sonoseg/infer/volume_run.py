@@ -1,0 +1,132 @@
+"""``sonoseg predict`` for 3D models: each input volume (NIfTI file or DICOM series folder) ->
+``<stem>.labels.nii.gz`` (original grid and affine), ``<stem>.measurements.json`` (per organ), an axial
+overlay PNG, and for DICOM input a multi-segment DICOM SEG referencing the source series. One bad input
+is reported and the rest continue (results.json lists all)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from sonoseg.errors import InputError, SonosegError, reason
+
+
+def series_sources(folder: Path, volume) -> list[Path]:
+    """The DICOM files of ``volume``'s series in the volume's slice order (by position along the
+    volume's own z axis, from the RAS affine), for the SEG's per-frame references."""
+    import pydicom
+
+    from sonoseg.io.detect import detect_format, find_inputs
+    from sonoseg.io.series import LPS_TO_RAS
+
+    inv = np.linalg.inv(np.asarray(volume.affine, float))
+    uid = getattr(volume.meta, "series_uid", None)
+    by_k: dict[int, Path] = {}
+    files = [folder] if folder.is_file() else [f for f in find_inputs([folder], recursive=True) if detect_format(f) == "dicom"]
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        if uid and str(ds.get("SeriesInstanceUID", "")) != uid:
+            continue
+        ipp = ds.get("ImagePositionPatient")
+        if ipp is None:
+            raise InputError(f, "no ImagePositionPatient: cannot place the slice in the SEG")
+        ras = LPS_TO_RAS @ np.array([float(v) for v in ipp] + [1.0])
+        k = int(round(float((inv @ ras)[2])))
+        by_k[k] = f
+    n = volume.array.shape[0]
+    if sorted(by_k) != list(range(n)):
+        raise InputError(folder, f"{len(by_k)} slice files do not match the volume's {n} slices")
+    return [by_k[k] for k in range(n)]
+
+
+def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path,
+                     model_version: str) -> Path:
+    """Multi-segment DICOM SEG (BINARY, one segment per organ present in ``names``, coded anatomy from
+    the names, empty frames omitted) referencing every slice of the source series."""
+    from sonoseg.infer.dicom_seg import write_dicom_seg
+
+    files = series_sources(source, volume)
+    return write_dicom_seg(files, labels_zyx, out_path, labels=names, algorithm_version=str(model_version),
+                           segmentation_type="BINARY", omit_empty_frames=True,
+                           series_description="sonoseg organ segmentation")
+
+
+def _overlay(volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path, vcfg) -> Path:
+    """Axial slice with the most labelled voxels, windowed like the model's input, organs coloured."""
+    from sonoseg.infer.outputs import write_overlay
+
+    z = int(np.argmax((labels_zyx > 0).reshape(labels_zyx.shape[0], -1).sum(1)))
+    lo, hi = vcfg.intensity_range()
+    img = np.clip((volume.array[z].astype(np.float32) - lo) / (hi - lo), 0, 1)
+    present = [names[c] for c in sorted(names) if (labels_zyx[z] == c).any()]
+    return write_overlay((img * 255).astype(np.uint8), labels_zyx[z], out_path,
+                         caption=[f"slice {z}: {', '.join(present) or 'no organ'}"])
+
+
+def predict_volume_file(predictor, path: Path, out: Path, stem: str, write_seg: bool = True) -> dict:
+    """One input -> outputs in ``out``; returns its results.json record."""
+    from sonoseg.infer.outputs import write_json
+    from sonoseg.infer.volume_measure import measure_organs
+    from sonoseg.io import write_nifti
+    from sonoseg.preprocess.volume import read_volume
+
+    t0 = time.perf_counter()
+    volume = read_volume(path)
+    pred = predictor.predict(volume)
+    names = predictor.names
+    rec = {"input": str(path), "ok": True, "kind": "volume3d", "frames": int(volume.array.shape[0]),
+           "shape_xyz": list(volume.array.shape[::-1]), "spacing_xyz_mm": [round(v, 4) for v in volume.spacing[::-1]],
+           "model_grid_xyz": list(pred.model_grid_shape), "model_grid_spacing_mm": [round(v, 4) for v in pred.model_grid_spacing],
+           "outputs": {}, "warnings": []}
+    rec["outputs"]["labels"] = str(write_nifti(pred.labels, out / f"{stem}.labels.nii.gz", affine=volume.affine))
+    organs = measure_organs(pred.labels, volume.affine, names)
+    rec["organs"] = organs
+    rec["outputs"]["measurements"] = str(write_json({"input": path.name, "model_version": predictor.model_version,
+                                                     "labels": {str(k): v for k, v in names.items()},
+                                                     "organs": organs}, out / f"{stem}.measurements.json"))
+    rec["outputs"]["overlay"] = str(_overlay(volume, pred.labels, names, out / f"{stem}.overlay.png", predictor.config.volume))
+    rec["seg"] = None
+    if write_seg and getattr(volume.meta, "format", None) == "dicom":
+        try:
+            rec["seg"] = str(write_volume_seg(path, volume, pred.labels, names, out / f"{stem}.seg.dcm", predictor.model_version))
+        except SonosegError as exc:
+            rec["warnings"].append(f"no DICOM SEG: {exc}")
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return rec
+
+
+def predict_volumes(inputs: list[str | Path], out_dir: str | Path, model: str | Path, threads: Optional[int] = None,
+                    write_seg: bool = True, log: Callable[[str], None] = print,
+                    progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+    """Every input through a 3D model; writes and returns results.json's payload."""
+    from sonoseg.infer.outputs import unique_stem, write_json
+    from sonoseg.infer.volume import VolumePredictor
+    from sonoseg.system import apply_threads, resolve_threads
+
+    n_threads = apply_threads(resolve_threads(threads, warn=log))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = VolumePredictor.from_checkpoint(model)
+    results, taken = [], set()
+    paths = [Path(p) for p in inputs]
+    for k, path in enumerate(paths):
+        stem = unique_stem(out, path, taken)
+        try:
+            rec = predict_volume_file(predictor, path, out, stem, write_seg)
+        except SonosegError as exc:
+            rec = {"input": str(path), "ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad volume must not stop the batch
+            rec = {"input": str(path), "ok": False, "error": f"{path}: {reason(exc)}"}
+        results.append(rec)
+        log(("ok   " if rec["ok"] else "FAIL ") + (f"{path.name}" if rec["ok"] else rec["error"]))
+        if progress is not None:
+            progress(path.name, k + 1, len(paths))
+    payload = {"model": str(model), "model_version": predictor.model_version, "kind": "volume3d",
+               "labels": {str(k): v for k, v in predictor.names.items()}, "threads": n_threads,
+               "n_inputs": len(results), "n_ok": sum(r["ok"] for r in results),
+               "n_failed": sum(not r["ok"] for r in results), "results": results}
+    write_json(payload, out / "results.json")
+    return payload
