@@ -47,24 +47,25 @@ def test_transform_round_trip_on_an_anisotropic_flipped_phantom():
     image, labels = make_phantom()  # 64x56x24 voxels of 1.6x1.8x4.0 mm, x stored right-to-left
     # 1) model grid = the original spacing: orientation + crop only, the round trip is the identity
     v = VolumeConfig(labels={1: "liver", 2: "spleen", 3: "kidney"}, spacing=(1.6, 1.8, 4.0))
-    base = base_transforms(v, with_label=False)
+    base = base_transforms(v)
     img = base(case_dict(image))["image"]
     aff = np.asarray(img.affine)
     assert np.all(np.diag(aff)[:3] > 0)  # RAS: x now runs left-to-right
     assert model_grid_spacing(img) == pytest.approx((1.6, 1.8, 4.0))
     assert img.shape[1] < 64 and img.shape[2] < 56  # cropped to the body (air around it removed)
     # labels pushed to the model grid by the same transforms, then back
-    d2 = base_transforms(v)(case_dict(image, labels.array))
+    d2 = base(case_dict(image, labels.array))
     lab_grid = d2["label"][0].long()
-    back = invert_to_original(torch.stack([(lab_grid == c).float() for c in range(4)]), d2["image"], base_transforms(v, False))
+    back = invert_to_original(torch.stack([(lab_grid == c).float() for c in range(4)]), d2["image"], base)
     assert tuple(back.shape[1:]) == (64, 56, 24)
     assert np.array_equal(back.argmax(0).numpy().T, labels.array)
     # 2) isotropic 2 mm model grid: geometry comes back exactly, organs within resampling error
     v2 = v.model_copy(update={"spacing": (2.0, 2.0, 2.0)})
-    d3 = base_transforms(v2)(case_dict(image, labels.array))
+    base2 = base_transforms(v2)
+    d3 = base2(case_dict(image, labels.array))
     assert model_grid_spacing(d3["image"]) == pytest.approx((2.0, 2.0, 2.0))
     oh = torch.stack([(d3["label"][0] == c).float() for c in range(4)])
-    back2 = invert_to_original(oh, d3["image"], base_transforms(v2, False)).argmax(0).numpy().T
+    back2 = invert_to_original(oh, d3["image"], base2).argmax(0).numpy().T
     assert back2.shape == labels.array.shape
     for c in (1, 2, 3):
         assert _dice(back2 == c, labels.array == c) > 0.93
@@ -194,7 +195,7 @@ def test_validate_volumes_reports_grid_mismatch_and_accepts_reordered_axes(tmp_p
 
 # -- networks ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,params", [("unet3d", {"channels": (4, 8, 16)}), ("dynunet", {"filters": (4, 8, 16)}),
-                                         ("segresnet", {"init_filters": 4, "blocks_down": (1, 1, 1), "blocks_up": (1, 1)})])
+                                         ("segresnet", {"init_filters": 8, "blocks_down": (1, 1, 1), "blocks_up": (1, 1)})])
 def test_monai_3d_networks_from_the_registry_take_any_volume_size(name, params):
     from sonoseg.models import create_model
 

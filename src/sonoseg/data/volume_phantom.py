@@ -47,7 +47,7 @@ def make_phantom(shape_xyz: Sequence[int] = (64, 56, 24), spacing_xyz: Sequence[
     px, py, pz = (x - (nx - 1) / 2) * sx, (y - (ny - 1) / 2) * sy, (z - (nz - 1) / 2) * sz
     rng = np.random.default_rng(seed)
     hu = np.full((nz, ny, nx), -1000.0, np.float32)
-    body = (px / (0.47 * nx * sx)) ** 2 + (py / (0.47 * ny * sy)) ** 2 < 1
+    body = (px / (0.42 * nx * sx)) ** 2 + (py / (0.42 * ny * sy)) ** 2 < 1
     hu[body] = -80.0  # fat / soft tissue mix
     lab = np.zeros((nz, ny, nx), np.uint8)
     for o in organs:

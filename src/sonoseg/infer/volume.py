@@ -72,7 +72,7 @@ class VolumePredictor:
 
         t0 = time.perf_counter()
         vc = self.config.volume
-        base = base_transforms(vc, with_label=False)
+        base = base_transforms(vc)
         d = base(case_dict(volume))
         img = d["image"]
         x = img.as_tensor()[None].to(self.device)

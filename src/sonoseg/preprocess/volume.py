@@ -11,6 +11,7 @@ training-only and never inverted.
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -80,22 +81,23 @@ def _body(x, threshold: float):
     return x > threshold
 
 
-def base_transforms(vcfg: VolumeConfig, with_label: bool = True):
-    """Orientation -> Spacing -> ScaleIntensityRange window -> CropForeground (invertible)."""
+def base_transforms(vcfg: VolumeConfig):
+    """Orientation -> Spacing -> ScaleIntensityRange window -> CropForeground (invertible). Works on
+    {"image"} and {"image", "label"} dicts alike (labels resampled nearest-neighbour), so one instance
+    both preprocesses and inverts (MONAI checks that the inverting transform is the applied one)."""
     from monai import transforms as T
 
-    keys = list(KEYS) if with_label else ["image"]
-    modes = ("bilinear", "nearest") if with_label else ("bilinear",)
+    keys, kw = list(KEYS), {"allow_missing_keys": True}
     a_min, a_max = vcfg.intensity_range()
-    steps = [T.Orientationd(keys, axcodes=vcfg.orientation, labels=_AXIS_LABELS)]
+    steps = [T.Orientationd(keys, axcodes=vcfg.orientation, labels=_AXIS_LABELS, **kw)]
     if vcfg.spacing is not None:
-        steps.append(T.Spacingd(keys, pixdim=tuple(vcfg.spacing), mode=modes, padding_mode="border"))
+        steps.append(T.Spacingd(keys, pixdim=tuple(vcfg.spacing), mode=("bilinear", "nearest"), padding_mode="border", **kw))
     steps.append(T.ScaleIntensityRanged("image", a_min=a_min, a_max=a_max, b_min=vcfg.b_min, b_max=vcfg.b_max,
                                         clip=vcfg.clip))
     if vcfg.crop_foreground:
         lo = min(vcfg.b_min, vcfg.b_max)
         steps.append(T.CropForegroundd(keys, source_key="image", select_fn=partial(_body, threshold=lo),
-                                       margin=vcfg.crop_margin, allow_smaller=True))
+                                       margin=vcfg.crop_margin, allow_smaller=True, **kw))
     return T.Compose(steps)
 
 
@@ -115,12 +117,15 @@ def patch_transforms(vcfg: VolumeConfig, seed: int = 0):
 
 def invert_to_original(pred: torch.Tensor, transformed_image, base) -> torch.Tensor:
     """Map ``pred`` (C x model grid, e.g. class probabilities) back to the original voxel grid by
-    inverting ``base`` with the operations recorded on ``transformed_image`` (bilinear for
-    probabilities). Returns C x X x Y x Z in the input volume's own axis order."""
+    inverting ``base`` (the instance that produced ``transformed_image``) with the operations recorded
+    on ``transformed_image`` (bilinear for probabilities). Returns C x X x Y x Z in the input volume's
+    own axis order."""
     from monai.data import MetaTensor
 
+    # deep copy: MONAI's inverses consume the records (CropForeground pops its pad info), and the
+    # predictor inverts one class at a time from the same records
     meta = MetaTensor(pred.float(), meta=dict(transformed_image.meta),
-                      applied_operations=list(transformed_image.applied_operations))
+                      applied_operations=copy.deepcopy(list(transformed_image.applied_operations)))
     inv = base.inverse({"image": meta})["image"]
     return inv.as_tensor() if hasattr(inv, "as_tensor") else inv
 
