@@ -48,6 +48,9 @@ class TrainResult:
     monitor: str = "val Dice"  # what best_dice measures
 
 
+PLOT_EVERY_S = 60.0  # curves.png is redrawn at most this often (matplotlib costs ~1 s), and at the end
+
+
 def new_run_dir(parent: str | Path, name: Optional[str] = None) -> Path:
     """A fresh run directory; an existing one is never reused silently (a numeric suffix is added)."""
     parent = Path(parent)
@@ -250,6 +253,7 @@ def train(
 
     csv_path, png_path = run_dir / "metrics.csv", run_dir / "curves.png"
     stopped_early, epoch = False, start_epoch - 1
+    last_plot = time.time()
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.time()
         s = _seed_epoch(cfg, epoch, ctx.rank, train_ds)
@@ -302,7 +306,9 @@ def train(
                 + (f"  bacc {cls_scores['bacc']:.3f}  AUC {cls_scores['auc']:.3f}  score {score:.4f}" if cls_scores else "")
                 + f"{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
                 f"{row['epoch_seconds']:.1f}s")
-            history.plot_curves(csv_path, png_path)
+            if epoch == cfg.train.epochs or time.time() - last_plot > PLOT_EVERY_S:
+                history.plot_curves(csv_path, png_path)
+                last_plot = time.time()
         pat = cfg.train.early_stopping_patience
         if pat is not None and bad_epochs >= pat:
             stopped_early = True
@@ -311,6 +317,8 @@ def train(
             break
     if writer is not None:
         writer.close()
+    if main and csv_path.is_file() and epoch != cfg.train.epochs:  # stopped early: the final curves
+        history.plot_curves(csv_path, png_path)
     barrier(ctx)
     result = TrainResult(str(run_dir), str(run_dir / "best.pt"), str(run_dir / "last.pt"), float(best),
                          int(best_epoch), int(epoch), stopped_early, str(csv_path),
