@@ -207,3 +207,24 @@ def test_monai_3d_networks_from_the_registry_take_any_volume_size(name, params):
     assert y.shape == (1, 3, 13, 10, 7)
     with pytest.raises(__import__("sonoseg.errors", fromlist=["ConfigError"]).ConfigError):
         create_model(name, encoder="resnet18")
+
+
+def test_window_shrinks_to_small_volumes_instead_of_padding_them():
+    from sonoseg.infer.volume import effective_roi
+
+    assert effective_roi((96, 96, 96), (167, 167, 14), 8) == (96, 96, 16)
+    assert effective_roi((96, 96, 96), (200, 90, 96), 8) == (96, 96, 96)
+    assert effective_roi((64, 64, 32), (10, 7, 3), 1) == (10, 7, 3)
+
+
+def test_largest_component_per_label_keeps_one_piece_per_organ():
+    from sonoseg.infer.volume import largest_component_per_label
+
+    lab = np.zeros((6, 10, 10), np.uint8)
+    lab[1:4, 1:5, 1:5] = 1  # 48 voxels
+    lab[5, 8, 8] = 1  # a stray voxel of organ 1
+    lab[0, 8:10, 0:2] = 2  # organ 2: one piece, kept whole
+    lab[2, 6, 6] = 1
+    lab[3, 7, 7] = 1  # diagonal neighbour of (2,6,6): 26-connected, still smaller than the box
+    out = largest_component_per_label(lab)
+    assert (out == 1).sum() == 48 and (out == 2).sum() == 4 and out[5, 8, 8] == 0

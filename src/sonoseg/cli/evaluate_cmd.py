@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_evaluate_3d
 
-            run_evaluate_3d(dataset, model, out, split_file, split, threads, n_boot)
+            run_evaluate_3d(dataset, model, out, split_file, split, threads, n_boot, keep_largest)
             return
 
         with frame_progress(progress_bars) as cb:

@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_predict_3d
 
-            run_predict_3d(inputs, out, model, threads, seg, strict)
+            run_predict_3d(inputs, out, model, threads, seg, strict, keep_largest)
             return
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
                     strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,

@@ -10,14 +10,15 @@ import typer
 from sonoseg.cli._common import console, error_line
 
 
-def run_predict_3d(inputs, out: Path, model: Path, threads, seg: bool, strict: bool) -> dict:
+def run_predict_3d(inputs, out: Path, model: Path, threads, seg: bool, strict: bool, keep_largest=None) -> dict:
     from rich.table import Table
 
     from sonoseg.infer.volume_run import predict_volumes
 
     if not inputs:
         raise typer.BadParameter("a 3D model needs input volumes (NIfTI files or DICOM series folders)")
-    payload = predict_volumes(list(inputs), out, model, threads=threads, write_seg=seg, log=lambda m: None)
+    payload = predict_volumes(list(inputs), out, model, threads=threads, write_seg=seg, log=lambda m: None,
+                              keep_largest=keep_largest)
     t = Table(title=f"sonoseg predict (3D) -> {out}")
     for c in ("input", "organ", "volume mL", "bbox R x A x S mm", "max axial diameter mm"):
         t.add_column(c, justify="left" if c in ("input", "organ") else "right")
@@ -42,13 +43,14 @@ def run_predict_3d(inputs, out: Path, model: Path, threads, seg: bool, strict: b
     return payload
 
 
-def run_evaluate_3d(dataset: Path, model: Path, out: Path, split_file, split: str, threads, n_boot: int) -> dict:
+def run_evaluate_3d(dataset: Path, model: Path, out: Path, split_file, split: str, threads, n_boot: int,
+                    keep_largest=None) -> dict:
     from rich.table import Table
 
     from sonoseg.evaluate.volume import evaluate_volumes
 
     result = evaluate_volumes(dataset, model, out, split_file, split, threads, n_boot,
-                              log=lambda m: console.print(m, highlight=False))
+                              log=lambda m: console.print(m, highlight=False), keep_largest=keep_largest)
     t = Table(title=f"{result['n_cases']} volume(s): per organ, mean [95% CI]")
     for c in ("organ", "Dice", "IoU", "HD95 mm", "ASSD mm", "volume error mL", "n"):
         t.add_column(c, justify="left" if c == "organ" else "right")

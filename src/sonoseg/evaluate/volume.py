@@ -80,7 +80,7 @@ def _overlay_pair(image, gt, pred, names, path: Path, vcfg) -> Path:
 
 def evaluate_volumes(dataset: str | Path, model: str | Path, out: str | Path, split_file: Optional[str | Path] = None,
                      split: str = "test", threads: Optional[int] = None, n_boot: int = 1000,
-                     log: Callable[[str], None] = print) -> dict:
+                     log: Callable[[str], None] = print, keep_largest: Optional[bool] = None) -> dict:
     """Score ``model`` on the dataset's cases (all, or ``split`` of ``split_file``); writes metrics.json,
     per_case.csv, overlays/ and report.html into ``out``; returns metrics.json's content."""
     from sonoseg.data import read_split_csv
@@ -92,6 +92,8 @@ def evaluate_volumes(dataset: str | Path, model: str | Path, out: str | Path, sp
     out = Path(out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     predictor = VolumePredictor.from_checkpoint(model)
+    if keep_largest is not None:
+        predictor.keep_largest = keep_largest
     vcfg = predictor.config.volume
     cases = [s for s in discover_volumes(dataset) if s.mask_path is not None]
     if split_file:
@@ -120,6 +122,7 @@ def evaluate_volumes(dataset: str | Path, model: str | Path, out: str | Path, sp
         scored = [r["dice"] for r in case_rows if r["status"] != "absent"]
         log(f"ok   {s.stem}: mean organ Dice {np.nanmean(scored) if scored else float('nan'):.4f} ({pred.seconds:.1f} s)")
     result = {"model": str(model), "model_version": predictor.model_version, "n_cases": len(cases) - len(failed),
+              "keep_largest": predictor.keep_largest,
               "failed": failed, "organs": summarize_organs(rows, n_boot) if rows else {},
               "note": __doc__.split("\n\n")[0].replace("\n", " ")}
     (out / "metrics.json").write_text(json.dumps(result, indent=1, default=float))

@@ -20,11 +20,26 @@ from sonoseg.io.types import Volume
 from sonoseg.preprocess.volume_config import VolumeConfig
 
 
-def make_inferer(vcfg: VolumeConfig, device: Optional[torch.device] = None):
+def effective_roi(roi, shape, multiple: int = 1) -> tuple[int, ...]:
+    """The window, shrunk on axes where the volume is smaller (to the volume's size rounded up to the
+    network's multiple): MONAI would pad such axes to the full ROI with a constant, and a window that is
+    mostly padding shifts the instance-norm statistics the network was trained with (a 14-slice
+    volume in a 96-slice window comes out empty)."""
+    m = max(1, int(multiple))
+    return tuple(min(int(r), -(-int(s) // m) * m) for r, s in zip(roi, shape))
+
+
+def sliding_window(vcfg: VolumeConfig, model, x: torch.Tensor) -> torch.Tensor:
+    """Logits for a N x C x D x H x W batch through the configured sliding window."""
+    roi = effective_roi(vcfg.roi_size, x.shape[2:], getattr(model, "multiple", 1))
+    return make_inferer(vcfg, roi=roi)(x, model)
+
+
+def make_inferer(vcfg: VolumeConfig, device: Optional[torch.device] = None, roi=None):
     """MONAI SlidingWindowInferer from the config (Gaussian blending by default)."""
     from monai.inferers import SlidingWindowInferer
 
-    return SlidingWindowInferer(roi_size=tuple(vcfg.roi_size), sw_batch_size=vcfg.sw_batch_size,
+    return SlidingWindowInferer(roi_size=tuple(roi or vcfg.roi_size), sw_batch_size=vcfg.sw_batch_size,
                                 overlap=vcfg.overlap, mode=vcfg.blend, padding_mode="constant",
                                 cval=float(vcfg.b_min), device=device, progress=False)
 
@@ -49,6 +64,7 @@ class VolumePredictor:
         self.config = config
         self.device = torch.device(device)
         self.model_version = model_version or config.model.version or config.model.name
+        self.keep_largest = bool(config.postprocess.keep_largest)  # per organ: its largest 3D component
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "VolumePredictor":
@@ -77,7 +93,7 @@ class VolumePredictor:
         img = d["image"]
         x = img.as_tensor()[None].to(self.device)
         t1 = time.perf_counter()
-        logits = make_inferer(vc)(x, self.model)[0]
+        logits = sliding_window(vc, self.model, x)[0]
         t2 = time.perf_counter()
         probs = torch.softmax(logits.float(), 0)
         del logits
@@ -93,11 +109,29 @@ class VolumePredictor:
         out = labels.to(torch.uint8).cpu().numpy().T  # [x, y, z] -> [z, y, x]
         if out.shape != volume.array.shape:  # MONAI returned another grid: never silently misplace voxels
             raise RuntimeError(f"inverted prediction has shape {out.shape}, volume {volume.array.shape}")
+        if self.keep_largest:
+            out = largest_component_per_label(out)
         t3 = time.perf_counter()
         return VolumePrediction(np.ascontiguousarray(out), tuple(int(s) for s in img.shape[1:]),
                                 model_grid_spacing(img), t3 - t0,
                                 {"preprocess": t1 - t0, "network": t2 - t1, "invert": t3 - t2})
 
+
+
+def largest_component_per_label(labels: np.ndarray) -> np.ndarray:
+    """Each organ reduced to its largest 26-connected component (an organ is one piece; scattered
+    false positives elsewhere would inflate its volume and bounding box)."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for c in np.unique(labels):
+        if c == 0:
+            continue
+        comp, n = ndimage.label(labels == c, structure=np.ones((3, 3, 3), bool))
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            out[(comp > 0) & (comp != 1 + int(np.argmax(sizes)))] = 0
+    return out
 
 
 def is_3d_model(path) -> bool:

@@ -42,16 +42,45 @@ def series_sources(folder: Path, volume) -> list[Path]:
     return [by_k[k] for k in range(n)]
 
 
+def _source_headers(files: list[Path]) -> tuple[list, list[str]]:
+    """Slice headers for the SEG's references. Anonymised series often blank their UIDs: the SOP class
+    and instance come back from each file's meta header (the file's own identity); a missing study or
+    series UID is generated from the Frame of Reference (deterministic) and said in a warning, since a
+    viewer will then not file the SEG under the source study."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    headers, notes = [], []
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        fm = getattr(ds, "file_meta", None)
+        for kw, meta_kw in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+            if not str(ds.get(kw, "") or "") and fm is not None and fm.get(meta_kw):
+                setattr(ds, kw, str(fm.get(meta_kw)))
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID"):
+            if not str(ds.get(kw, "") or ""):
+                setattr(ds, kw, generate_uid(entropy_srcs=[str(ds.get("FrameOfReferenceUID", "")), kw]))
+                note = f"source series has no {kw}: the SEG refers to a generated one"
+                if note not in notes:
+                    notes.append(note)
+        headers.append(ds)
+    return headers, notes
+
+
 def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path,
-                     model_version: str) -> Path:
+                     model_version: str) -> tuple[Path, list[str]]:
     """Multi-segment DICOM SEG (BINARY, one segment per organ present in ``names``, coded anatomy from
-    the names, empty frames omitted) referencing every slice of the source series."""
+    the names, empty frames omitted) referencing every slice of the source series; returns (path, notes)."""
     from sonoseg.infer.dicom_seg import write_dicom_seg
 
-    files = series_sources(source, volume)
-    return write_dicom_seg(files, labels_zyx, out_path, labels=names, algorithm_version=str(model_version),
+    found = {c: n for c, n in names.items() if (labels_zyx == c).any()}
+    if not found:
+        raise InputError(source, "no organ found: no DICOM SEG written")
+    headers, notes = _source_headers(series_sources(source, volume))
+    path = write_dicom_seg(headers, labels_zyx, out_path, labels=found, algorithm_version=str(model_version),
                            segmentation_type="BINARY", omit_empty_frames=True,
                            series_description="sonoseg organ segmentation")
+    return path, notes
 
 
 def _overlay(volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path, vcfg) -> Path:
@@ -91,7 +120,10 @@ def predict_volume_file(predictor, path: Path, out: Path, stem: str, write_seg: 
     rec["seg"] = None
     if write_seg and getattr(volume.meta, "format", None) == "dicom":
         try:
-            rec["seg"] = str(write_volume_seg(path, volume, pred.labels, names, out / f"{stem}.seg.dcm", predictor.model_version))
+            seg_path, notes = write_volume_seg(path, volume, pred.labels, names, out / f"{stem}.seg.dcm",
+                                               predictor.model_version)
+            rec["seg"] = str(seg_path)
+            rec["warnings"] += notes
         except SonosegError as exc:
             rec["warnings"].append(f"no DICOM SEG: {exc}")
     rec["seconds"] = round(time.perf_counter() - t0, 3)
@@ -100,7 +132,8 @@ def predict_volume_file(predictor, path: Path, out: Path, stem: str, write_seg: 
 
 def predict_volumes(inputs: list[str | Path], out_dir: str | Path, model: str | Path, threads: Optional[int] = None,
                     write_seg: bool = True, log: Callable[[str], None] = print,
-                    progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+                    progress: Optional[Callable[[str, int, int], None]] = None,
+                    keep_largest: Optional[bool] = None) -> dict:
     """Every input through a 3D model; writes and returns results.json's payload."""
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.volume import VolumePredictor
@@ -110,6 +143,8 @@ def predict_volumes(inputs: list[str | Path], out_dir: str | Path, model: str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictor = VolumePredictor.from_checkpoint(model)
+    if keep_largest is not None:
+        predictor.keep_largest = keep_largest
     results, taken = [], set()
     paths = [Path(p) for p in inputs]
     for k, path in enumerate(paths):
@@ -125,6 +160,7 @@ def predict_volumes(inputs: list[str | Path], out_dir: str | Path, model: str | 
         if progress is not None:
             progress(path.name, k + 1, len(paths))
     payload = {"model": str(model), "model_version": predictor.model_version, "kind": "volume3d",
+               "keep_largest": predictor.keep_largest,
                "labels": {str(k): v for k, v in predictor.names.items()}, "threads": n_threads,
                "n_inputs": len(results), "n_ok": sum(r["ok"] for r in results),
                "n_failed": sum(not r["ok"] for r in results), "results": results}

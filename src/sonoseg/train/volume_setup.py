@@ -91,7 +91,6 @@ def sliding_forward(model, cfg: SonosegConfig) -> Optional[Callable]:
     """Validation forward for 3D: the same sliding window as inference (None for 2D configs)."""
     if cfg.volume is None:
         return None
-    from sonoseg.infer.volume import make_inferer
+    from sonoseg.infer.volume import sliding_window
 
-    inferer = make_inferer(cfg.volume)
-    return lambda x: inferer(x, model)
+    return lambda x: sliding_window(cfg.volume, model, x)
