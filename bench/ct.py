@@ -69,7 +69,9 @@ def child(args) -> dict:
 
         vol = read_volume(DATA)
     else:
-        vol = _synthetic()
+        from sonoseg.preprocess.volume import read_volume
+
+        vol = read_volume(args.synthetic)
     t0 = time.perf_counter()
     with torch.inference_mode():
         p = pred.predict(vol)
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "ct.json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--row", help=argparse.SUPPRESS)
+    ap.add_argument("--synthetic", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         args.threads = args.threads[0]
@@ -98,13 +101,22 @@ def main(argv=None) -> int:
     from sonoseg.system import available_cpus, cpu_info
 
     cpu = f"{cpu_info().label()}, {available_cpus()} cores"
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory()
+    synthetic = Path(tmp.name) / "synthetic_512x512x300.nii.gz"
+    if "synthetic" in args.rows:  # written once, read by each row like any input
+        from sonoseg.io import write_nifti
+
+        write_nifti(_synthetic(), synthetic)
     rows = []
     for row in args.rows:
         if row == "real" and not DATA.is_file():
             print(f"skip real: {DATA} not found")
             continue
         for t in args.threads:
-            out = subprocess.run([sys.executable, __file__, "--child", "--row", row, "--threads", str(t), "--model", args.model],
+            out = subprocess.run([sys.executable, __file__, "--child", "--row", row, "--threads", str(t), "--model", args.model,
+                                  "--synthetic", str(synthetic)],
                                  capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": str(t)})
             if out.returncode != 0:
                 print(out.stderr[-2000:])

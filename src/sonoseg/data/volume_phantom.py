@@ -43,11 +43,11 @@ def make_phantom(shape_xyz: Sequence[int] = (64, 56, 24), spacing_xyz: Sequence[
     """(CT Volume in HU, label Volume) on the same grid; organ centres moved by ``shift_mm``."""
     nx, ny, nz = (int(s) for s in shape_xyz)
     sx, sy, sz = (float(s) for s in spacing_xyz)
-    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    z, y, x = np.ogrid[:nz, :ny, :nx]  # open grids: broadcasting keeps a 512x512x300 phantom cheap
     px, py, pz = (x - (nx - 1) / 2) * sx, (y - (ny - 1) / 2) * sy, (z - (nz - 1) / 2) * sz
     rng = np.random.default_rng(seed)
     hu = np.full((nz, ny, nx), -1000.0, np.float32)
-    body = (px / (0.42 * nx * sx)) ** 2 + (py / (0.42 * ny * sy)) ** 2 < 1
+    body = np.broadcast_to((px / (0.42 * nx * sx)) ** 2 + (py / (0.42 * ny * sy)) ** 2 < 1, hu.shape)
     hu[body] = -80.0  # fat / soft tissue mix
     lab = np.zeros((nz, ny, nx), np.uint8)
     for o in organs:
@@ -56,7 +56,8 @@ def make_phantom(shape_xyz: Sequence[int] = (64, 56, 24), spacing_xyz: Sequence[
         inside &= body
         hu[inside] = o.hu
         lab[inside] = o.label
-    hu += rng.normal(0.0, noise_hu, hu.shape).astype(np.float32) * body
+    for k in range(nz):  # slice by slice: no full-size float64 noise array
+        hu[k] += rng.normal(0.0, noise_hu, hu.shape[1:]).astype(np.float32) * body[k]
     aff = phantom_affine(shape_xyz, spacing_xyz)
     spacing = (sz, sy, sx)
     return (Volume(array=np.round(hu).astype(np.int16), spacing=spacing, affine=aff, meta=ImageMeta("phantom", "nifti")),
