@@ -127,8 +127,38 @@ def largest_component_per_label(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def _axis_map(to_model: np.ndarray):
+    """For an axis-aligned mapping (a permutation with scales, no rotation): model axis r is driven by
+    original axis ``perm[r]`` as ``scale[r] * index + offset[r]``; None for oblique grids."""
+    a = to_model[:3, :3]
+    big = np.abs(a) > 1e-9 * max(np.abs(a).max(), 1e-12)
+    if not (big.sum(0) == 1).all() or not (big.sum(1) == 1).all():
+        return None
+    perm = [int(np.argmax(big[r])) for r in range(3)]
+    return perm, [float(a[r, perm[r]]) for r in range(3)], [float(to_model[r, 3]) for r in range(3)]
+
+
+def _lerp_axis(p: torch.Tensor, axis: int, coords: np.ndarray) -> torch.Tensor:
+    """Linear interpolation of ``p`` along ``axis`` at fractional ``coords``; neighbours outside the
+    array count as zero (grid_sample's zeros padding, align_corners=True)."""
+    n = p.shape[axis]
+    c = torch.as_tensor(coords, dtype=torch.float64)
+    i0 = torch.floor(c)
+    w1 = (c - i0).float()
+    i0 = i0.long()
+    out = None
+    for idx, w in ((i0, 1.0 - w1), (i0 + 1, w1)):
+        ok = (idx >= 0) & (idx < n)
+        w = torch.where(ok, w, torch.zeros_like(w))
+        shape = [1] * p.ndim
+        shape[axis] = -1
+        term = p.index_select(axis, idx.clamp(0, n - 1)) * w.view(shape)
+        out = term if out is None else out + term
+    return out
+
+
 def resample_labels(probs: torch.Tensor, model_affine: np.ndarray, shape_xyz, affine: np.ndarray,
-                    chunk_voxels: int = 2_000_000) -> torch.Tensor:
+                    chunk_voxels: int = 2_000_000, separable: Optional[bool] = None) -> torch.Tensor:
     """Argmax labels (uint8, X x Y x Z) on the original grid (``shape_xyz``, ``affine``) of class
     probabilities given on the model grid (C x I x J x K, voxel -> world ``model_affine``).
 
@@ -140,6 +170,9 @@ def resample_labels(probs: torch.Tensor, model_affine: np.ndarray, shape_xyz, af
     for 512x512x300)."""
     import torch.nn.functional as F
 
+    amap = _axis_map(np.linalg.inv(model_affine) @ affine)
+    if amap is not None and separable is not False:
+        return _resample_separable(probs, amap, shape_xyz, chunk_voxels)
     c, ni, nj, nk = probs.shape
     nx, ny, nz = (int(v) for v in shape_xyz)
     to_model = torch.as_tensor(np.linalg.inv(model_affine) @ affine, dtype=torch.float64)
@@ -160,6 +193,29 @@ def resample_labels(probs: torch.Tensor, model_affine: np.ndarray, shape_xyz, af
         lab = sampled.argmax(0).to(torch.uint8)
         lab[sampled.amax(0) <= 0] = 0  # outside the model grid: background
         out[:, :, z0: z0 + gz.shape[-1]] = lab
+    return out
+
+
+def _resample_separable(probs: torch.Tensor, amap, shape_xyz, chunk_voxels: int) -> torch.Tensor:
+    """:func:`resample_labels` for axis-aligned grids (the usual case): trilinear interpolation done as
+    three 1-D interpolations, slab by slab (the same values as grid_sample, ~10x faster)."""
+    perm, scale, offset = amap
+    nx, ny, nz = (int(v) for v in shape_xyz)
+    n_orig = (nx, ny, nz)
+    # model axes reordered so that position a holds the model axis driven by original axis a
+    order = [perm.index(a) for a in range(3)]
+    p = probs.float().permute(0, *[1 + r for r in order])
+    coords = [scale[r] * np.arange(n_orig[perm[r]], dtype=np.float64) + offset[r] for r in order]
+    out = torch.empty((nx, ny, nz), dtype=torch.uint8)
+    step = max(1, chunk_voxels // max(1, nx * ny))
+    for z0 in range(0, nz, step):
+        z1 = min(nz, z0 + step)
+        q = _lerp_axis(p, 3, coords[2][z0:z1])
+        q = _lerp_axis(q, 1, coords[0])
+        q = _lerp_axis(q, 2, coords[1])
+        lab = q.argmax(0).to(torch.uint8)
+        lab[q.amax(0) <= 0] = 0
+        out[:, :, z0:z1] = lab
     return out
 
 
