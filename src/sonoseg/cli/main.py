@@ -66,6 +66,8 @@ COMMAND_MODULES = [
     "benchmark",
     "phantom",
     "serve",
+    "pacs",
+    "listen",
     "users",
     "keys",
 ]

@@ -21,12 +21,22 @@ from sonoseg.pacs.files import save_encoded
 from sonoseg.pacs.query import Query, row
 
 # Ultrasound and what travels with it: single/multi-frame US (current and retired), enhanced US volume,
-# secondary captures, SEG. A requestor may propose at most 128 contexts; these leave room.
+# secondary captures; SEG.
 IMAGE_STORAGE = (
     "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.6",
     "1.2.840.10008.5.1.4.1.1.3", "1.2.840.10008.5.1.4.1.1.6.2", "1.2.840.10008.5.1.4.1.1.7",
-    "1.2.840.10008.5.1.4.1.1.7.1", "1.2.840.10008.5.1.4.1.1.7.2", "1.2.840.10008.5.1.4.1.1.7.3",
-    "1.2.840.10008.5.1.4.1.1.7.4", "1.2.840.10008.5.1.4.1.1.66.4",
+    "1.2.840.10008.5.1.4.1.1.7.2", "1.2.840.10008.5.1.4.1.1.7.4",
+)
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+NATIVE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # explicit / implicit VR little endian
+# What ultrasound is stored in: JPEG baseline / extended / lossless, JPEG-LS, JPEG 2000, RLE, deflate,
+# big endian. C-GET needs one presentation context per (SOP class, transfer syntax): the acceptor picks
+# a single transfer syntax per context, and a server that cannot transcode (Orthanc without a JPEG 2000
+# codec) then fails the sub-operation. 8 x 13 + 2 + 1 = 107 contexts, under the limit of 128.
+STORED_SYNTAXES = NATIVE + (
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
 )
 SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
 
@@ -52,8 +62,8 @@ def _association(srv: PacsServer, ae, what: str, **kw) -> Iterator:
         raise PacsError(f"server {srv.name}: no host/port configured for DIMSE")
     assoc = ae.associate(srv.host, srv.port, ae_title=srv.ae_title, **kw)
     if not assoc.is_established:
-        why = "rejected the association (check AE titles)" if assoc.is_rejected else \
-            "aborted the association" if assoc.is_aborted else f"cannot be reached at {srv.host}:{srv.port}"
+        why = ("rejected" if assoc.is_rejected else "aborted") + " the association (check the AE titles)" \
+            if assoc.is_rejected or assoc.is_aborted else f"cannot be reached at {srv.host}:{srv.port}"
         raise PacsError(f"server {srv.name}: {what}: {why}")
     try:
         yield assoc
@@ -149,14 +159,17 @@ def retrieve(srv: PacsServer, study_uid: str, out_dir: Path, series_uid: Optiona
 
 
 def _get(srv, study_uid, out_dir, series_uid, on_instance) -> list[Path]:
-    from pynetdicom import ALL_TRANSFER_SYNTAXES, build_role, evt
+    from pynetdicom import build_role, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
     ae = _ae(srv)
     ae.add_requested_context(GET)
     for uid in IMAGE_STORAGE:
-        ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
-    roles = [build_role(uid, scp_role=True) for uid in IMAGE_STORAGE]
+        for ts in STORED_SYNTAXES:
+            ae.add_requested_context(uid, ts)
+    for ts in NATIVE:
+        ae.add_requested_context(SEG_STORAGE, ts)
+    roles = [build_role(uid, scp_role=True) for uid in IMAGE_STORAGE + (SEG_STORAGE,)]
     received: list[Path] = []
     handlers = [(evt.EVT_C_STORE, _store_handler(out_dir, received, on_instance))]
     with _association(srv, ae, "C-GET", ext_neg=roles, evt_handlers=handlers) as assoc:
@@ -196,11 +209,10 @@ def _move(srv, study_uid, out_dir, series_uid, on_instance) -> list[Path]:
 
 
 def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
-    """C-STORE of DICOM files in one association (each in its own transfer syntax, with explicit /
-    implicit little endian as fallbacks); returns the SOP Instance UIDs stored. Raises after trying
-    all when any was refused."""
+    """C-STORE of DICOM files in one association; returns the SOP Instance UIDs stored. Each file goes
+    in its own transfer syntax when the peer accepts it, else decompressed to explicit little endian.
+    Raises after trying all when any was refused."""
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     heads = []
     for p in paths:
@@ -210,19 +222,23 @@ def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
             raise InputError(p, f"not a readable DICOM file ({type(exc).__name__})") from None
     if not heads:
         return []
-    syntaxes: dict[str, set] = {}
-    for _, ds in heads:
-        syntaxes.setdefault(str(ds.SOPClassUID), {ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(
-            str(ds.file_meta.TransferSyntaxUID))
-    if len(syntaxes) > 128:
-        raise PacsError(f"server {srv.name}: more than 128 SOP classes in one C-STORE batch")
+    # one context per (SOP class, transfer syntax): the acceptor picks one syntax per context
+    contexts = {(str(ds.SOPClassUID), ts) for _, ds in heads
+                for ts in (str(ds.file_meta.TransferSyntaxUID), *NATIVE)}
+    if len(contexts) > 128:
+        raise PacsError(f"server {srv.name}: too many SOP classes / transfer syntaxes for one C-STORE batch")
     ae = _ae(srv)
-    for uid, ts in syntaxes.items():
-        ae.add_requested_context(uid, sorted(ts))
+    for uid, ts in sorted(contexts):
+        ae.add_requested_context(uid, ts)
     ok, failed = [], 0
     with _association(srv, ae, "C-STORE") as assoc:
         for p, ds in heads:
-            code = _status(assoc.send_c_store(p))
+            try:
+                code = _status(assoc.send_c_store(p))
+            except ValueError:  # the peer did not accept the file's own transfer syntax
+                full = pydicom.dcmread(p)
+                full.decompress()
+                code = _status(assoc.send_c_store(full))
             if code in (SUCCESS, 0xB000, 0xB007, 0xB006):  # success or warning (coerced / elements discarded)
                 ok.append(str(ds.SOPInstanceUID))
             else:

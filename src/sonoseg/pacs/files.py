@@ -72,3 +72,13 @@ def dicom_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise InputError(p, "no such file or folder")
     return out
+
+
+def is_seg(path: str | Path) -> bool:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - not DICOM: not a SEG
+        return False
+    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS
