@@ -31,6 +31,16 @@ from sonoseg.errors import ConfigError
 DEFAULT_AET = "SONOSEG"
 
 
+def need(module: str) -> None:
+    """A one-line error instead of a traceback when the optional PACS packages are missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{module} is not installed: pip install 'sonoseg[pacs]'") from None
+
+
 def default_config_path() -> Path:
     env = os.environ.get("SONOSEG_PACS_CONFIG")
     if env:

@@ -13,7 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from sonoseg.errors import PacsError
-from sonoseg.pacs.config import PacsServer
+from sonoseg.pacs.config import PacsServer, need
 from sonoseg.pacs.files import save_instance
 from sonoseg.pacs.query import LEVELS, Query, row
 
@@ -21,6 +21,7 @@ ANY_SYNTAX = (("application/dicom", "*"),)
 
 
 def client(srv: PacsServer):
+    need("dicomweb_client")
     from dicomweb_client.api import DICOMwebClient
     from dicomweb_client.session_utils import create_session, create_session_from_user_pass
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from pydicom.dataset import Dataset
 
 from sonoseg.errors import InputError, PacsError
-from sonoseg.pacs.config import PacsServer
+from sonoseg.pacs.config import PacsServer, need
 from sonoseg.pacs.files import save_encoded
 from sonoseg.pacs.query import Query, row
 
@@ -42,15 +42,16 @@ SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
 
 
 def quiet_pynetdicom() -> None:
+    need("pynetdicom")
     log = logging.getLogger("pynetdicom")
     if log.level == logging.NOTSET or log.level < logging.WARNING:
         log.setLevel(logging.WARNING)
 
 
 def _ae(srv: PacsServer, ae_title: Optional[str] = None):
+    quiet_pynetdicom()
     from pynetdicom import AE
 
-    quiet_pynetdicom()
     ae = AE(ae_title=ae_title or srv.calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = srv.timeout_s
     return ae

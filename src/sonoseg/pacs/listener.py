@@ -58,6 +58,7 @@ class Stats:
     segmented: int = 0  # image instances segmented
     segs_sent: int = 0
     failures: int = 0
+    busy_s: float = 0.0  # time spent segmenting and sending
 
 
 class Listener:
@@ -79,11 +80,11 @@ class Listener:
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> "Listener":
-        from pynetdicom import AE, VerificationPresentationContexts, evt
-
         from sonoseg.pacs.dimse import quiet_pynetdicom, storage_scp_contexts
 
         quiet_pynetdicom()
+        from pynetdicom import AE, VerificationPresentationContexts, evt
+
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.results.mkdir(parents=True, exist_ok=True)
         self._recover()
@@ -194,10 +195,12 @@ class Listener:
                     return
                 self._busy = True
             tag, files = job
+            t0 = time.perf_counter()
             try:
                 self._process(tag, files)
             finally:
                 with self._cond:
+                    self.stats.busy_s += time.perf_counter() - t0
                     self._pending -= len(files)
                     self._busy = False
                     self._cond.notify_all()
