@@ -321,3 +321,47 @@ def test_cli_echo_find_pull_push(srv, orthanc, tmp_path):
     assert r.exit_code == 2 and "unknown PACS server 'nowhere'" in r.output
     r = run(app, ["pacs", "find", "orthanc", "--servers", str(cfg)], env={**env, "SONOSEG_TEST_PACS_PW": "no"})
     assert r.exit_code == 2 and "authentication failed" in r.output
+
+
+def test_cli_listen_segments_what_the_pacs_sends_and_stops_on_sigint(srv, orthanc, tiny_model, tmp_path):
+    """`sonoseg listen` as a user runs it (its own process, the server list, an untrained tiny model):
+    Orthanc sends a study, the SEG comes back into Orthanc, Ctrl-C stops it with a summary."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from _orthanc import CLIENT_AET
+
+    from conftest import REPO
+
+    src = header(SINGLE)
+    before = exchange.find(srv, Query(study_uid=src.StudyInstanceUID, modality="SEG"), "series", "dimse")
+    cfg = servers_yaml(tmp_path, orthanc)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "SONOSEG_TEST_PACS_PW": srv.password(), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "sonoseg", "listen", "--ae-title", CLIENT_AET, "--port", str(orthanc.listener_port),
+           "--allow", "ORTHANC", "--send-to", "orthanc", "--via", "dicomweb", "--servers", str(cfg), "--model",
+           str(tiny_model), "--backend", "torch", "--threads", "1", "--quiet-period", "0.3", "--work",
+           str(tmp_path / "work")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "sonoseg listen:" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+        assert "sonoseg listen:" in line, line
+        _orthanc_sends(orthanc, SINGLE)
+        after = before
+        while len(after) == len(before) and time.monotonic() < deadline:
+            time.sleep(0.3)
+            after = exchange.find(srv, Query(study_uid=src.StudyInstanceUID, modality="SEG"), "series", "dimse")
+        assert len(after) == len(before) + 1  # the new SEG series, stored by STOW-RS
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "1 instance(s) received, 1 segmented, 1 SEG(s) sent, 0 refused, 0 failure(s)" in out
+    assert study_tag(src.StudyInstanceUID) in out and src.StudyInstanceUID not in out

@@ -83,6 +83,7 @@ class Predictor:
         self.backend = backend
         self.config = config
         self.model_version = config.model.version or "unversioned"
+        self.path: Optional[Path] = None  # the model file, when loaded by from_path (its domain statistics)
         pc = config.postprocess
         self.threshold = pc.threshold if threshold is None else threshold
         self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
@@ -113,6 +114,7 @@ class Predictor:
             kw["postprocess"] = merge_postprocess(be.config, keep_largest, min_size, fill_holes)
         pred = cls(be, be.config, **kw)
         pred.model_version = model_version(be.config, path)
+        pred.path = path
         return pred
 
     @property
