@@ -228,9 +228,11 @@ def _listener(orthanc, tmp_path, predictor=None, sinks=(), **kw):
 
 
 def _orthanc_sends(orthanc, name: str) -> None:
-    """Orthanc itself C-STOREs the study to the listener (as a PACS routing rule or a user would)."""
-    study = orthanc.post("/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": header(name).StudyInstanceUID}})
-    orthanc.post("/modalities/sonoseg/store", {"Resources": study, "Synchronous": True})
+    """Orthanc itself C-STOREs the file's series to the listener (as a routing rule or a user would);
+    the series, not the study: other tests add SEG series to these studies."""
+    series = orthanc.post("/tools/find", {"Level": "Series",
+                                          "Query": {"SeriesInstanceUID": header(name).SeriesInstanceUID}})
+    orthanc.post("/modalities/sonoseg/store", {"Resources": series, "Synchronous": True})
 
 
 def test_listener_segments_a_study_sent_by_the_pacs_and_stores_the_seg_back(srv, orthanc, predictor, tmp_path,
@@ -310,8 +312,8 @@ def test_cli_echo_find_pull_push(srv, orthanc, tmp_path):
     assert r.exit_code == 0, r.output
     assert cine.StudyInstanceUID in r.output and str(cine.get("PatientName", "")) not in r.output
     out = tmp_path / "studies"
-    r = run(app, ["pacs", "pull", "orthanc", "--servers", str(cfg), "--study", cine.StudyInstanceUID, "-o", str(out),
-                  "--via", "dimse"], env=env)
+    r = run(app, ["pacs", "pull", "orthanc", "--servers", str(cfg), "--study", cine.StudyInstanceUID, "--series",
+                  cine.SeriesInstanceUID, "-o", str(out), "--via", "dimse"], env=env)
     assert r.exit_code == 0 and "1 study(ies), 1 instance(s) pulled" in r.output, r.output
     (pulled,) = out.rglob("*.dcm")
     seg = write_dicom_seg(pulled, np.ones((2, cine.Rows, cine.Columns), np.uint8), tmp_path / "segs" / "x.seg.dcm")
@@ -323,6 +325,7 @@ def test_cli_echo_find_pull_push(srv, orthanc, tmp_path):
     assert r.exit_code == 2 and "authentication failed" in r.output
 
 
+@pytest.mark.slow
 def test_cli_listen_segments_what_the_pacs_sends_and_stops_on_sigint(srv, orthanc, tiny_model, tmp_path):
     """`sonoseg listen` as a user runs it (its own process, the server list, an untrained tiny model):
     Orthanc sends a study, the SEG comes back into Orthanc, Ctrl-C stops it with a summary."""
