@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
-        if config is None:
+        if config is None and resume is None:  # a resumed run keeps the config stored in it
             from sonoseg.models import default_recipe
 
             base = default_recipe()
