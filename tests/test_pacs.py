@@ -368,3 +368,31 @@ def test_cli_listen_segments_what_the_pacs_sends_and_stops_on_sigint(srv, orthan
     assert proc.returncode == 0, out
     assert "1 instance(s) received, 1 segmented, 1 SEG(s) sent, 0 refused, 0 failure(s)" in out
     assert study_tag(src.StudyInstanceUID) in out and src.StudyInstanceUID not in out
+
+
+def test_c_store_decompresses_for_a_peer_that_takes_only_uncompressed(tmp_path):
+    """A JPEG 2000 file sent to an SCP that accepts only explicit / implicit little endian goes
+    decompressed, with the same pixels (no PACS needed: a pynetdicom SCP stands in)."""
+    from _pg import free_port
+    from pynetdicom import AE, evt
+
+    got = []
+
+    def handle(event):
+        got.append(event.dataset)
+        got[-1].file_meta = event.file_meta
+        return 0x0000
+
+    scp = AE(ae_title="PLAIN")
+    scp.add_supported_context("1.2.840.10008.5.1.4.1.1.6.1", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, handle)])
+    try:
+        plain = PacsServer("plain", host="127.0.0.1", port=port, ae_title="PLAIN", timeout_s=10)
+        src = pydicom.dcmread(dicom_testfile(SINGLE))
+        assert dimse.store(plain, [dicom_testfile(SINGLE)]) == [src.SOPInstanceUID]
+    finally:
+        server.shutdown()
+    (ds,) = got
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" != src.file_meta.TransferSyntaxUID
+    np.testing.assert_array_equal(ds.pixel_array, src.pixel_array)

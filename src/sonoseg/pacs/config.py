@@ -114,6 +114,8 @@ def _server(name: str, raw: dict, calling: str) -> PacsServer:
             setattr(s, k, raw[k])
     s.port, s.move_port = _port(s.port, "port", name), _port(s.move_port, "move_port", name)
     s.ae_title, s.calling_ae_title = _aet(s.ae_title, name), _aet(s.calling_ae_title, name)
+    if s.move_destination is not None:
+        s.move_destination = _aet(s.move_destination, name)
     if s.password_file is not None:
         s.password_file = Path(str(s.password_file)).expanduser()
     s.retrieve = str(s.retrieve).lower()
