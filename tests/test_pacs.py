@@ -126,10 +126,10 @@ def test_echo_and_find_agree_over_both_protocols(srv):
     cine = header(CINE)
     rows = exchange.find(srv, Query(study_date=cine.StudyDate), "study", "dimse")
     assert [r["StudyInstanceUID"] for r in rows] == [cine.StudyInstanceUID]
-    series = dimse.find(srv, Query(study_uid=cine.StudyInstanceUID), "series")
+    series = dimse.find(srv, Query(study_uid=cine.StudyInstanceUID, modality="US"), "series")
     assert [(r["SeriesInstanceUID"], r["Modality"], r["NumberOfSeriesRelatedInstances"]) for r in series] == \
         [(cine.SeriesInstanceUID, "US", "1")]
-    assert dicomweb.search(srv, Query(study_uid=cine.StudyInstanceUID), "series") == series
+    assert dicomweb.search(srv, Query(study_uid=cine.StudyInstanceUID, modality="US"), "series") == series
 
 
 def test_wrong_credentials_and_ae_title_are_one_line_errors(srv, monkeypatch):
@@ -151,7 +151,7 @@ def test_pull_gets_the_stored_bytes(srv, orthanc, tmp_path, via, retrieve):
     if retrieve == "move":
         srv.retrieve, srv.move_destination, srv.move_port = "move", CLIENT_AET, orthanc.listener_port
     src = pydicom.dcmread(dicom_testfile(SINGLE))
-    got = exchange.pull(srv, Query(accession=None, study_uid=src.StudyInstanceUID), tmp_path, via)
+    got = exchange.pull(srv, Query(study_uid=src.StudyInstanceUID, series_uid=src.SeriesInstanceUID), tmp_path, via)
     (files,) = got.values()
     assert [f.parent.name for f in files] == [study_tag(src.StudyInstanceUID)]
     ds = pydicom.dcmread(files[0])
@@ -178,8 +178,10 @@ def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
 
     pulled = []
     for name, via in ((SINGLE, "dicomweb"), (CINE, "dimse")):
-        pulled += exchange.pull(srv, Query(study_uid=header(name).StudyInstanceUID), tmp_path / "in", via)[
-            header(name).StudyInstanceUID]
+        h = header(name)
+        pulled += exchange.pull(srv, Query(study_uid=h.StudyInstanceUID, series_uid=h.SeriesInstanceUID),
+                                tmp_path / "in", via)[h.StudyInstanceUID]
+    assert len(pulled) == 2
     payload = predict_inputs(pulled, tmp_path / "pred", predictor=predictor, domain=False, log=lambda m: None)
     results = {pydicom.dcmread(r["input"], stop_before_pixels=True).SOPInstanceUID: r for r in payload["results"]}
     assert all(r["status"] == "ok" and r["seg"] for r in results.values())
@@ -189,11 +191,12 @@ def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
         r = results[src.SOPInstanceUID]
         mask = _mask_file(r)
         assert mask.any(), "the shipped model finds a structure in these images"
-        seg_uid = pydicom.dcmread(r["seg"], stop_before_pixels=True).SOPInstanceUID
+        written = pydicom.dcmread(r["seg"], stop_before_pixels=True)
+        seg_uid = written.SOPInstanceUID
         assert exchange.push(srv, [Path(r["seg"])], via) == [seg_uid]
 
         # query back over both protocols, retrieve over DICOMweb, read with highdicom
-        q = Query(study_uid=src.StudyInstanceUID, modality="SEG")
+        q = Query(study_uid=src.StudyInstanceUID, series_uid=written.SeriesInstanceUID, modality="SEG")
         (row,) = exchange.find(srv, q, "series", "dimse")
         assert exchange.find(srv, q, "series", "dicomweb") == [row]
         back = dicomweb.retrieve(srv, src.StudyInstanceUID, tmp_path / "back", row["SeriesInstanceUID"])
@@ -248,12 +251,14 @@ def test_listener_segments_a_study_sent_by_the_pacs_and_stores_the_seg_back(srv,
         assert lst.wait_idle(60)
     src = header(OTHER)
     assert (lst.stats.received, lst.stats.segmented, lst.stats.segs_sent, lst.stats.failures) == (1, 1, 1, 0)
-    (row,) = exchange.find(srv, Query(study_uid=src.StudyInstanceUID, modality="SEG"), "series", "dicomweb")
+    (local,) = (tmp_path / "work" / "results" / study_tag(src.StudyInstanceUID)).rglob("*.seg.dcm")
+    written = pydicom.dcmread(local, stop_before_pixels=True)
+    q = Query(study_uid=src.StudyInstanceUID, series_uid=written.SeriesInstanceUID, modality="SEG")
+    (row,) = exchange.find(srv, q, "series", "dicomweb")
     (seg_file,) = dicomweb.retrieve(srv, src.StudyInstanceUID, tmp_path / "back", row["SeriesInstanceUID"])
     seg = hd.seg.segread(str(seg_file))
+    assert seg.SOPInstanceUID == written.SOPInstanceUID
     assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
-    (local,) = (tmp_path / "work" / "results" / study_tag(src.StudyInstanceUID)).rglob("*.seg.dcm")
-    assert pydicom.dcmread(local).SOPInstanceUID == seg.SOPInstanceUID
     assert not any((tmp_path / "work" / "incoming").rglob("*.dcm"))  # removed once sent
     with store.store.session() as s:  # the image is queued for `sonoseg serve`'s worker
         jobs = s.query(Job).all()

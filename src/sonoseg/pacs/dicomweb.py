@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 
 from sonoseg.errors import PacsError
 from sonoseg.pacs.config import PacsServer, need
-from sonoseg.pacs.files import save_instance
+from sonoseg.pacs.files import read_header, save_instance
 from sonoseg.pacs.query import LEVELS, Query, row
 
 ANY_SYNTAX = (("application/dicom", "*"),)
@@ -88,18 +88,15 @@ def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
     """STOW-RS of DICOM files; returns the SOP Instance UIDs the server accepted. Raises when any was
     refused (the reply's FailedSOPSequence), after sending them all."""
     c = client(srv)
-    datasets = [pydicom.dcmread(p) for p in paths]
-    if not datasets:
-        return []
-    by_study: dict[str, list] = {}
-    for ds in datasets:
-        by_study.setdefault(str(ds.StudyInstanceUID), []).append(ds)
+    by_study: dict[str, list[Path]] = {}
+    for p in paths:
+        by_study.setdefault(str(read_header(p, ["StudyInstanceUID"]).StudyInstanceUID), []).append(Path(p))
     ok, failed = [], 0
-    for study, group in by_study.items():
+    for study, group in by_study.items():  # one request per study; one study's files in memory at a time
         with _errors(srv, "store"):
-            reply = c.store_instances(group, study_instance_uid=study)
+            reply = c.store_instances([pydicom.dcmread(p) for p in group], study_instance_uid=study)
         ok += [str(i.ReferencedSOPInstanceUID) for i in reply.get("ReferencedSOPSequence", []) or []]
         failed += len(reply.get("FailedSOPSequence", []) or [])
     if failed:
-        raise PacsError(f"server {srv.name}: DICOMweb store refused {failed} of {len(datasets)} instance(s)")
+        raise PacsError(f"server {srv.name}: DICOMweb store refused {failed} of {len(paths)} instance(s)")
     return ok

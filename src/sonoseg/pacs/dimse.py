@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from sonoseg.errors import InputError, PacsError
 from sonoseg.pacs.config import PacsServer, need
-from sonoseg.pacs.files import save_encoded
+from sonoseg.pacs.files import read_header, save_encoded
 from sonoseg.pacs.query import Query, row
 
 # Ultrasound and what travels with it: single/multi-frame US (current and retired), enhanced US volume,
@@ -102,10 +102,8 @@ def find(srv: PacsServer, query: Query, level: str = "study", limit: Optional[in
     with _association(srv, ae, "C-FIND") as assoc:
         for st, found in assoc.send_c_find(ident, FIND):
             code = _status(st)
-            if code in PENDING and found is not None:
+            if code in PENDING and found is not None:  # read to the end: leaving early would need a C-CANCEL
                 rows.append(row(found, level))
-                if limit and len(rows) >= limit:
-                    break
             elif code != SUCCESS:
                 raise PacsError(f"server {srv.name}: C-FIND failed (status 0x{max(code, 0):04X})")
     return rows[:limit] if limit else rows
@@ -215,12 +213,7 @@ def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
     Raises after trying all when any was refused."""
     import pydicom
 
-    heads = []
-    for p in paths:
-        try:
-            heads.append((Path(p), pydicom.dcmread(p, stop_before_pixels=True)))
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for non-DICOM input
-            raise InputError(p, f"not a readable DICOM file ({type(exc).__name__})") from None
+    heads = [(Path(p), read_header(p)) for p in paths]
     if not heads:
         return []
     # one context per (SOP class, transfer syntax): the acceptor picks one syntax per context

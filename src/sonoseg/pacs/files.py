@@ -74,6 +74,16 @@ def dicom_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def read_header(path: str | Path, tags: list[str] | None = None) -> Dataset:
+    """The header of a file to send (no pixel data); a one-line InputError when it is not DICOM."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for non-DICOM input
+        raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
+
+
 def is_seg(path: str | Path) -> bool:
     import pydicom
 
