@@ -16,10 +16,13 @@ import pydicom
 import pytest
 from conftest import dicom_testfile
 
-from sonoseg.errors import ConfigError, PacsError
-from sonoseg.pacs import dicomweb, dimse, exchange
-from sonoseg.pacs.config import PacsServer, load_servers
-from sonoseg.pacs.query import Query, study_tag
+pytest.importorskip("pynetdicom", reason="pip install -e '.[pacs]'")
+pytest.importorskip("dicomweb_client", reason="pip install -e '.[pacs]'")
+
+from sonoseg.errors import ConfigError, PacsError  # noqa: E402
+from sonoseg.pacs import dicomweb, dimse, exchange  # noqa: E402
+from sonoseg.pacs.config import PacsServer, load_servers  # noqa: E402
+from sonoseg.pacs.query import Query, study_tag  # noqa: E402
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SINGLE = "US1_J2KR.dcm"  # JPEG 2000 lossless, one frame, no US regions
