@@ -76,3 +76,40 @@ def fold_pads_into_convs(model) -> int:
         for init in [i for i in graph.initializer if i.name not in used]:
             graph.initializer.remove(init)
     return len(folded)
+
+
+def fold_pads_in_file(path, optimize: bool = True) -> int:
+    """Fold foldable pads of the ONNX file at ``path`` in place; returns how many.
+
+    Exported graphs compute a pad's sizes through a small chain of shape ops, so with ``optimize``
+    the file first goes through onnxruntime's *basic* level (constant folding and redundant-node
+    removal only: standard ONNX ops, safe to save) to turn those sizes into constants. The file is
+    rewritten only when something was folded; callers verify the result against PyTorch."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    if not any(n.op_type == "Pad" for n in model.graph.node):
+        return 0
+    if optimize:
+        import onnxruntime as ort
+
+        fd, opt = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            so.optimized_model_filepath = opt
+            so.log_severity_level = 3
+            ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            model = onnx.load(opt)
+        finally:
+            os.unlink(opt)
+    n = fold_pads_into_convs(model)
+    if n:
+        onnx.save(model, str(path))
+    return n

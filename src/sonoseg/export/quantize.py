@@ -199,16 +199,10 @@ def pre_process(src: Path, dst: Path) -> list[str]:
 
 def _fold_pads(path: Path) -> int:
     """Exact rewrite (sonoseg.export.onnx_graph): TF-style pads become Conv pads, so they do not
-    run in float between quantise/dequantise pairs."""
-    import onnx
+    run in float between quantise/dequantise pairs. ``path`` is already optimised by pre_process."""
+    from sonoseg.export.onnx_graph import fold_pads_in_file
 
-    from sonoseg.export.onnx_graph import fold_pads_into_convs
-
-    model = onnx.load(str(path))
-    n = fold_pads_into_convs(model)
-    if n:
-        onnx.save(model, str(path))
-    return n
+    return fold_pads_in_file(path, optimize=False)
 
 
 def _carry_metadata(src: Path, dst: Path, quant: dict) -> None:
