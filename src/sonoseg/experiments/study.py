@@ -112,7 +112,11 @@ class StudyResult:
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    """Write to a temporary file in the same folder, then rename: a record is whole or absent."""
+    """Write to a temporary file in the same folder, then rename: a record is whole or absent.
+    NaN/inf become null (strict JSON), as in evaluate's metrics.json."""
+    from sonoseg.evaluate.aggregate import _jsonable
+
+    data = _jsonable(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
