@@ -124,14 +124,32 @@ def test_size_study_cli_table_broken_cell_and_resume(tiny, tmp_path):
     # --strict: any failed cell makes the exit non-zero
     assert CliRunner().invoke(app, args + ["--strict"]).exit_code != 0
 
-    # an interrupted cell (no record, last.pt present) continues its run instead of starting over
-    (out / "cells" / "n2_seed0" / "cell.json").unlink()
-    res = CliRunner().invoke(app, ["experiment", "size", *_common(tiny, out, "epochs=2,size=64"), "--sizes", "2",
-                                   "--seeds", "0"])
-    assert res.exit_code == 0, res.output
-    assert "resuming the interrupted training" in res.output
-    rows = (out / "cells" / "n2_seed0" / "train" / "metrics.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 2 and not (out / "cells" / "n2_seed0" / "train-1").exists()
+    # the same folder with another budget is refused (its finished cells would be mixed in)
+    res = CliRunner().invoke(app, ["experiment", "size", *_common(tiny, out, "epochs=2,size=64"), "--sizes", "2"])
+    assert res.exit_code != 0 and "another budget" in res.output
+
+
+def test_interrupted_cell_continues_from_its_last_epoch(tiny, tmp_path):
+    from sonoseg.experiments import size_study
+
+    ds, split, cfg = tiny
+    kw = dict(sizes=[3], seeds=[0], split_file=split, config=cfg, budget="epochs=2,size=64", threads=1, n_boot=50,
+              reports=False)
+
+    def interrupt(msg):  # Ctrl-C right after epoch 1 was saved
+        if "epoch   1/2" in msg:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        size_study(ds, tmp_path / "s", log=interrupt, **kw)
+    cell = tmp_path / "s" / "cells" / "n3_seed0"
+    assert (cell / "train" / "last.pt").is_file() and not (cell / "cell.json").exists()
+    lines: list[str] = []
+    res = size_study(ds, tmp_path / "s", log=lines.append, **kw)
+    assert res.records[0]["status"] == "ok" and any("resuming the interrupted training" in m for m in lines)
+    assert not any("epoch   1/2" in m for m in lines)  # epoch 1 was not trained again
+    rows = (cell / "train" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2 and not (cell.parent / "train-1").exists()
 
 
 def test_noise_study_materialises_noisy_copies_in_their_source_split(tiny, tmp_path):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from sonoseg.errors import ConfigError, SonosegError
+from sonoseg.evaluate.aggregate import _jsonable
 from sonoseg.experiments.budget import Budget
 
 RECORD = "cell.json"
@@ -83,14 +84,31 @@ class Study:
         cfg.data.train_split, cfg.data.val_split = "train", "val"
         return cfg
 
+    # what every cell's result depends on: a rerun with other values would mix incomparable cells
+    IDENTITY = ("kind", "dataset", "budget", "recipe", "kind_defaults", "overrides", "n_boot")
+
     def write_manifest(self) -> None:
-        """study.json: enough to see (and rerun) what the study is."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.root / "study.json", {
-            "kind": self.kind, "dataset": str(self.dataset), "budget": self.budget.as_dict(),
+        """study.json: enough to see (and rerun) what the study is. Refuses a folder that holds a study
+        made with another recipe, budget or overrides (finished cells would be skipped and mixed in)."""
+        data = _jsonable({
+            "kind": self.kind, "dataset": str(Path(self.dataset).resolve()), "budget": self.budget.as_dict(),
             "recipe": self.base, "kind_defaults": self.defaults, "overrides": self.overrides,
             "threads": self.threads, "device": self.device, "n_boot": self.n_boot, "reports": self.reports,
             "params": self.params})
+        path = self.root / "study.json"
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = None
+            if isinstance(old, dict):
+                differ = [k for k in self.IDENTITY if json.dumps(old.get(k), sort_keys=True, default=str)
+                          != json.dumps(data.get(k), sort_keys=True, default=str)]
+                if differ:
+                    raise ConfigError(f"{path}: this folder holds a {old.get('kind')} study with another "
+                                      f"{', '.join(differ)}; rerun with the same settings to resume, or use another --out")
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, data)
 
 
 @dataclass
@@ -114,8 +132,6 @@ class StudyResult:
 def atomic_write_json(path: Path, data: dict) -> None:
     """Write to a temporary file in the same folder, then rename: a record is whole or absent.
     NaN/inf become null (strict JSON), as in evaluate's metrics.json."""
-    from sonoseg.evaluate.aggregate import _jsonable
-
     data = _jsonable(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
