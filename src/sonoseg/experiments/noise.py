@@ -40,7 +40,7 @@ from sonoseg.experiments.tables import (failed_section, fmt_ci, markdown_table, 
 
 KINDS = ("gaussian", "speckle")
 SETTINGS = ("baseline", "mixed", "noisy-val")
-SETTING_TITLES = {"baseline": "baseline: clean train, clean val", "mixed": "clean + noisy train and val",
+SETTING_TITLES = {"baseline": "clean train, clean val", "mixed": "clean + noisy train and val",
                   "noisy-val": "clean train, clean + noisy val"}
 DEFAULT_FRACTIONS = (0.025, 0.075, 0.2)  # of full scale; 0.075 ~ seed 003's 5000 of 65535
 LEVEL_UNIT = "std in image intensity units (speckle: at full scale)"
@@ -252,7 +252,7 @@ def noise_table(records: list[dict], noises: Sequence[Noise]):
 def _markdown(df, study: Study, records) -> str:
     head = (f"# Noise study\n\nDataset `{study.dataset}`, budget: {study.budget.describe()}. Levels: {LEVEL_UNIT}. "
             "Dice is the mean over test images with a lesion, with its 95% bootstrap CI (`sonoseg evaluate`).\n\n")
-    body = [[SETTING_TITLES.get(r.setting, r.setting), r.noise, f"{r.level:g}",
+    body = [[f"{r.setting} ({SETTING_TITLES.get(r.setting, r.setting)})", r.noise, f"{r.level:g}",
              fmt_ci(r.val_dice, r.val_dice_lo, r.val_dice_hi), fmt_ci(r.test_clean_dice, r.test_clean_dice_lo, r.test_clean_dice_hi),
              fmt_ci(r.test_noisy_dice, r.test_noisy_dice_lo, r.test_noisy_dice_hi)]
             for r in df.itertuples() if r.status == "ok"]
@@ -275,9 +275,9 @@ def noise_figure(df, path: Path) -> Optional[Path]:
             if s.empty:
                 continue
             color = f"C{k}"
-            ax.errorbar(s.level, s.test_noisy_dice, yerr=[s.test_noisy_dice - s.test_noisy_dice_lo,
-                        s.test_noisy_dice_hi - s.test_noisy_dice], color=color, marker="o", capsize=3,
-                        label=f"{SETTING_TITLES[setting]}: test (noisy)")
+            err = np.clip([s.test_noisy_dice - s.test_noisy_dice_lo, s.test_noisy_dice_hi - s.test_noisy_dice], 0, None)
+            ax.errorbar(s.level, s.test_noisy_dice, yerr=np.nan_to_num(err), color=color, marker="o", capsize=3,
+                        label=f"{setting}: test (noisy)")
             ax.plot(s.level, s.val_dice, color=color, ls="--", marker="x", label=f"{setting}: val")
         base = sub[sub.setting == "baseline"]
         if not base.empty and base.test_clean_dice.notna().any():
@@ -287,6 +287,7 @@ def noise_figure(df, path: Path) -> Optional[Path]:
         ax.set_ylabel("Dice")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
+    fig.suptitle("; ".join(f"{k} = {v}" for k, v in SETTING_TITLES.items()), fontsize=7)
     return save_figure(fig, path)
 
 
