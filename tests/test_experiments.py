@@ -263,3 +263,14 @@ def test_grid_times_the_int8_network(tiny, tmp_path):
     assert extras[0]["fps_status"] == "ok" and extras[0]["fps_int8"] > 0
     assert extras[1]["fps_int8"] == extras[0]["fps_int8"]  # timed once per network
     assert (tmp_path / "g" / "pareto.png").is_file()
+
+
+def test_sizes_counts_or_fractions():
+    from sonoseg.errors import ConfigError
+    from sonoseg.experiments.size import resolve_sizes
+
+    assert resolve_sizes([5, 10, 105], 400) == [("5", 5), ("10", 10), ("105", 105)]
+    assert resolve_sizes([0.1, 0.12, 0.5, 1.0], 20) == [("0.1", 2), ("0.5", 10), ("1", 20)]  # 0.12 -> 2 again
+    for bad in ([0, 5], [2.5, 10]):
+        with pytest.raises(ConfigError):
+            resolve_sizes(bad, 100)

@@ -42,10 +42,13 @@ def resolve_sizes(sizes: Sequence[float], n_train: int) -> list[tuple[str, int]]
     if not sizes or min(sizes) <= 0:
         raise ConfigError("sizes must be > 0")
     if max(sizes) <= 1:
-        return [(f"{f:g}", max(1, int(round(f * n_train)))) for f in sizes]
-    if any(float(s) != int(s) for s in sizes):
+        out = [(f"{f:g}", max(1, int(round(f * n_train)))) for f in sizes]
+    elif any(float(s) != int(s) for s in sizes):
         raise ConfigError(f"sizes {sizes}: give image counts (integers) or fractions (all <= 1), not a mix")
-    return [(str(int(s)), int(s)) for s in sizes]
+    else:
+        out = [(str(int(s)), int(s)) for s in sizes]
+    seen: set = set()
+    return [(label, n) for label, n in out if not (n in seen or seen.add(n))]  # two fractions, one count: once
 
 
 def size_cells(root: Path, assignment: dict[str, str], sizes: Sequence[tuple[str, int]], seeds: Sequence[int]) -> list[Cell]:
