@@ -274,3 +274,10 @@ def test_sizes_counts_or_fractions():
     for bad in ([0, 5], [2.5, 10]):
         with pytest.raises(ConfigError):
             resolve_sizes(bad, 100)
+
+
+def test_noise_cli_refuses_bad_settings_and_levels_in_one_line(tiny, tmp_path):
+    for extra, words in ((["--settings", "baseline,nope"], "unknown setting(s) nope"),
+                         (["--noise", "pink=3"], "unknown noise 'pink'"), (["--noise", "gaussian=-1"], "level > 0")):
+        res = CliRunner().invoke(app, ["experiment", "noise", *_common(tiny, tmp_path / "n"), *extra])
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
