@@ -61,6 +61,7 @@ COMMAND_MODULES = [
     "validate",
     "train",
     "evaluate",
+    "experiment",
     "ensemble",
     "export",
     "benchmark",

@@ -50,7 +50,8 @@ class Prediction:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """The logistic function written through tanh: no overflow warning for large negative logits."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -136,10 +136,13 @@ def train(
     show_progress: bool = True,
     epochs: Optional[int] = None,
     init: Optional[str | Path] = None,
+    time_limit_s: Optional[float] = None,
 ) -> TrainResult:
     """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
     run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV;
-    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule)."""
+    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule);
+    ``time_limit_s``: stop after the epoch past which one more epoch of the same length would overrun
+    this wall-clock budget (experiment cells; ``stopped_early`` is then set)."""
     from sonoseg.models import create_model_from_config
     from sonoseg.train.losses import build_loss
 
@@ -284,6 +287,13 @@ def train(
                 + f"{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
                 f"{row['epoch_seconds']:.1f}s")
             history.plot_curves(csv_path, png_path)
+        if time_limit_s is not None and epoch < cfg.train.epochs:
+            over = float((time.time() - t_start) + (time.time() - t0) > time_limit_s)
+            if broadcast_float(over, ctx, device):  # rank 0 decides for all
+                stopped_early = True
+                if main:
+                    log(f"time budget reached: stopped after epoch {epoch} ({time_limit_s / 60:.1f} min)")
+                break
         pat = cfg.train.early_stopping_patience
         if pat is not None and bad_epochs >= pat:
             stopped_early = True
