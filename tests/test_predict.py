@@ -124,3 +124,16 @@ def test_predict_png_and_nifti(tiny_ckpt, tmp_path):
     assert r_png["ok"] and cv2.imread(r_png["mask"], 0).shape == (70, 90)
     assert r_nii["ok"] and nib.load(r_nii["mask"]).shape == (50, 40, 3)
     np.testing.assert_allclose(nib.load(r_nii["mask"]).affine, np.diag([0.3, 0.4, 2, 1]))
+
+
+def test_reused_predictor_is_domain_checked_against_its_own_model(tiny_model, tmp_path, dicom_file):
+    """predict_inputs(predictor=P) without model=: the domain check uses P's model file, not the shipped
+    default's statistics with P's network (a custom model in `sonoseg serve` / `sonoseg listen` failed
+    every input with a shape mismatch)."""
+    from sonoseg.infer.predictor import Predictor
+    from sonoseg.infer.run import predict_inputs
+
+    p = Predictor.from_path(tiny_model, backend="torch", threads=1)
+    assert p.path == tiny_model
+    r = predict_inputs([dicom_file("US1_J2KR.dcm")], tmp_path, predictor=p, log=lambda m: None)["results"][0]
+    assert r["status"] == "ok" and r["seg"], r["error"]

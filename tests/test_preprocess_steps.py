@@ -269,3 +269,48 @@ def test_cli_preprocess_all_frames_and_total_failure(tmp_path):
     res = _cli([str(bad), str(tmp_path / "missing.dcm"), "--out", str(tmp_path / "o2")])
     assert res.exit_code != 0
     assert "0 of 2" in res.output
+
+
+# -- normalising after the resize (fast order) equals the documented order --------------------------
+def _reference_preprocess(img, cfg):
+    """The documented order written out step by step: normalise the whole ROI, then resize."""
+    from sonoseg.preprocess.geometry import GridTransform
+    from sonoseg.preprocess.roi import find_roi
+    from sonoseg.preprocess.steps import apply_clahe, median_filter, normalize, to_uint8
+
+    box = find_roi(img, None, cfg.roi)
+    y0, x0, y1, x1 = box
+    work = median_filter(to_uint8(img[y0:y1, x0:x1]), cfg.median_kernel)
+    if cfg.clahe:
+        work = apply_clahe(work, cfg.clahe_clip_limit, cfg.clahe_tile_grid)
+    norm = normalize(work, cfg.normalize, cfg.percentile_window)
+    t = GridTransform.build(img.shape[:2], cfg.size, box, cfg.resize_mode)
+    return t.roi_to_grid(norm, "auto", fill=cfg.pad_value)
+
+
+@pytest.mark.parametrize("method", ["minmax", "zscore", "percentile"])
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+@pytest.mark.parametrize("shape", [(471, 562), (120, 100), (300, 300, 3)])
+def test_preprocess_normalising_after_resize_matches_reference(method, mode, shape):
+    from sonoseg.preprocess import PreprocessConfig, preprocess_image
+
+    rng = np.random.default_rng(sum(shape))
+    img = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 3)
+    img[: shape[0] // 5] = 0  # a dark band, so min/max come from image content
+    cfg = PreprocessConfig(normalize=method, resize_mode=mode, pad_value=-1.0, grayscale=len(shape) == 2,
+                           size=(256, 192))
+    got = preprocess_image(img, cfg).image
+    ref = _reference_preprocess(img, cfg)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    spread = float(ref.max() - ref.min())
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * max(spread, 1.0))
+    if mode == "letterbox":
+        assert (got == -1.0).any()  # the pad keeps pad_value, it is not normalised
+
+
+def test_preprocess_constant_roi_gives_zeros_inside_and_pad_outside():
+    from sonoseg.preprocess import PreprocessConfig, preprocess_image
+
+    img = np.full((100, 200), 77, np.uint8)
+    out = preprocess_image(img, PreprocessConfig(clahe=False, pad_value=0.5, size=(64, 64))).image
+    assert np.all((out == 0.0) | (out == 0.5)) and (out == 0.0).sum() == 64 * 32 and (out == 0.5).sum() == 64 * 32

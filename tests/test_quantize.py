@@ -163,3 +163,81 @@ def test_bad_options_raise(exported):
     with pytest.raises(ConfigError):
         quantize_static_int8(d / "fp32.onnx", d / "x.onnx", [])
     assert not (d / "x.onnx").exists()
+
+
+# -- TF "SAME" pads folded into the convolutions (exact rewrite) -------------------------------------
+def _pad_conv_graph(pads, value=0.0, second_consumer=False):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 2, 5, 5)).astype(np.float32), "w")
+    p = numpy_helper.from_array(np.asarray(pads, np.int64), "p")
+    v = numpy_helper.from_array(np.asarray(value, np.float32), "v")
+    nodes = [helper.make_node("Pad", ["x", "p", "v"], ["xp"], mode="constant"),
+             helper.make_node("Conv", ["xp", "w"], ["y"], strides=[2, 2], pads=[1, 0, 0, 1])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if second_consumer:
+        nodes.append(helper.make_node("Relu", ["xp"], ["z"]))
+        outs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 16])],
+                          outs, [w, p, v])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _run_model(model, x):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no fusions of its own
+    s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})
+
+
+def test_fold_pads_into_convs_is_exact():
+    from sonoseg.export.onnx_graph import fold_pads_into_convs
+
+    x = np.random.default_rng(1).normal(size=(1, 2, 16, 16)).astype(np.float32)
+    model = _pad_conv_graph([0, 0, 1, 1, 0, 0, 2, 2])  # TF SAME of a 5x5 stride-2 conv on even input
+    ref = _run_model(model, x)[0]
+    assert fold_pads_into_convs(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Conv"]
+    conv_pads = [a.ints for a in model.graph.node[0].attribute if a.name == "pads"][0]
+    assert list(conv_pads) == [1 + 1, 0 + 1, 0 + 2, 1 + 2]  # old Conv pads + the Pad's, begin then end
+    np.testing.assert_array_equal(_run_model(model, x)[0], ref)
+
+
+@pytest.mark.parametrize("pads, value, second", [
+    ([0, 1, 1, 1, 0, 0, 2, 2], 0.0, False),  # pads the channel axis: not a Conv padding
+    ([0, 0, 1, 1, 0, 0, 2, 2], 3.0, False),  # non-zero value
+    ([0, 0, 1, 1, 0, 0, 2, 2], 0.0, True),   # the padded tensor is used elsewhere too
+])
+def test_fold_pads_leaves_what_is_not_a_conv_padding(pads, value, second):
+    from sonoseg.export.onnx_graph import fold_pads_into_convs
+
+    model = _pad_conv_graph(pads, value, second)
+    assert fold_pads_into_convs(model) == 0
+    assert "Pad" in [n.op_type for n in model.graph.node]
+
+
+def test_static_int8_of_tf_padded_net_has_no_float_pads(tmp_path):
+    """EfficientNet-Lite's stride-2 convs (sonoseg.models.pretrained_lite) carry TF pads; in the int8
+    graph they must be Conv pads, not Pad nodes running in float between (de)quantisers."""
+    import onnx
+
+    from sonoseg.export import export_onnx
+    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.models.pretrained_lite import make_tf_faithful
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU6(), nn.Conv2d(8, 8, 5, stride=2, groups=8),
+                        nn.ReLU6(), nn.Conv2d(8, 1, 1), nn.Upsample(scale_factor=4)).eval()
+    make_tf_faithful(net)
+    exp = export_onnx(net, tmp_path / "fp32.onnx", config=CFG)  # verified against PyTorch after folding
+    assert any("2 zero Pad node(s) folded" in n for n in exp.notes)
+    assert "Pad" not in [n.op_type for n in onnx.load(str(tmp_path / "fp32.onnx")).graph.node]
+    quantize_static_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", phantom_grids(8))
+    assert "Pad" not in [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+    x = np.stack(phantom_grids(2, seed=50))[:, None]
+    a, b = run(tmp_path / "fp32.onnx", x), run(tmp_path / "int8.onnx", x)
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 still computes the same function

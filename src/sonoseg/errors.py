@@ -75,3 +75,7 @@ def reason(exc: BaseException) -> str:
         return "file ends too early (truncated)"
     first = str(exc).splitlines()[0][:160] if str(exc) else ""
     return f"unexpected failure ({first})" if first else "unexpected failure"
+
+
+class PacsError(SonosegError):
+    """A PACS refused or failed a request: the server's name and the reason, one line, no identifiers."""

@@ -17,7 +17,8 @@ PLACEHOLDER = "<redacted>"
 _QUOTED = re.compile(r"""(?P<q>['"])(?:(?!(?P=q)).){1,400}?(?P=q)|`[^`]{1,400}`""")
 # bytes reprs (b'...') and DICOM PN components outside quotes ("Doe^Jane")
 _PN = re.compile(r"\b[^\s'\"^=]{0,64}\^[^\s'\"]{0,128}")
-_THIRD_PARTY = ("pydicom", "highdicom", "nibabel", "PIL", "py")  # py.warnings: captured warnings
+# py.warnings: captured warnings; pynetdicom / dicomweb_client / urllib3 quote UIDs and request paths
+_THIRD_PARTY = ("pydicom", "highdicom", "nibabel", "PIL", "py", "pynetdicom", "dicomweb_client", "urllib3")
 _installed = False
 
 

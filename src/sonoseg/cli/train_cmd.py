@@ -84,10 +84,10 @@ def register(app: typer.Typer) -> None:
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
         volumes = dataset is not None and _is_volume_dataset(dataset)
-        if config is None and volumes:
+        if config is None and resume is None and volumes:
             base = copy.deepcopy(VOLUME_RECIPE)
             log("no --config: a volume dataset, training the 3D recipe (unet3d, DiceCE, 3 mm, abdomen window)")
-        elif config is None:
+        elif config is None and resume is None:  # a resumed run keeps the config stored in it
             from sonoseg.models import default_recipe
 
             base = default_recipe()
@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
             if any(o.startswith("model.name=") for o in overrides):
                 base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
         cfg = load_config(config, overrides, base=base)
-        if volumes and not cfg.is_3d:
+        if volumes and resume is None and not cfg.is_3d:
             from sonoseg.errors import ConfigError
 
             raise ConfigError(f"{dataset} holds volumes but the config has no volume section (see configs/ct_organs_fit.yaml)")

@@ -70,6 +70,7 @@ def evaluate_model(
     contour: Optional[str] = None,
     biometry: Optional[bool] = None,
     progress: Optional[Callable[[str, int, int], None]] = None,
+    report: bool = True,
 ):
     """Returns the EvalResult and writes metrics.json, per_image.csv and report.md/.html to ``out_dir``.
 
@@ -77,7 +78,9 @@ def evaluate_model(
     ``measurements``: also compare predicted vs ground-truth measurements (measurement_agreement.json,
     measurements_per_image.csv, bland_altman.png; see :mod:`sonoseg.evaluate.agreement`);
     ``config`` supplies the ``measure``/``postprocess.ellipse_fit`` settings for them.
-    ``progress(label, done, total)`` is called per image (``show_progress`` is ignored; kept for callers)."""
+    ``progress(label, done, total)`` is called per image (``show_progress`` is ignored; kept for callers).
+    ``report=False`` skips report.md/.html and its gallery (studies score many sets; the figures cost
+    most of a small evaluation)."""
     from sonoseg.data import discover_dataset, read_split_csv
     from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
@@ -176,7 +179,8 @@ def evaluate_model(
         img, gt, pred, _ = run_one(evaluated[stem])
         return GalleryItem(stem=stem, image=_to_gray(img), gt=gt, pred=pred)
 
-    write_report(result, out_dir, gallery=gallery)
+    if report:
+        write_report(result, out_dir, gallery=gallery)
     if class_rows:
         from sonoseg.evaluate.class_report import write_class_report
 

@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 
 from sonoseg.errors import SonosegError
+from sonoseg.export.onnx_graph import fold_pads_in_file
 
 CONFIG_KEY = "sonoseg_config"  # full SonosegConfig JSON
 PREPROCESS_KEY = "sonoseg_preprocess"  # convenience copy of the preprocess section
@@ -348,6 +349,9 @@ def export_onnx(
             dyn_spatial = dynamic
             try:
                 fn(model, x, tmp, opset, dynamic, dyn_spatial)
+                folded = fold_pads_in_file(tmp)  # TF "SAME" pads (EfficientNet-Lite) -> Conv pads; verified below
+                if folded:
+                    notes.append(f"{folded} zero Pad node(s) folded into their convolutions")
                 if not verify:
                     diffs, tol, ok = {}, 0.0, True
                 else:
@@ -357,6 +361,7 @@ def export_onnx(
                                      f"{size[0]}x{size[1]}")
                         dyn_spatial = False
                         fn(model, x, tmp, opset, dynamic, dyn_spatial)
+                        fold_pads_in_file(tmp)
                         diffs, tol, ok = _verify(model, tmp, size, in_channels, normalize, dynamic, False, atol)
             except Exception as exc:  # noqa: BLE001 - try the next exporter, report all reasons
                 errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")

@@ -197,6 +197,14 @@ def pre_process(src: Path, dst: Path) -> list[str]:
     return notes
 
 
+def _fold_pads(path: Path) -> int:
+    """Exact rewrite (sonoseg.export.onnx_graph): TF-style pads become Conv pads, so they do not
+    run in float between quantise/dequantise pairs. ``path`` is already optimised by pre_process."""
+    from sonoseg.export.onnx_graph import fold_pads_in_file
+
+    return fold_pads_in_file(path, optimize=False)
+
+
 def _carry_metadata(src: Path, dst: Path, quant: dict) -> None:
     meta = read_metadata(src)
     meta[QUANT_KEY] = json.dumps(quant)
@@ -217,7 +225,11 @@ def _staging(fp32_path: Path):
         os.chdir(td)
         try:
             pre = Path(td) / "pre.onnx"
-            yield Path(td), pre, pre_process(fp32_path, pre)
+            notes = pre_process(fp32_path, pre)
+            folded = _fold_pads(pre)
+            if folded:
+                notes.append(f"{folded} zero Pad node(s) folded into their convolutions")
+            yield Path(td), pre, notes
         finally:
             os.chdir(old)
 

@@ -70,8 +70,13 @@ def calibration_grids(config) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [g for i, g in enumerate(grids) if i % 5 != 4], grids[4::5]
 
 
+# Bumped whenever the way the files are built changes (2: TF pads folded into convolutions), so a
+# cache filled by an older sonoseg is rebuilt instead of reused.
+BUILD_RECIPE = "2"
+
+
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"sonoseg-fast-model-{BUILD_RECIPE}\n".encode())
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)

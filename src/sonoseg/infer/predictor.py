@@ -50,7 +50,8 @@ class Prediction:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """The logistic function written through tanh: no overflow warning for large negative logits."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -80,9 +81,13 @@ class Predictor:
 
     def __init__(self, backend, config: SonosegConfig, threshold: Optional[float] = None,
                  postprocess: Optional[PostprocessOptions] = None, tta: Optional[Sequence[str]] = None):
+        from sonoseg.system import tune_allocator
+
+        tune_allocator()  # per-frame temporaries stay in the heap (sonoseg.system.memory)
         self.backend = backend
         self.config = config
         self.model_version = config.model.version or "unversioned"
+        self.path: Optional[Path] = None  # the model file, when loaded by from_path (its domain statistics)
         pc = config.postprocess
         self.threshold = pc.threshold if threshold is None else threshold
         self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
@@ -113,6 +118,7 @@ class Predictor:
             kw["postprocess"] = merge_postprocess(be.config, keep_largest, min_size, fill_holes)
         pred = cls(be, be.config, **kw)
         pred.model_version = model_version(be.config, path)
+        pred.path = path
         return pred
 
     @property

@@ -336,7 +336,9 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     if domain:
         from sonoseg.infer.domain import DomainScorer
 
-        scorer = DomainScorer.for_model(model, getattr(predictor.backend, "model", None)
+        # the statistics of the model that runs: a reused predictor's own file, not the shipped default
+        own = model if model is not None else getattr(predictor, "path", None)
+        scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
     settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress)
     files, unusable = expand_inputs(inputs)

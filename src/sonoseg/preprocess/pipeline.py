@@ -11,7 +11,14 @@ from sonoseg.io.types import ImageMeta
 from sonoseg.preprocess.config import PreprocessConfig
 from sonoseg.preprocess.geometry import GridTransform
 from sonoseg.preprocess.roi import Box, find_roi
-from sonoseg.preprocess.steps import apply_clahe, median_filter, normalize, to_grayscale, to_uint8
+from sonoseg.preprocess.steps import (
+    affine_normalization,
+    apply_clahe,
+    median_filter,
+    normalize,
+    to_grayscale,
+    to_uint8,
+)
 
 
 @dataclass
@@ -53,9 +60,20 @@ def preprocess_image(image: np.ndarray, cfg: PreprocessConfig, meta: Optional[Im
     work = median_filter(work, cfg.median_kernel)
     if cfg.clahe:
         work = apply_clahe(work, cfg.clahe_clip_limit, cfg.clahe_tile_grid)
-    norm = normalize(work, cfg.normalize, cfg.percentile_window)
     transform = GridTransform.build(img.shape[:2], cfg.size, box, cfg.resize_mode)
-    grid = transform.roi_to_grid(norm, "auto", fill=cfg.pad_value)
+    affine = affine_normalization(work, cfg.normalize)
+    if affine is None:  # percentile clips: not linear, so it must run before the resize
+        norm = normalize(work, cfg.normalize, cfg.percentile_window)
+        grid = transform.roi_to_grid(norm, "auto", fill=cfg.pad_value)
+    else:
+        # min-max and z-score are affine and the resize (area / linear weights summing to 1) is
+        # linear, so they commute: normalising the small grid instead of the full ROI gives the same
+        # values (to float rounding, tested) for a fraction of the work.
+        shift, scale = affine
+        grid = transform.roi_to_grid(work.astype(np.float32), "auto", fill=0.0)
+        grid = (grid - shift) * scale
+        if transform.pad != (0, 0, 0, 0):
+            grid[~transform.valid_grid_mask()] = cfg.pad_value
     return Preprocessed(np.ascontiguousarray(grid, dtype=np.float32), transform)
 
 

@@ -109,6 +109,22 @@ def apply_clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid: tuple[int
     return np.stack([clahe.apply(np.ascontiguousarray(img[..., c])) for c in range(img.shape[2])], axis=-1)
 
 
+def affine_normalization(image: np.ndarray, method: NormalizeMethod) -> Optional[tuple[float, float]]:
+    """(shift, scale) with ``normalize(x) == (x - shift) * scale`` for the affine methods (minmax,
+    zscore; statistics over the whole array, as :func:`normalize` takes them), None for percentile
+    (it clips). Lets the pipeline normalise after resizing, which is cheaper and equivalent."""
+    x = np.asarray(image)
+    if method == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+        return (lo, 1.0 / (hi - lo)) if hi > lo else (lo, 0.0)
+    if method == "zscore":
+        mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+        return (mean, 1.0 / std) if std > 0 else (mean, 1.0)
+    if method == "percentile":
+        return None
+    raise ConfigError(f"unknown normalisation {method!r} (minmax | zscore | percentile)")
+
+
 def normalize(
     image: np.ndarray,
     method: NormalizeMethod = "minmax",

@@ -7,9 +7,30 @@ from typing import Optional
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from sonoseg.store import audit
 from sonoseg.store.models import Job, utcnow
 
 MAX_ATTEMPTS = 2
+
+
+def enqueue(store, files: list, actor: str, ip: Optional[str] = None) -> list[str]:
+    """Files in the store's work folder (objects with ``path``, ``fmt``, ``sha256``, ``size``) -> queued
+    job rows, in one transaction. Each file is moved to its job's spool name first, so a crash leaves
+    at worst an unreferenced file, removed at the next start."""
+    import uuid
+
+    ids = []
+    with store.session() as s, s.begin():
+        for sp in files:
+            jid = uuid.uuid4().hex
+            dest = store.spool_path(jid, "".join(sp.path.suffixes))
+            sp.path.rename(dest)
+            sp.path = dest
+            s.add(Job(id=jid, status="queued", format=sp.fmt, input_sha256=sp.sha256, input_size=sp.size,
+                      created_by=actor, attempts=0))
+            audit.record(s, actor, "upload", f"job:{jid}", ip)
+            ids.append(jid)
+    return ids
 
 
 def claim_next(s: Session) -> Optional[Job]:

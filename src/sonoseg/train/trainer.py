@@ -143,10 +143,13 @@ def train(
     show_progress: bool = True,
     epochs: Optional[int] = None,
     init: Optional[str | Path] = None,
+    time_limit_s: Optional[float] = None,
 ) -> TrainResult:
     """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
     run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV;
-    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule)."""
+    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule);
+    ``time_limit_s``: stop after the epoch past which one more epoch of the same length would overrun
+    this wall-clock budget (experiment cells; ``stopped_early`` is then set)."""
     from sonoseg.models import create_model_from_config
     from sonoseg.train.losses import build_loss
 
@@ -309,6 +312,13 @@ def train(
             if epoch == cfg.train.epochs or time.time() - last_plot > PLOT_EVERY_S:
                 history.plot_curves(csv_path, png_path)
                 last_plot = time.time()
+        if time_limit_s is not None and epoch < cfg.train.epochs:
+            over = float((time.time() - t_start) + (time.time() - t0) > time_limit_s)
+            if broadcast_float(over, ctx, device):  # rank 0 decides for all
+                stopped_early = True
+                if main:
+                    log(f"time budget reached: stopped after epoch {epoch} ({time_limit_s / 60:.1f} min)")
+                break
         pat = cfg.train.early_stopping_patience
         if pat is not None and bad_epochs >= pat:
             stopped_early = True

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from sonoseg.serve.security import Operator, Viewer
 from sonoseg.serve.uploads import UploadRejected, spool, validate
 from sonoseg.serve.views import job_view
-from sonoseg.store import audit
+from sonoseg.store.jobs import enqueue
 from sonoseg.store.models import CLASSES, Job, Result
 
 router = APIRouter(tags=["jobs"])
@@ -48,7 +48,7 @@ async def upload(request: Request, p: Operator) -> dict:
                 await run_in_threadpool(validate, sp)
             except UploadRejected as exc:
                 raise HTTPException(exc.status, f"file {i} ({_label(f.filename)}): {exc}") from None
-        ids = await run_in_threadpool(_enqueue, st, accepted, p.actor, request.client.host if request.client else None)
+        ids = await run_in_threadpool(enqueue, st, accepted, p.actor, request.client.host if request.client else None)
     except BaseException:
         for sp in accepted:
             sp.path.unlink(missing_ok=True)
@@ -59,25 +59,6 @@ async def upload(request: Request, p: Operator) -> dict:
     if worker is not None:
         worker.wake()
     return {"jobs": [{"id": j, "status": "queued", "url": f"/api/v1/jobs/{j}"} for j in ids]}
-
-
-def _enqueue(st, accepted: list, actor: str, ip) -> list[str]:
-    """Spooled files -> job rows, in one transaction (files are moved to their job's name first, so a
-    crash leaves at worst an unreferenced file, removed at the next start)."""
-    import uuid
-
-    ids = []
-    with st.session() as s, s.begin():
-        for sp in accepted:
-            jid = uuid.uuid4().hex
-            dest = st.spool_path(jid, "".join(sp.path.suffixes))
-            sp.path.rename(dest)
-            sp.path = dest
-            s.add(Job(id=jid, status="queued", format=sp.fmt, input_sha256=sp.sha256, input_size=sp.size,
-                      created_by=actor, attempts=0))
-            audit.record(s, actor, "upload", f"job:{jid}", ip)
-            ids.append(jid)
-    return ids
 
 
 def _visible(q, p):

@@ -1,0 +1,99 @@
+"""``sonoseg listen``: receive ultrasound over DICOM, segment each study when complete, send the SEGs on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sonoseg.cli._common import THREADS_OPTION, console, handle_errors
+from sonoseg.cli.pacs_cmd import SERVERS
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("listen")
+    @handle_errors
+    def listen_cmd(
+        ae_title: str = typer.Option("SONOSEG", "--ae-title", help="Our AE title (the PACS sends to it)."),
+        port: int = typer.Option(11112, "--port", min=1, max=65535, help="DICOM port."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 to receive from other machines)."),
+        allow: List[str] = typer.Option([], "--allow", help="Calling AE title allowed to send (repeat; default: any)."),
+        send_to: List[str] = typer.Option([], "--send-to", help="Server name (from --servers) that receives the SEGs "
+                                                               "(repeat for several)."),
+        via: Optional[str] = typer.Option(None, "--via", help="dimse | dicomweb for --send-to (default: DIMSE when "
+                                                              "the server has a port)."),
+        store: bool = typer.Option(False, "--store/--no-store", help="Also queue the images in the results store "
+                                                                    "of `sonoseg serve` (--data / --db)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Results store folder (as for `sonoseg serve`)."),
+        db: Optional[str] = typer.Option(None, "--db", help="Results store database URL (as for `sonoseg serve`)."),
+        work: Path = typer.Option(Path("sonoseg-listener"), "--work", help="Received instances and predict outputs."),
+        quiet: float = typer.Option(10.0, "--quiet-period", min=0.0, help="Seconds without a new instance after "
+                                                                          "which a study is complete."),
+        max_pending: int = typer.Option(2000, "--max-pending", min=1, help="Instances waiting to be segmented; past "
+                                                                            "it senders are told to retry later."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+        backend: str = typer.Option("auto", help="auto | torch | onnx | onnx-int8 ..."),
+        threads: Optional[int] = THREADS_OPTION,
+        domain: bool = typer.Option(True, "--domain-check/--no-domain-check",
+                                    help="No SEG for images unlike the model's training images."),
+        keep: bool = typer.Option(False, "--keep-received", help="Keep received instances after segmenting."),
+        servers: Optional[Path] = SERVERS,
+    ) -> None:
+        """C-STORE SCP: each study is segmented after --quiet-period seconds without new instances; its
+        SEGs go to every --send-to server and the images to the results store with --store. Ctrl-C stops
+        (what has arrived is segmented first)."""
+        import logging
+        import signal
+        import threading
+
+        from sonoseg.infer.predictor import Predictor
+        from sonoseg.pacs import server
+        from sonoseg.pacs.listener import Listener, ListenerSettings
+        from sonoseg.pacs.sinks import PacsSink, StoreSink
+
+        sinks = [PacsSink(server(n, servers), via) for n in send_to]
+        if store:
+            from sonoseg.serve.settings import Settings
+
+            st = Settings.from_env(data, db)
+            sinks.append(StoreSink(st.data_dir, st.db_url))
+        if not sinks:
+            console.print("[yellow]warning:[/] no --send-to and no --store: SEGs are only written under "
+                          f"{work / 'results'}")
+        logging.getLogger("sonoseg.pacs").setLevel(logging.INFO)
+        _show_info()
+        predictor = Predictor.from_path(model, backend=backend, threads=threads)
+        settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
+                                    quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        listener = Listener(settings, predictor, sinks).start()
+        console.print(f"sonoseg listen: {ae_title} on {host}:{port}; sending to "
+                      f"{', '.join(s.name for s in sinks) or 'nowhere'}; Ctrl-C stops")
+        try:
+            stop.wait()
+        finally:
+            console.print("stopping: segmenting what has arrived ...")
+            listener.stop(flush=True)
+            for s in sinks:
+                getattr(s, "close", lambda: None)()
+            st = listener.stats
+            console.print(f"{st.received} instance(s) received, {st.segmented} segmented, {st.segs_sent} SEG(s) sent, "
+                          f"{st.refused} refused, {st.failures} failure(s)")
+
+
+def _show_info() -> None:
+    """The listener's INFO lines (one per study) on the terminal, unless --quiet."""
+    import logging
+
+    from sonoseg.cli._common import console
+
+    if console.quiet:
+        return
+    for h in logging.getLogger().handlers:
+        if getattr(h, "_sonoseg_cli", False) and h.level > logging.INFO and not isinstance(h, logging.FileHandler):
+            h.addFilter(lambda rec: rec.levelno >= logging.WARNING or rec.name.startswith("sonoseg.pacs"))
+            h.setLevel(logging.INFO)
+    logging.getLogger().setLevel(min(logging.getLogger().level or logging.INFO, logging.INFO))
