@@ -240,3 +240,36 @@ def test_largest_component_per_label_keeps_one_piece_per_organ():
     lab[3, 7, 7] = 1  # diagonal neighbour of (2,6,6): 26-connected, still smaller than the box
     out = largest_component_per_label(lab)
     assert (out == 1).sum() == 48 and (out == 2).sum() == 4 and out[5, 8, 8] == 0
+
+
+# -- training datasets ------------------------------------------------------------------------------------------
+def test_volume_dataset_patches_are_balanced_reproducible_and_slice_groups_fixed(tmp_path):
+    from sonoseg.data.volume_dataset import VolumeDataset
+    from sonoseg.data.volumes import discover_volumes
+
+    root = write_phantom_dataset(tmp_path / "ds", n=2, shape_xyz=(40, 36, 20))
+    cases = discover_volumes(root)
+    v = VolumeConfig(labels={1: "liver", 2: "spleen", 3: "kidney"}, spacing=(2.0, 2.0, 4.0), patch_size=(16, 16, 8),
+                     num_samples=3, pos=1.0, neg=0.0)
+
+    def epoch_items(epoch):
+        ds = VolumeDataset(cases, v, train=True, seed=7)
+        ds.set_epoch(epoch)
+        return [ds[k] for k in range(len(ds))]
+
+    a, b, c = epoch_items(1), epoch_items(1), epoch_items(2)
+    assert len(a) == 6 and all(it["image"].shape == (1, 16, 16, 8) and it["mask"].dtype == torch.int64 for it in a)
+    assert all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b))  # same (seed, epoch): same patches (resume)
+    assert not all(torch.equal(x["image"], y["image"]) for x, y in zip(a, c))
+    assert all(int(it["mask"].max()) > 0 for it in a)  # pos=1, neg=0: every patch is centred on an organ voxel
+    # seed 002's slice groups: fixed 4-slice groups with overlap 1 over each case's slices on the model grid
+    from sonoseg.preprocess.volume_config import SliceGroupConfig
+
+    g = VolumeDataset(cases, v.model_copy(update={"slice_group": SliceGroupConfig(size=4, overlap=1)}), train=True, seed=7)
+    n_slices = [g.case(i)[0].shape[-1] for i in range(2)]
+    from sonoseg.preprocess.slice_groups import group_starts
+
+    assert len(g) == sum(len(group_starts(n, 4, 1)) for n in n_slices)
+    assert all(g[k]["image"].shape == (1, 16, 16, 4) for k in range(len(g)))
+    val = VolumeDataset(cases, v, train=False)
+    assert len(val) == 2 and val[0]["image"].shape == g.case(0)[0].shape
