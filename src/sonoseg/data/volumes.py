@@ -149,8 +149,6 @@ def validate_volumes(root: str | Path, on_progress: Optional[Callable[[int, int]
     """Every pair read and compared: missing/extra masks, unreadable files, grid mismatches (shape,
     spacing, affine), non-integer or negative labels (errors); label ids without a name and empty
     masks (warnings)."""
-    from sonoseg.preprocess.volume import read_volume
-
     root = Path(root)
     samples = discover_volumes(root)
     names = read_class_names(root)
