@@ -5,9 +5,7 @@ Runs the shipped model (or --model) through the same Predictor as ``sonoseg pred
 full-size B-mode frames (--dataset images, default BUSI under ../shared/data) and times each stage
 separately: ROI + uint8, 3x3 median, CLAHE, normalise + letterbox resize, the network, and
 sigmoid + map back to the original pixels + threshold. The end-to-end row is timed as one call
-(``Predictor.predict``), so it includes what the stage rows miss (Python glue). A second end-to-end
-row runs in a child process with the allocator tuning off (SONOSEG_MALLOC_TUNE=0) to show what
-sonoseg.system.memory buys.
+(``Predictor.predict``), so it includes what the stage rows miss (Python glue).
 
     .venv/bin/python bench/e2e_breakdown.py                     # auto backend, 2 threads
     .venv/bin/python bench/e2e_breakdown.py --backend onnx --threads 1
@@ -20,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -104,19 +101,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--dataset", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared/data/busi")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = measure(args.model, args.backend, args.threads, args.rounds, args.dataset)
-    if args.child:
-        print("ROW " + json.dumps(res))
-        return 0
-    cmd = [sys.executable, __file__, "--child", "--backend", args.backend, "--threads", str(args.threads),
-           "--rounds", str(args.rounds), "--dataset", str(args.dataset)] + (["--model", str(args.model)] if args.model else [])
-    child = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SONOSEG_MALLOC_TUNE": "0"})
-    untuned = next((json.loads(line[4:]) for line in child.stdout.splitlines() if line.startswith("ROW ")), None)
-
     from sonoseg.infer.benchmark import machine_info
 
     info = machine_info()
@@ -126,13 +114,10 @@ def main(argv=None) -> int:
              "| stage | median ms/frame |", "|---|--:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in res["stages_ms"].items()]
     lines.append(f"| **end to end** (Predictor.predict) | **{res['e2e_ms']:.2f}** ({res['e2e_fps']:.0f} frames/s) |")
-    if untuned:
-        lines.append(f"| end to end, allocator tuning off | {untuned['e2e_ms']:.2f} ({untuned['e2e_fps']:.0f} frames/s) |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "e2e_breakdown.json").write_text(json.dumps({"machine": info, "tuned": res, "untuned": untuned},
-                                                            indent=2))
+    (args.out / "e2e_breakdown.json").write_text(json.dumps({"machine": info, **res}, indent=2))
     (args.out / "e2e_breakdown.md").write_text(text)
     return 0
 

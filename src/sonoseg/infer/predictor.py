@@ -81,9 +81,6 @@ class Predictor:
 
     def __init__(self, backend, config: SonosegConfig, threshold: Optional[float] = None,
                  postprocess: Optional[PostprocessOptions] = None, tta: Optional[Sequence[str]] = None):
-        from sonoseg.system import tune_allocator
-
-        tune_allocator()  # per-frame temporaries stay in the heap (sonoseg.system.memory)
         self.backend = backend
         self.config = config
         self.model_version = config.model.version or "unversioned"

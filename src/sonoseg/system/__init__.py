@@ -2,8 +2,7 @@
 and how many cores this process may really use (affinity, cgroup quota, load)."""
 
 from sonoseg.system.cpu import CpuInfo, cpu_info, has_vnni
-from sonoseg.system.memory import tune_allocator
 from sonoseg.system.threads import apply_threads, available_cpus, default_threads, resolve_threads
 
 __all__ = ["CpuInfo", "apply_threads", "available_cpus", "cpu_info", "default_threads", "has_vnni",
-           "resolve_threads", "tune_allocator"]
+           "resolve_threads"]
