@@ -257,11 +257,13 @@ def test_fast_int8_path_checks_the_class_too(trained):
 
     tmp, _, run = trained
     fm = fast_model.build_fast_model(run / "best.pt", quantize=True, cache_dir=tmp / "fast", threads=1)
-    rec = json.loads(next((tmp / "fast").rglob("int8-*.json")).read_text())
-    assert 0.0 <= rec["class_agreement"] <= 1.0 and rec["class_prob_max_diff"] >= 0.0
-    accepted = (rec["agreement_mean"] >= fast_model.MIN_AGREEMENT and rec["agreement_worst"] >= fast_model.MIN_WORST
-                and rec["class_agreement"] >= fast_model.MIN_CLASS_AGREEMENT)
-    assert (fm.kind == "onnx-int8") == accepted and ("same class" in fm.note)
+    recs = [json.loads(p.read_text()) for p in (tmp / "fast").rglob("int8-*.json")]  # one per scheme tried
+    assert recs and all(0.0 <= r["class_agreement"] <= 1.0 and r["class_prob_max_diff"] >= 0.0 for r in recs)
+    accepted = [r["scheme"] for r in recs
+                if r["agreement_mean"] >= fast_model.MIN_AGREEMENT and r["agreement_worst"] >= fast_model.MIN_WORST
+                and r["class_agreement"] >= fast_model.MIN_CLASS_AGREEMENT]
+    assert (fm.kind == "onnx-int8") == bool(accepted) and ("same class" in fm.note)
+    assert fm.kind != "onnx-int8" or fm.scheme in accepted
 
 
 def test_class_names_come_from_the_data_and_the_head_is_off_without_classes():

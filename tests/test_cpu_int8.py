@@ -146,7 +146,9 @@ def test_default_backend_is_fast_and_cached(fast_cache, monkeypatch):
     a, b = again.predict(frame).mask, torch_p.predict(frame).mask
     inter, tot = int(((a > 0) & (b > 0)).sum()), int((a > 0).sum() + (b > 0).sum())
     assert tot == 0 or 2 * inter / tot > 0.9
-    # the same cached figures under a bar they do not reach: fp32 ONNX, nothing rebuilt
+    # the same cached figures under a bar they do not reach: fp32 ONNX, nothing rebuilt (scheme pinned,
+    # so the u8u8 fallback is not tried; test_fast_path_falls_back_to_u8u8 covers it)
+    monkeypatch.setenv("SONOSEG_INT8_SCHEME", default_scheme())
     monkeypatch.setattr(fast_model, "MIN_AGREEMENT", 1.01)
     notes.clear()
     strict = Predictor.from_path(None, threads=1, log=notes.append)
@@ -257,3 +259,33 @@ def test_benchmark_machine_info_names_cpu_and_isa():
     assert info["cpu"] == cpu.model and info["vnni"] == cpu.vnni and info["avx2"] == cpu.avx2
     assert info["int8_scheme"] in ("u8s8", "u8s8-reduced", "u8u8") and info["available_cpus"] >= 1
     assert isinstance(CpuInfo("x", "x86_64").summary()["vnni"], bool)
+
+
+def test_fast_path_falls_back_to_u8u8_when_the_default_scheme_fails(tmp_path, monkeypatch):
+    """Where the CPU's default scheme fails the agreement check, u8u8 is tried next and used if it
+    passes; a pinned scheme ($SONOSEG_INT8_SCHEME) is the only one tried."""
+    from sonoseg.infer import fast_model
+
+    monkeypatch.delenv("SONOSEG_INT8_SCHEME", raising=False)
+    monkeypatch.setattr("sonoseg.export.quantize.default_scheme", lambda cpu=None: "u8s8-reduced")
+    assert fast_model.int8_schemes_to_try() == ["u8s8-reduced", "u8u8"]
+    fp32 = tmp_path / "model.onnx"
+    fp32.write_bytes(b"x")  # build_fast_model only needs it to exist here
+    tried = []
+
+    def fake_record(folder, fp32_path, checkpoint, scheme, threads, log):
+        tried.append(scheme)
+        ok = scheme == "u8u8"
+        return ({"scheme": scheme, "agreement_mean": 0.99 if ok else 0.95, "agreement_worst": 0.8 if ok else 0.0,
+                 "n_check": 20}, tmp_path / f"model.int8-{scheme}.onnx")
+
+    monkeypatch.setattr(fast_model, "_int8_record", fake_record)
+    monkeypatch.setattr(fast_model, "cache_folder", lambda ck, cd=None: tmp_path)
+    fm = fast_model.build_fast_model(tmp_path / "ck.pt")
+    assert tried == ["u8s8-reduced", "u8u8"] and fm.kind == "onnx-int8" and fm.scheme == "u8u8"
+    assert "default scheme u8s8-reduced failed" in fm.note
+    tried.clear()
+    monkeypatch.setenv("SONOSEG_INT8_SCHEME", "u8s8-reduced")
+    assert fast_model.int8_schemes_to_try() == ["u8s8-reduced"]
+    fm = fast_model.build_fast_model(tmp_path / "ck.pt")
+    assert tried == ["u8s8-reduced"] and fm.kind == "onnx" and fm.scheme == "u8s8-reduced" and "below" in fm.note

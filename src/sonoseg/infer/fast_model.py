@@ -99,18 +99,15 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
                      threads: int = 1, log: Callable[[str], None] = lambda s: None) -> FastModel:
     """ONNX files for ``checkpoint`` in the cache (built once per CPU scheme); returns the one to use.
 
-    ``quantize=False``: fp32 ONNX only (exact to ~1e-4 logits, 2-4x faster than eager PyTorch)."""
-    import onnxruntime
-
+    ``quantize=False``: fp32 ONNX only (exact to ~1e-4 logits, 2-4x faster than eager PyTorch).
+    int8 schemes are tried in :func:`int8_schemes_to_try` order; the first that passes the check is used."""
     from sonoseg.export.onnx_export import export_onnx
-    from sonoseg.export.quantize import default_scheme
     from sonoseg.infer.backends import load_torch_model
 
     checkpoint = Path(checkpoint)
     folder = cache_folder(checkpoint, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / "model.onnx"
-    model = cfg = None
     if not fp32.is_file():
         log("building the ONNX model for this machine (once)")
         model, cfg = load_torch_model(checkpoint)
@@ -122,23 +119,55 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
             tmp.unlink(missing_ok=True)
     if not quantize:
         return FastModel("onnx", fp32, fp32, note="fp32 ONNX")
-    scheme = default_scheme()
+    schemes = int8_schemes_to_try()
+    first = None
+    for scheme in schemes:
+        rec, int8 = _int8_record(folder, fp32, checkpoint, scheme, threads, log)
+        fm = _decide(rec, int8, fp32, scheme)
+        if fm.kind == "onnx-int8":
+            if scheme != schemes[0]:
+                fm.note += f" (the CPU's default scheme {schemes[0]} failed the check)"
+            return fm
+        first = first or fm
+    return first
+
+
+def int8_schemes_to_try() -> list[str]:
+    """The CPU's default scheme first; where that is not u8u8, u8u8 next (it needs no VNNI and keeps
+    full-range weights: EfficientNet-Lite's int8 masks agree with fp32 only with it on AVX2 CPUs).
+    ``$SONOSEG_INT8_SCHEME`` pins one scheme."""
+    from sonoseg.export.quantize import SCHEME_ENV, default_scheme
+
+    first = default_scheme()
+    if os.environ.get(SCHEME_ENV, "").strip() or first == "u8u8":
+        return [first]
+    return [first, "u8u8"]
+
+
+def _int8_record(folder: Path, fp32: Path, checkpoint: Path, scheme: str, threads: int, log) -> tuple[dict, Path]:
+    """The cached agreement record of ``scheme`` (built and checked once per scheme and onnxruntime)."""
+    import onnxruntime
+
+    from sonoseg.infer.backends import load_torch_model
+
     record_path = folder / f"int8-{scheme}-ort{onnxruntime.__version__}.json"
     int8 = folder / f"model.int8-{scheme}.onnx"
     if record_path.is_file() and (int8.is_file() or "error" in json.loads(record_path.read_text())):
-        rec = json.loads(record_path.read_text())
-    else:
-        log(f"building and checking the int8 model for this CPU (scheme {scheme}, once)")
-        if model is None:
-            model, cfg = load_torch_model(checkpoint)
-        tmp = folder / f".int8.{os.getpid()}.onnx"
-        try:
-            rec = _quantize_and_check(fp32, tmp, model, cfg, scheme, threads)
-            if "error" not in rec:
-                tmp.replace(int8)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _atomic_json(record_path, rec)
+        return json.loads(record_path.read_text()), int8
+    log(f"building and checking the int8 model for this CPU (scheme {scheme}, once)")
+    model, cfg = load_torch_model(checkpoint)
+    tmp = folder / f".int8.{os.getpid()}.onnx"
+    try:
+        rec = _quantize_and_check(fp32, tmp, model, cfg, scheme, threads)
+        if "error" not in rec:
+            tmp.replace(int8)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _atomic_json(record_path, rec)
+    return rec, int8
+
+
+def _decide(rec: dict, int8: Path, fp32: Path, scheme: str) -> FastModel:
     if "error" in rec:
         return FastModel("onnx", fp32, fp32, scheme, note=f"fp32 ONNX (int8 {scheme} failed: {rec['error']})")
     figures = f"int8 {scheme} masks agree with fp32 at mean {rec['agreement_mean']:.3f}, " \
@@ -151,6 +180,7 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
     return FastModel("onnx", fp32, fp32, scheme, rec["agreement_mean"], rec["agreement_worst"],
                      f"fp32 ONNX ({figures}: below {MIN_AGREEMENT}/{MIN_WORST}"
                      + (f"/{MIN_CLASS_AGREEMENT} same class" if "class_agreement" in rec else "") + ")")
+
 
 def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads: int) -> dict:
     """Quantise on half the shipped frames, compare masks with PyTorch's on the other half."""
