@@ -273,7 +273,7 @@ def test_fast_path_falls_back_to_u8u8_when_the_default_scheme_fails(tmp_path, mo
     fp32.write_bytes(b"x")  # build_fast_model only needs it to exist here
     tried = []
 
-    def fake_record(folder, fp32_path, checkpoint, scheme, threads, log):
+    def fake_record(folder, fp32_path, load, scheme, threads, log):
         tried.append(scheme)
         ok = scheme == "u8u8"
         return ({"scheme": scheme, "agreement_mean": 0.99 if ok else 0.95, "agreement_worst": 0.8 if ok else 0.0,

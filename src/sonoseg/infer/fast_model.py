@@ -108,9 +108,16 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
     folder = cache_folder(checkpoint, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / "model.onnx"
+    loaded: list = []
+
+    def load():  # the PyTorch model, read at most once however many files are built
+        if not loaded:
+            loaded.extend(load_torch_model(checkpoint))
+        return loaded
+
     if not fp32.is_file():
         log("building the ONNX model for this machine (once)")
-        model, cfg = load_torch_model(checkpoint)
+        model, cfg = load()
         tmp = folder / f".model.{os.getpid()}.onnx"
         try:
             export_onnx(model, tmp, config=cfg)
@@ -122,7 +129,7 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
     schemes = int8_schemes_to_try()
     first = None
     for scheme in schemes:
-        rec, int8 = _int8_record(folder, fp32, checkpoint, scheme, threads, log)
+        rec, int8 = _int8_record(folder, fp32, load, scheme, threads, log)
         fm = _decide(rec, int8, fp32, scheme)
         if fm.kind == "onnx-int8":
             if scheme != schemes[0]:
@@ -144,18 +151,17 @@ def int8_schemes_to_try() -> list[str]:
     return [first, "u8u8"]
 
 
-def _int8_record(folder: Path, fp32: Path, checkpoint: Path, scheme: str, threads: int, log) -> tuple[dict, Path]:
-    """The cached agreement record of ``scheme`` (built and checked once per scheme and onnxruntime)."""
+def _int8_record(folder: Path, fp32: Path, load, scheme: str, threads: int, log) -> tuple[dict, Path]:
+    """The cached agreement record of ``scheme`` (built and checked once per scheme and onnxruntime);
+    ``load()`` gives the PyTorch (model, config) when a build is needed."""
     import onnxruntime
-
-    from sonoseg.infer.backends import load_torch_model
 
     record_path = folder / f"int8-{scheme}-ort{onnxruntime.__version__}.json"
     int8 = folder / f"model.int8-{scheme}.onnx"
     if record_path.is_file() and (int8.is_file() or "error" in json.loads(record_path.read_text())):
         return json.loads(record_path.read_text()), int8
     log(f"building and checking the int8 model for this CPU (scheme {scheme}, once)")
-    model, cfg = load_torch_model(checkpoint)
+    model, cfg = load()
     tmp = folder / f".int8.{os.getpid()}.onnx"
     try:
         rec = _quantize_and_check(fp32, tmp, model, cfg, scheme, threads)
