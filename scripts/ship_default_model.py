@@ -1,11 +1,12 @@
 """Package a training run's best checkpoint as the shipped default model.
 
-Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version]
+Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version] [--keep-float PREFIX ...]
 Writes src/sonoseg/assets/models/busi_default.pt: weights in fp16 (half the size; loaded back into
 fp32 parameters), no optimiser/RNG state, and a config stripped of machine-local paths. The test
 metrics from `sonoseg evaluate` (if given; plus class_metrics.json next to it for a class head) travel
 inside the checkpoint for `sonoseg` to show; ``version`` (e.g. "busi_default v3") becomes model.version,
-which predict writes into every result.
+which predict writes into every result. ``--keep-float`` prefixes become model.int8_keep_float (ONNX
+nodes kept in fp32 by every int8 build: choose them on validation images, see MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from sonoseg.train.checkpoint import half_state, load_checkpoint
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
 
-def main(src: str, metrics_json: str | None = None, version: str | None = None) -> None:
+def main(src: str, metrics_json: str | None = None, version: str | None = None,
+         keep_float: list[str] | None = None) -> None:
     payload = load_checkpoint(src)
     cfg = payload["config"]
     cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
     if version:
         cfg["model"]["version"] = version
     cfg["train"].update(device="auto")
+    if keep_float:
+        cfg["model"]["int8_keep_float"] = list(keep_float)
     state = half_state(payload["model_state"])
     metrics = dict(payload.get("metrics") or {})
     if metrics_json:
@@ -45,4 +49,7 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None) 
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = sys.argv[1:]
+    kf = [args[i + 1] for i, a in enumerate(args) if a == "--keep-float"]
+    pos = [a for i, a in enumerate(args) if a != "--keep-float" and (i == 0 or args[i - 1] != "--keep-float")]
+    main(*pos, keep_float=kf)

@@ -241,3 +241,32 @@ def test_static_int8_of_tf_padded_net_has_no_float_pads(tmp_path):
     x = np.stack(phantom_grids(2, seed=50))[:, None]
     a, b = run(tmp_path / "fp32.onnx", x), run(tmp_path / "int8.onnx", x)
     assert np.abs(a - b).max() < 0.05 * np.abs(a).max()  # int8 still computes the same function
+
+
+def test_keep_float_prefixes_from_the_model_config_stay_fp32(tmp_path):
+    """model.int8_keep_float (mixed precision) travels in the fp32 file: the named convs keep float
+    weights in the int8 graph, the others are quantised, and the choice is recorded."""
+    import onnx
+
+    from sonoseg.export import export_onnx
+    from sonoseg.export.quantize import quantization_info, quantize_static_int8
+
+    model = trained_cnn()
+    cfg = CFG.model_copy(deep=True)
+    export_onnx(model, tmp_path / "probe.onnx", config=CFG)
+    convs = [n.name for n in onnx.load(str(tmp_path / "probe.onnx")).graph.node if n.op_type == "Conv"]
+    cfg.model.int8_keep_float = [convs[0]]
+    export_onnx(model, tmp_path / "fp32.onnx", config=cfg)
+    res = quantize_static_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", phantom_grids(8, seed=100))
+    g = onnx.load(str(res.path)).graph
+    dq_out = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    weight_quantised = {n.name: n.input[1] in dq_out for n in g.node if n.op_type == "Conv"}
+    assert weight_quantised[convs[0]] is False
+    assert all(weight_quantised[c] for c in convs[1:] if c in weight_quantised)
+    info = quantization_info(res.path)
+    assert info["keep_float"] == [convs[0]] and info["n_float_nodes"] == 1
+    x = np.stack(phantom_grids(4, seed=7))[:, None]
+    assert fg_dice(run(res.path, x), run(tmp_path / "fp32.onnx", x)) > 0.9
+    # a prefix that names nothing is refused rather than silently quantising everything
+    with pytest.raises(Exception, match="match no"):
+        quantize_static_int8(tmp_path / "fp32.onnx", tmp_path / "x.onnx", phantom_grids(2), keep_float=["/nope/"])

@@ -87,12 +87,12 @@ def test_viewer_login_upload_result(tmp_path, browser):
             rid = api.get("/api/v1/results", headers=h).json()["items"][0]["id"]
             res = api.get(f"/api/v1/results/{rid}", headers=h).json()
         label = b.find_element(By.ID, "class-label")
-        if res["label"]:
-            assert label.text.lower() == res["label"]
-            probs = b.find_element(By.ID, "probabilities").text
-            assert all(k in probs for k in res["probabilities"])
-        else:
-            assert label.text == "not classified by this model"
+        # the shipped default (v3) classifies: the page shows the API's class and every probability
+        assert res["label"] in {"normal", "benign", "malignant"}, res["label"]
+        assert label.text.lower() == res["label"]
+        probs = b.find_element(By.ID, "probabilities").text
+        assert set(res["probabilities"]) == {"normal", "benign", "malignant"}
+        assert all(k in probs for k in res["probabilities"])
         meas = b.find_element(By.ID, "measurements").text
         assert f"{res['max_diameter']:.1f}" in meas and f"({res['unit']})" in meas
         assert b.find_element(By.ID, "seg-download").is_displayed()

@@ -73,6 +73,9 @@ class ModelConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)  # extra kwargs for the architecture
     classification: Optional[ClassificationConfig] = None  # image-level class head (off when None)
     version: Optional[str] = None  # e.g. "busi_default v3"; set when a model is shipped, shown by predict
+    # Mixed-precision int8: ONNX node-name prefixes (e.g. "/model/encoder/blocks.0/") kept in fp32 when the
+    # model is quantised, the layers int8 disturbs most; chosen per model on validation images at ship time.
+    int8_keep_float: list[str] = Field(default_factory=list)
 
     def class_names(self) -> list[str]:
         """Names of the class head's outputs, [] when the model has none."""

@@ -244,6 +244,32 @@ def _stride_option(n: int, method: str) -> dict:
     return {"CalibStridedMinMax": max(d for d in range(1, 17) if n % d == 0)}
 
 
+def _config_keep_float(fp32_path: Path) -> list[str]:
+    from sonoseg.export.onnx_export import read_onnx_config
+
+    try:
+        cfg = read_onnx_config(fp32_path)
+    except Exception:  # noqa: BLE001 - a file without (a valid) config keeps nothing in fp32
+        return []
+    return list(cfg.model.int8_keep_float) if cfg is not None else []
+
+
+def _nodes_with_prefix(fp32_path: Path, prefixes: Sequence[str]) -> list[str]:
+    """Names of the graph's compute nodes (Conv, Gemm, MatMul) starting with one of ``prefixes``; a
+    prefix that matches nothing is an error (a renamed graph must not silently quantise everything)."""
+    if not prefixes:
+        return []
+    import onnx
+
+    names = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node
+             if n.op_type in ("Conv", "Gemm", "MatMul")]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        raise ConfigError(f"{fp32_path}: model.int8_keep_float prefix(es) {', '.join(unmatched)} match no "
+                          "Conv/Gemm/MatMul node of the graph")
+    return [n for n in names if any(n.startswith(p) for p in prefixes)]
+
+
 def quantize_static_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -253,12 +279,15 @@ def quantize_static_int8(
     per_channel: bool = True,
     calibrate_method: str = "minmax",
     nodes_to_exclude: Sequence[str] = (),
+    keep_float: Optional[Sequence[str]] = None,
     batch_size: int = 1,
 ) -> QuantizeResult:
     """Static QDQ int8 model from ``fp32_path`` calibrated on ``calib_images`` (model-grid images).
 
     ``scheme``: one of :data:`SCHEMES`; default :func:`default_scheme` for this CPU. The scheme and
-    the CPU it was built on are recorded in the file's metadata."""
+    the CPU it was built on are recorded in the file's metadata.
+    ``keep_float``: node-name prefixes left in fp32 (mixed precision); default: the model config's
+    ``model.int8_keep_float`` carried in the fp32 file, so every caller honours the model's choice."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from sonoseg.system.cpu import cpu_info
@@ -273,6 +302,10 @@ def quantize_static_int8(
     t0 = time.perf_counter()
     fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
     input_name, channels = _model_input(fp32_path)
+    if keep_float is None:
+        keep_float = _config_keep_float(fp32_path)
+    kept = _nodes_with_prefix(fp32_path, keep_float)
+    nodes_to_exclude = [*nodes_to_exclude, *kept]
     reader = ImageCalibrationReader(calib_images, input_name, channels, batch_size)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[calibrate_method]
@@ -297,6 +330,7 @@ def quantize_static_int8(
         quant = {"mode": "static", "format": "QDQ", "scheme": scheme, "activation": activation_type,
                  "weight": weight_type, "reduce_range": reduce_range, "per_channel": per_channel,
                  "calibration": calibrate_method, "n_calibration": len(reader.images),
+                 "keep_float": list(keep_float), "n_float_nodes": len(kept),
                  "built_on": cpu_info().summary()}
         _carry_metadata(fp32_path, tmp_out, quant)
         tmp_out.replace(out_path)
