@@ -11,7 +11,7 @@ from conftest import dicom_testfile
 from pydicom.sr.codedict import codes
 
 from sonoseg.errors import InputError
-from sonoseg.infer.dicom_seg import read_dicom_seg, write_dicom_seg
+from sonoseg.infer.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, read_dicom_seg, write_dicom_seg
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 VENDOR_FILES = ["US1_UNCR.dcm", "OBXXXX1A.dcm", "OBXXXX1A_2frame.dcm", "OBXXXX1A_rle.dcm",
@@ -65,9 +65,20 @@ def test_vendor_us_round_trip(tmp_path, name):
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Lesion.value
     algo = segment.SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmName == "sonoseg"
-    # no US geometry -> no invented pixel measures / orientation
+    # no US geometry -> no invented orientation; the calibration sonoseg measures with -> pixel measures
     shared = ds.SharedFunctionalGroupsSequence[0]
-    assert "PlaneOrientationSequence" not in shared and "PixelMeasuresSequence" not in shared
+    assert "PlaneOrientationSequence" not in shared and "PlanePositionSequence" not in shared
+    regions = src.get("SequenceOfUltrasoundRegions") or []
+    if regions:  # OBXXXX1A*: calibrated in cm per pixel (PhysicalUnits 3), no PixelSpacing
+        (pm,) = shared.PixelMeasuresSequence
+        main = max(regions, key=lambda r: (r.RegionLocationMaxX1 - r.RegionLocationMinX0)
+                   * (r.RegionLocationMaxY1 - r.RegionLocationMinY0))
+        assert [float(v) for v in pm.PixelSpacing] == pytest.approx(
+            [10 * float(main.PhysicalDeltaY), 10 * float(main.PhysicalDeltaX)], rel=1e-12)
+        assert float(pm.SliceThickness) == NOMINAL_SLICE_THICKNESS_MM
+        assert "PixelMeasuresSequence" not in ds.PerFrameFunctionalGroupsSequence[0]
+    else:  # US1_*: uncalibrated -> nothing invented
+        assert "PixelMeasuresSequence" not in shared
 
     seg = hd.seg.segread(out)
     if n > 1:
@@ -234,3 +245,73 @@ def test_conformant_cine_seg_has_patient_orientation_and_passes_dciodvfy(tmp_pat
         pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
     errors, _ = dv.seg_problems(out)
     assert errors == []
+
+
+def _phantom_source(tmp_path, name, **wrap):
+    from sonoseg.data.phantom import make_phantom
+    from sonoseg.io.us_wrap import wrap_as_us_dicom
+
+    ph = make_phantom((96, 128), n_lesions=1, seed=3)
+    return wrap_as_us_dicom(ph.image, tmp_path / name, seed_uid=name, **wrap), ph.mask.astype(np.uint8)
+
+
+@pytest.mark.parametrize("edit,expected", [
+    # (header change, (PixelSpacing, SliceThickness) expected in the SEG or None)
+    (None, ([0.2, 0.35], NOMINAL_SLICE_THICKNESS_MM)),  # US regions only (as scanners write it)
+    ({"PixelSpacing": [0.5, 0.25], "SliceThickness": 2.5}, ([0.5, 0.25], 2.5)),  # PixelSpacing wins, thickness kept
+    ({"SequenceOfUltrasoundRegions": None, "ImagerPixelSpacing": [0.1, 0.1]}, None),  # detector plane: not copied
+    ({"SequenceOfUltrasoundRegions": None, "PixelSpacing": [0.0, 0.2], "SliceThickness": 0}, None),  # invalid
+    ({"RegionLocationMaxX1": 1000}, None),  # region box outside the image (resized after calibration): dropped
+])
+def test_phantom_calibration_travels_into_the_seg(tmp_path, edit, expected):
+    """Known calibrations (a phantom wrapped as US with regions of 0.2 x 0.35 mm): the SEG states the
+    spacing sonoseg measures with, highdicom reads it back, dciodvfy reports no error."""
+    import dciodvfy_check as dv
+
+    from sonoseg.io.dicom import read_dicom_meta
+
+    path, mask = _phantom_source(tmp_path, "ph.dcm", pixel_spacing_mm=(0.2, 0.35))
+    if edit:
+        ds = pydicom.dcmread(path)
+        for kw, v in edit.items():
+            if kw.startswith("Region"):
+                setattr(ds.SequenceOfUltrasoundRegions[0], kw, v)
+            elif v is None:
+                del ds[kw]
+            else:
+                setattr(ds, kw, v)
+        ds.save_as(path)
+    src = pydicom.dcmread(path)
+    out = write_dicom_seg(path, mask, tmp_path / "ph.seg.dcm")
+    shared = pydicom.dcmread(out).SharedFunctionalGroupsSequence[0]
+    if expected is None:
+        assert "PixelMeasuresSequence" not in shared
+    else:
+        (pm,) = shared.PixelMeasuresSequence
+        assert ([float(v) for v in pm.PixelSpacing], float(pm.SliceThickness)) == expected
+        if not edit:  # the same spacing as sonoseg's measurements
+            assert tuple(float(v) for v in pm.PixelSpacing) == pytest.approx(read_dicom_meta(path).pixel_spacing_mm)
+    seg = hd.seg.segread(out)
+    assert np.array_equal(seg.get_pixels_by_source_instance([src.SOPInstanceUID])[0, ..., 0], mask)
+    if dv.available():
+        errors, _ = dv.seg_problems(out)
+        assert errors == []
+
+
+def test_cine_seg_carries_pixel_measures_once_for_all_frames(tmp_path):
+    import dciodvfy_check as dv
+
+    from sonoseg.io.us_wrap import wrap_as_us_cine
+
+    frames = (np.random.default_rng(1).random((3, 40, 56)) * 255).astype(np.uint8)
+    src = wrap_as_us_cine(frames, tmp_path / "cine.dcm", frame_time_ms=40.0, pixel_spacing_mm=(0.15, 0.3))
+    masks = np.zeros((3, 40, 56), np.uint8)
+    masks[1:, 5:20, 10:30] = 1
+    out = write_dicom_seg(src, masks, tmp_path / "cine.seg.dcm")
+    ds = pydicom.dcmread(out)
+    (pm,) = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence
+    assert [float(v) for v in pm.PixelSpacing] == [0.15, 0.3]
+    assert all("PixelMeasuresSequence" not in f for f in ds.PerFrameFunctionalGroupsSequence)
+    assert np.array_equal(read_dicom_seg(out), masks)
+    if dv.available():
+        assert dv.seg_problems(out)[0] == []

@@ -4,6 +4,7 @@ ultrasound files (pydicom-data) and sonoseg's shipped model."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -220,6 +221,15 @@ def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
             pixels = seg.get_pixels_by_source_instance([src.SOPInstanceUID], combine_segments=True,
                                                        skip_overlap_checks=True)
         np.testing.assert_array_equal(pixels, mask)
+        # the calibration sonoseg measured with travels in the SEG (CINE: US regions; SINGLE: none)
+        measured = json.loads(Path(r["measurements"]).read_text())["pixel_spacing_mm"]
+        shared = seg.SharedFunctionalGroupsSequence[0]
+        if measured is None:
+            assert name == SINGLE and "PixelMeasuresSequence" not in shared
+        else:
+            assert name == CINE
+            spacing = [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing]
+            assert spacing == pytest.approx(measured, rel=1e-12)
 
 
 # -- listener ---------------------------------------------------------------------------------------------

@@ -12,14 +12,25 @@ spatial bookkeeping, which it overrides:
 * one SEG frame per (source frame, segment), each with a DerivationImageSequence item referencing the
   source SOP instance *and* its ReferencedFrameNumber (so viewers / ``get_pixels_by_source_frame``
   find the frame);
-* no PixelMeasures / PlaneOrientation / PlanePosition (as highdicom does for single-frame sources
-  without a frame of reference: there is no patient geometry to state);
+* no PlaneOrientation / PlanePosition (as highdicom does for single-frame sources without a frame of
+  reference: there is no patient geometry to state); PixelMeasures as for single frames (below);
 * a second dimension index, FrameContentSequence > TemporalPositionIndex (= source frame number), next
   to ReferencedSegmentNumber so every SEG frame has unique DimensionIndexValues.
 
 It relies on three private highdicom hooks (``_prepare_spatial_metadata``, ``_get_pffg_item``,
 ``_get_derivation_source_image_item``); highdicom is pinned (constraints.txt) and
 tests/test_dicom_seg.py round-trips real vendor cine files through ``segread``.
+
+Pixel spacing: when the source is calibrated (PixelSpacing, or the ultrasound region calibration that
+sonoseg measures with, :func:`sonoseg.io.dicom.calibration`), the SEG carries it in the shared
+PixelMeasuresSequence, so a viewer measuring on the SEG gets sonoseg's millimetres. ImagerPixelSpacing
+(detector plane, projection radiography) is not a spacing in the patient and is not copied. Slice
+Thickness: the standard makes it optional in a SEG without a Frame of Reference (PS3.3 C.7.6.16.2.1:
+required only for Segmentation Storage *with* a Frame of Reference UID, "may be present otherwise", and
+non-zero when present), but highdicom 0.28 cannot read a PixelMeasures item without it
+(``PixelMeasuresSequence.from_sequence``). It is therefore the source's SliceThickness when it has one,
+else :data:`NOMINAL_SLICE_THICKNESS_MM` = 1 mm: a 2D ultrasound frame states no elevational thickness,
+and a unit slab makes any "volume" a viewer derives from a 2D segment read as its area in mm².
 
 Privacy: highdicom copies the Patient and Study modules from the source (required for the SEG to attach
 to the study). Before that, the source header is reduced to what the SEG IOD requires: Type 3 patient /
@@ -115,6 +126,7 @@ _DROP_MODULES = ("patient-study", "clinical-trial-subject", "clinical-trial-stud
 # not where or on which unit the patient was scanned.
 _DROP_EQUIPMENT = {"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
                    "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber"}
+NOMINAL_SLICE_THICKNESS_MM = 1.0  # see the module doc (Pixel spacing)
 _TEMPORAL_POSITION_INDEX = 0x00209128
 _FRAME_CONTENT_SEQUENCE = 0x00209111
 
@@ -167,7 +179,7 @@ class _CineSegmentation(hd.seg.Segmentation):
             for n in numbers
         ]
         # plane positions, orientation, pixel measures, position values, tile positions, order, derivations
-        return [None] * len(numbers), None, None, np.empty((0,)), np.empty((0,)), np.arange(len(numbers)), items
+        return [None] * len(numbers), None, kwargs["pixel_measures"], np.empty((0,)), np.empty((0,)), np.arange(len(numbers)), items
 
     @staticmethod
     def _get_pffg_item(dimension_index_values, plane_position, derivation_source_image_items,
@@ -195,13 +207,17 @@ def _read_source(src: SourceLike) -> tuple[Dataset, str]:
     return ds, str(path)
 
 
-def _proxy(ds: Dataset, name: str) -> Dataset:
-    """Metadata-only copy of the source, reduced to what the SEG may copy (see module doc)."""
+def _proxy(ds: Dataset, name: str, no_geometry: bool = False) -> Dataset:
+    """Metadata-only copy of the source, reduced to what the SEG may copy (see module doc). Without a
+    frame of reference the pixel measures are sonoseg's (:func:`pixel_measures_for`), never highdicom's
+    copy of PixelSpacing without SliceThickness, which highdicom could not read back."""
     for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns"):
         if kw not in ds:
             raise InputError(name, f"source image has no {kw}")
     drop = _identifying_keywords()
     proxy = Dataset()
+    if no_geometry:
+        drop = drop | {"PixelSpacing", "SliceThickness", "SpacingBetweenSlices"}
     for elem in ds:
         if elem.tag.group in (0x7FE0, 0x0002) or elem.keyword in drop:
             continue
@@ -212,6 +228,25 @@ def _proxy(ds: Dataset, name: str) -> Dataset:
     if "Modality" not in proxy:
         proxy.Modality = "US"
     return proxy
+
+
+def pixel_measures_for(ds: Dataset) -> Optional[hd.PixelMeasuresSequence]:
+    """The SEG's PixelMeasuresSequence for a source without a frame of reference (see the module doc),
+    or None when the source has no usable calibration."""
+    import math
+
+    from sonoseg.io.dicom import calibration
+
+    spacing, source, _ = calibration(ds)
+    if spacing is None or source not in ("PixelSpacing", "SequenceOfUltrasoundRegions"):
+        return None
+    try:
+        thickness = float(ds.get("SliceThickness") or 0)
+    except (TypeError, ValueError):
+        thickness = 0.0
+    if not (math.isfinite(thickness) and thickness > 0):
+        thickness = NOMINAL_SLICE_THICKNESS_MM
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing], slice_thickness=thickness)
 
 
 def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int], algorithm_name: str,
@@ -380,6 +415,8 @@ def write_dicom_seg(
     try:
         no_geometry = get_image_coordinate_system(ds) is None
         multiframe = n_src > 1 or is_multiframe_image(ds)  # KeyError for SOP classes highdicom lacks
+        if no_geometry:
+            common["pixel_measures"] = pixel_measures_for(ds)
         if len(loaded) > 1:
             if no_geometry:
                 raise InputError(name, "several single-frame sources without a frame of reference: "
@@ -390,7 +427,7 @@ def write_dicom_seg(
         elif multiframe and no_geometry:
             idx = list(range(n_src)) if frame_indices is None else [int(i) for i in frame_indices]
             _check_indices(idx, arr.shape[0], n_src, name)
-            proxy = _proxy(ds, name)
+            proxy = _proxy(ds, name, no_geometry)
             del proxy.NumberOfFrames  # highdicom's single-frame guard; real frames are referenced by number
             proxy.NumberOfFrames = 1
             seg = _CineSegmentation.build([i + 1 for i in idx], [proxy], arr, **common)
@@ -406,7 +443,7 @@ def write_dicom_seg(
         else:
             if arr.shape[0] != 1 or (frame_indices is not None and list(frame_indices) != [0]):
                 raise InputError(name, f"single-frame image but {arr.shape[0]} mask frames")
-            seg = hd.seg.Segmentation([_proxy(ds, name)], arr[0], **common)
+            seg = hd.seg.Segmentation([_proxy(ds, name, no_geometry)], arr[0], **common)
     except InputError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -210,8 +210,10 @@ def check_pixel_header(path: str | Path, ds: Dataset) -> int:
     return frames
 
 
-def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -> ImageMeta:
-    """ImageMeta from a parsed header. Never copies patient identifiers."""
+def calibration(ds: Dataset) -> tuple[tuple[float, float] | None, str | None, list[str]]:
+    """(pixel spacing (row, col) in mm, its source keyword, notes) of a header: PixelSpacing, else the
+    ultrasound region calibration, else ImagerPixelSpacing; dropped (with a note) when implausible or
+    when the regions do not fit the image. The one place measurements and the DICOM SEG read it from."""
     regions = parse_us_regions(ds)
     spacing, source = None, None
 
@@ -242,6 +244,13 @@ def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -
         if why:
             notes.append(f"calibration from {source} dropped: {why}; sizes are in pixels")
             source = None
+    return spacing, source, notes
+
+
+def meta_from_header(path: str | Path, ds: Dataset, frames: int | None = None) -> ImageMeta:
+    """ImageMeta from a parsed header. Never copies patient identifiers."""
+    regions = parse_us_regions(ds)
+    spacing, source, notes = calibration(ds)
     ts = transfer_syntax(ds)
 
     def _str(kw):
