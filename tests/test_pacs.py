@@ -414,3 +414,59 @@ def test_c_store_decompresses_for_a_peer_that_takes_only_uncompressed(tmp_path):
     (ds,) = got
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" != src.file_meta.TransferSyntaxUID
     np.testing.assert_array_equal(ds.pixel_array, src.pixel_array)
+
+
+# -- several single-frame images of one series ------------------------------------------------------------
+def _loose_series(tmp_path, n: int, tag: str) -> list[Path]:
+    """``n`` single-frame US images (calibrated phantoms) of one series in one study, as a scanner sends
+    the still images of an examination."""
+    from pydicom.uid import generate_uid
+
+    from sonoseg.data.phantom import make_phantom
+    from sonoseg.io.us_wrap import wrap_as_us_dicom
+
+    study, series = generate_uid(entropy_srcs=[tag, "study"]), generate_uid(entropy_srcs=[tag, "series"])
+    out = []
+    for i in range(n):
+        ph = make_phantom((96, 128), n_lesions=1, seed=40 + i)
+        out.append(wrap_as_us_dicom(ph.image, tmp_path / f"{tag}-{i}.dcm", pixel_spacing_mm=(0.2, 0.25),
+                                    seed_uid=f"{tag}-{i}", study_uid=study, series_uid=series,
+                                    instance_number=n - i))  # instance numbers not in file order
+    return out
+
+
+def test_listener_puts_the_segs_of_a_series_of_stills_in_one_seg_series(srv, orthanc, predictor, tmp_path):
+    """Three single-frame images of one series: one SEG series comes back (not three), holding one SEG per
+    image, each referencing its own image (SOP Instance UID), numbered as the images, calibrated."""
+    from sonoseg.pacs.sinks import PacsSink
+
+    files = _loose_series(tmp_path / "src", 3, "stills")
+    heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    for f in files:
+        assert orthanc.upload(f)["Status"] == "Success"
+    study, series = heads[0].StudyInstanceUID, heads[0].SeriesInstanceUID
+    with _listener(orthanc, tmp_path, predictor, [PacsSink(srv, "dicomweb")], quiet_s=0.3) as lst:
+        found = orthanc.post("/tools/find", {"Level": "Series", "Query": {"SeriesInstanceUID": series}})
+        orthanc.post("/modalities/sonoseg/store", {"Resources": found, "Synchronous": True})
+        assert lst.wait_idle(90)
+    assert (lst.stats.received, lst.stats.segmented, lst.stats.segs_sent, lst.stats.failures) == (3, 3, 3, 0)
+
+    (row,) = exchange.find(srv, Query(study_uid=study, modality="SEG"), "series", "dimse")
+    assert row["NumberOfSeriesRelatedInstances"] == "3"
+    back = dicomweb.retrieve(srv, study, tmp_path / "back", row["SeriesInstanceUID"])
+    by_source = {}
+    for f in back:
+        seg = hd.seg.segread(str(f))
+        (ref_series,) = seg.ReferencedSeriesSequence
+        assert ref_series.SeriesInstanceUID == series
+        (ref,) = ref_series.ReferencedInstanceSequence
+        per_frame = {i.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                     for i in seg.PerFrameFunctionalGroupsSequence}
+        assert per_frame == {ref.ReferencedSOPInstanceUID}
+        by_source[ref.ReferencedSOPInstanceUID] = seg
+    assert set(by_source) == {h.SOPInstanceUID for h in heads}
+    for h in heads:
+        seg = by_source[h.SOPInstanceUID]
+        assert int(seg.InstanceNumber) == int(h.InstanceNumber)
+        pm = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        assert [float(v) for v in pm.PixelSpacing] == [0.2, 0.25]

@@ -137,3 +137,22 @@ def test_reused_predictor_is_domain_checked_against_its_own_model(tiny_model, tm
     assert p.path == tiny_model
     r = predict_inputs([dicom_file("US1_J2KR.dcm")], tmp_path, predictor=p, log=lambda m: None)["results"][0]
     assert r["status"] == "ok" and r["seg"], r["error"]
+
+
+def test_segs_of_a_series_of_stills_form_one_seg_series(tiny_ckpt, tmp_path):
+    """Loose single-frame images: one SEG per image, the SEGs of one source series in one SEG series
+    (numbered as their images), another source series in another SEG series."""
+    from sonoseg.infer.run import predict_inputs
+
+    srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm", "US1_UNCR.dcm")]
+    heads = [pydicom.dcmread(s, stop_before_pixels=True) for s in srcs]
+    assert heads[0].SeriesInstanceUID == heads[1].SeriesInstanceUID != heads[2].SeriesInstanceUID
+    payload = predict_inputs(srcs, tmp_path, model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
+    segs = [pydicom.dcmread(r["seg"], stop_before_pixels=True) for r in payload["results"]]
+    assert segs[0].SeriesInstanceUID == segs[1].SeriesInstanceUID != segs[2].SeriesInstanceUID
+    assert len({s.SOPInstanceUID for s in segs}) == 3
+    for seg, h in zip(segs, heads):
+        ref = seg.ReferencedSeriesSequence[0]
+        assert ref.SeriesInstanceUID == h.SeriesInstanceUID
+        assert [i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence] == [h.SOPInstanceUID]
+        assert int(seg.InstanceNumber) == int(h.get("InstanceNumber") or 1)

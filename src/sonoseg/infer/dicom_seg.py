@@ -324,6 +324,8 @@ def write_dicom_seg(
     series_description: str = "sonoseg segmentation",
     series_number: int = 900,
     seed_uid: Optional[str] = None,
+    series_instance_uid: Optional[str] = None,
+    instance_number: Optional[int] = None,
 ) -> Path:
     """Write a DICOM SEG for ``masks`` derived from one source image (single- or multi-frame).
 
@@ -335,7 +337,10 @@ def write_dicom_seg(
     finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
     codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
     {label: (category Code, type Code)}. BINARY/FRACTIONAL segment numbers are 1..N in label order;
-    LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic.
+    LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
+    ``series_instance_uid`` puts the SEG into a given series (several SEGs of one source series, one per
+    image, in one SEG series: see :mod:`sonoseg.infer.run`). ``instance_number``: default the source's
+    InstanceNumber, so the SEGs of a series sort as their images do.
     ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
     coded modifier of each segment's property type (see :func:`add_class_finding`).
     """
@@ -396,10 +401,11 @@ def write_dicom_seg(
     common = dict(
         segmentation_type=seg_type,
         segment_descriptions=descriptions,
-        series_instance_uid=_seeded(seed_uid, "series"),
+        series_instance_uid=series_instance_uid or _seeded(seed_uid, "series"),
         series_number=int(series_number),
         sop_instance_uid=_seeded(seed_uid, "sop"),
-        instance_number=1,
+        instance_number=(int(instance_number) if instance_number is not None
+                         else _instance_number(ds) if len(loaded) == 1 else 1),
         manufacturer="sonoseg",
         manufacturer_model_name=algorithm_name,
         software_versions=str(algorithm_version),
@@ -457,6 +463,14 @@ def write_dicom_seg(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(out_path)
     return out_path
+
+
+def _instance_number(ds: Dataset) -> int:
+    try:
+        n = int(ds.get("InstanceNumber") or 1)
+    except (TypeError, ValueError):
+        return 1
+    return n if 0 < n < 2**31 else 1
 
 
 def _seeded(seed: Optional[str], role: str) -> str:

@@ -50,6 +50,9 @@ class RunSettings:
     video: bool = False
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
+    # source SeriesInstanceUID -> the SEG series of this run: the SEGs of a series' images (one per image)
+    # form one SEG series, as a viewer lists them, not one series per image
+    seg_series: dict = field(default_factory=dict)
 
 
 def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
@@ -157,10 +160,13 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             def seg() -> Path:
+                from pydicom.uid import generate_uid
+
                 from sonoseg.io.safety import atomic_path
 
+                series = st.seg_series.setdefault(meta.series_uid, generate_uid()) if meta.series_uid else None
                 with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
-                    write_dicom_seg(path, seg_masks, tmp, labels=labels,
+                    write_dicom_seg(path, seg_masks, tmp, labels=labels, series_instance_uid=series,
                                     frame_indices=list(range(res.frames)) if n > 1 else None,
                                     finding=decision if decision["class"] is not None else None)
                 return out / f"{stem}.seg.dcm"
