@@ -470,3 +470,102 @@ def test_listener_puts_the_segs_of_a_series_of_stills_in_one_seg_series(srv, ort
         assert int(seg.InstanceNumber) == int(h.InstanceNumber)
         pm = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
         assert [float(v) for v in pm.PixelSpacing] == [0.2, 0.25]
+
+
+# -- re-sending after a failed destination ----------------------------------------------------------------
+class _Counting:
+    """A destination that records what it was asked to send (optionally failing, like a server down)."""
+
+    def __init__(self, name: str, inner=None, fail: bool = False):
+        self.name, self.inner, self.fail, self.calls = name, inner, fail, []
+
+    def send(self, segs, sources) -> int:
+        self.calls.append(sorted(str(p) for p in segs))
+        if self.fail:
+            raise PacsError(f"server {self.name}: cannot reach it")
+        return self.inner.send(segs, sources) if self.inner is not None else len(segs)
+
+
+def _wait(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def _seg_uids(server, study: str) -> list[list[str]]:
+    """SOP Instance UIDs of the SEG instances of a study, per SEG series, read through Orthanc's REST API."""
+    out = []
+    for s in server.post("/tools/find", {"Level": "Series", "Expand": True,
+                                         "Query": {"StudyInstanceUID": study, "Modality": "SEG"}}):
+        out.append(sorted(server.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"] for i in s["Instances"]))
+    return out
+
+
+def test_listener_resends_only_to_the_destination_that_was_down(srv, orthanc, predictor, tmp_path):
+    """Two Orthanc destinations, the second down: the first gets the SEGs once; the second gets the very
+    same SEGs (same SOP Instance UIDs) once it is up, by a re-send; nothing is segmented or sent twice."""
+    from _orthanc import AET, Orthanc
+
+    from sonoseg.pacs.sinks import PacsSink
+
+    files = _loose_series(tmp_path / "src", 2, "resend")
+    for f in files:
+        assert orthanc.upload(f)["Status"] == "Success"
+    head = pydicom.dcmread(files[0], stop_before_pixels=True)
+    second = Orthanc()  # ports reserved, not started yet: "down"
+    b_srv = PacsServer("second", host="127.0.0.1", port=second.dicom_port, ae_title=AET,
+                       dicomweb_url=second.dicomweb_url, username=srv.username, password_env=srv.password_env,
+                       timeout_s=10)
+    a = _Counting("orthanc (dimse)", PacsSink(srv, "dimse"))
+    b = PacsSink(b_srv, "dicomweb")
+    try:
+        with _listener(orthanc, tmp_path, predictor, [a, b], quiet_s=0.3, retry_s=0.5, retry_max_s=1.0) as lst:
+            found = orthanc.post("/tools/find", {"Level": "Series",
+                                                 "Query": {"SeriesInstanceUID": head.SeriesInstanceUID}})
+            orthanc.post("/modalities/sonoseg/store", {"Resources": found, "Synchronous": True})
+            assert lst.wait_idle(90)
+            (waiting,) = lst.waiting
+            assert waiting.pending == [b.name] and waiting.done == [a.name] and "cannot reach" in waiting.errors[b.name]
+            assert len(list((tmp_path / "work" / "incoming").rglob("*.dcm"))) == 2  # kept for the re-send
+            (at_a,) = _seg_uids(orthanc, head.StudyInstanceUID)
+            assert len(at_a) == 2
+            second.start()
+            assert _wait(lambda: not lst.waiting and not any((tmp_path / "work" / "outbox").iterdir()), 60)
+        assert len(a.calls) == 1  # never re-sent to the destination that had it
+        assert lst.stats.resent == 1 and lst.stats.segmented == 2 and lst.stats.studies == 1
+        assert _seg_uids(second, head.StudyInstanceUID) == [at_a]  # the same SEGs, not new ones
+        assert _seg_uids(orthanc, head.StudyInstanceUID) == [at_a]  # still one copy at the first
+        assert not any((tmp_path / "work" / "incoming").rglob("*.dcm"))
+    finally:
+        second.stop()
+
+
+def test_a_restarted_listener_sends_what_is_left_without_segmenting_again(srv, orthanc, predictor, tmp_path):
+    from _orthanc import CLIENT_AET
+
+    to_listener = PacsServer("listener", host="127.0.0.1", port=orthanc.listener_port, ae_title=CLIENT_AET,
+                             calling_ae_title="MODALITY", timeout_s=10)
+    files = _loose_series(tmp_path / "src", 2, "restart")
+    a, b = _Counting("A"), _Counting("B", fail=True)
+    lst = _listener(orthanc, tmp_path, predictor, [a, b], quiet_s=0.2, retry_s=3600).start()
+    try:
+        dimse.store(to_listener, files)
+        assert lst.wait_idle(90)
+    finally:
+        lst.stop(flush=False)
+    assert len(a.calls) == 1 and len(a.calls[0]) == 2 and b.calls == a.calls
+    assert len(list((tmp_path / "work" / "outbox").glob("*.json"))) == 1
+
+    a2, b2 = _Counting("A"), _Counting("B")
+    again = _listener(orthanc, tmp_path, None, [a2, b2], quiet_s=0.2).start()  # no model: cannot segment
+    try:
+        assert _wait(lambda: b2.calls and not again.waiting, 30)
+    finally:
+        again.stop()
+    assert a2.calls == [] and b2.calls == a.calls  # the same SEG files, to B only
+    assert again.stats.segmented == 0 and again.stats.failures == 0 and again.stats.resent == 1
+    assert not any((tmp_path / "work" / "outbox").glob("*.json"))
+    assert not any((tmp_path / "work" / "incoming").rglob("*.dcm"))

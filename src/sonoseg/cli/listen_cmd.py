@@ -38,10 +38,13 @@ def register(app: typer.Typer) -> None:
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check",
                                     help="No SEG for images unlike the model's training images."),
         keep: bool = typer.Option(False, "--keep-received", help="Keep received instances after segmenting."),
+        retry: float = typer.Option(60.0, "--retry-after", min=0.1, help="Seconds before re-sending to a destination "
+                                                                         "that failed (then doubling, up to an hour)."),
         servers: Optional[Path] = SERVERS,
     ) -> None:
         """C-STORE SCP: each study is segmented after --quiet-period seconds without new instances; its
-        SEGs go to every --send-to server and the images to the results store with --store. Ctrl-C stops
+        SEGs go to every --send-to server and the images to the results store with --store. A destination
+        that fails gets the same SEGs again later (--retry-after), the others nothing twice. Ctrl-C stops
         (what has arrived is segmented first)."""
         import logging
         import signal
@@ -65,7 +68,8 @@ def register(app: typer.Typer) -> None:
         _show_info()
         predictor = Predictor.from_path(model, backend=backend, threads=threads)
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
-                                    quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain)
+                                    quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
+                                    retry_s=retry)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -82,6 +86,11 @@ def register(app: typer.Typer) -> None:
             st = listener.stats
             console.print(f"{st.received} instance(s) received, {st.segmented} segmented, {st.segs_sent} SEG(s) sent, "
                           f"{st.refused} refused, {st.failures} failure(s)")
+            waiting = listener.waiting
+            if waiting:
+                console.print(f"{len(waiting)} study batch(es) not yet sent to "
+                              f"{', '.join(sorted({n for d in waiting for n in d.pending}))}: kept in "
+                              f"{work / 'outbox'}, sent at the next start")
 
 
 def _show_info() -> None:

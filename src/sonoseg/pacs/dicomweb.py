@@ -18,6 +18,7 @@ from sonoseg.pacs.files import read_header, save_instance
 from sonoseg.pacs.query import LEVELS, Query, row
 
 ANY_SYNTAX = (("application/dicom", "*"),)
+RETRY_ATTEMPTS = 3
 
 
 def client(srv: PacsServer):
@@ -29,7 +30,12 @@ def client(srv: PacsServer):
         raise PacsError(f"server {srv.name}: no dicomweb_url configured")
     pw = srv.password()
     session = create_session_from_user_pass(srv.username, pw) if srv.username else create_session()
-    return DICOMwebClient(srv.dicomweb_url, session=session, timeout=srv.timeout_s)
+    c = DICOMwebClient(srv.dicomweb_url, session=session, timeout=srv.timeout_s)
+    # dicomweb-client retries every failed request (connection refused included) 5 times, 2-16 s apart:
+    # half a minute before "cannot reach". Three tries 1 and 2 s apart still ride out a busy server (429,
+    # 503); the listener re-sends later on its own (sonoseg.pacs.outbox) instead of blocking its worker.
+    c.set_http_retry_params(retry=True, max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=500)
+    return c
 
 
 @contextmanager

@@ -10,6 +10,10 @@
 * One worker thread segments one study at a time (the predictor's threads do the parallel work), writes
   predict's outputs to ``WORK/results/<study tag>/<time>/`` and hands the SEGs to the sinks
   (:mod:`sonoseg.pacs.sinks`).
+* Several destinations, one failing: each destination's success is recorded as soon as it happens
+  (:mod:`sonoseg.pacs.outbox`); the failed ones are retried with the same SEG files after ``retry_s``
+  seconds (doubling up to ``retry_max_s``), also after a restart, and the study is never segmented
+  again for them, so a destination that already has the SEGs gets no second copy.
 * Logs name studies by a hash of their UID and never print header values.
 """
 
@@ -24,6 +28,7 @@ from typing import Callable, Optional, Sequence
 
 from sonoseg.errors import SonosegError, reason
 from sonoseg.pacs.files import save_encoded
+from sonoseg.pacs.outbox import Delivery, Outbox
 from sonoseg.pacs.query import study_tag
 
 log = logging.getLogger("sonoseg.pacs.listener")
@@ -42,6 +47,8 @@ class ListenerSettings:
     wait_s: float = 60.0
     keep_received: bool = False
     domain: bool = True  # predict's domain check: no SEG for inputs unlike the model's training images
+    retry_s: float = 60.0  # first re-send to a destination that failed; then doubling ...
+    retry_max_s: float = 3600.0  # ... up to this
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Stats:
     segmented: int = 0  # image instances segmented
     segs_sent: int = 0
     failures: int = 0
+    resent: int = 0  # deliveries completed by a re-send
     busy_s: float = 0.0  # time spent segmenting and sending
 
 
@@ -68,6 +76,8 @@ class Listener:
         self.predictor, self.sinks, self.on_study = predictor, list(sinks), on_study
         self.incoming = Path(settings.work_dir) / "incoming"
         self.results = Path(settings.work_dir) / "results"
+        self.outbox = Outbox(Path(settings.work_dir) / "outbox")
+        self._deliveries: list[Delivery] = []  # waiting for a re-send
         self.stats = Stats()
         self._cond = threading.Condition()
         self._studies: dict[str, _Study] = {}
@@ -133,8 +143,20 @@ class Listener:
 
     # -- receiving ------------------------------------------------------------------------------
     def _recover(self) -> None:
+        claimed = set()  # instances already segmented, whose results wait for a re-send
+        names = {s.name for s in self.sinks}
+        for dl in self.outbox.load(log.warning):
+            gone = [n for n in dl.pending if n not in names]
+            if gone:
+                log.warning("%s: destination(s) %s no longer configured: not sent there", dl.tag, ", ".join(gone))
+                dl.pending = [n for n in dl.pending if n in names]
+            dl.next_try = 0.0  # due now
+            self._deliveries.append(dl)
+            claimed |= {str(Path(f).resolve()) for f in dl.sources}
+            log.info("%s: results waiting for %s left by the last run, to be sent", dl.tag,
+                     ", ".join(dl.pending) or "no destination")
         for d in sorted(p for p in self.incoming.iterdir() if p.is_dir()):
-            files = sorted(f for f in d.glob("*.dcm") if not f.name.startswith("."))
+            files = sorted(f for f in d.glob("*.dcm") if not f.name.startswith(".") and str(f.resolve()) not in claimed)
             for f in d.glob(".*.part"):
                 f.unlink(missing_ok=True)
             if files:
@@ -186,14 +208,27 @@ class Listener:
         while True:
             with self._cond:
                 while True:
-                    job = self._next_ready()
-                    if job is not None or (self._stop and (not self._flush or not self._studies)):
+                    due = [] if self._stop else Outbox.due(self._deliveries)
+                    job = None if due else self._next_ready()
+                    if due or job is not None or (self._stop and (not self._flush or not self._studies)):
                         break
                     waits = [self.s.quiet_s - (time.monotonic() - st.last) for st in self._studies.values()]
+                    waits += [d.next_try - time.time() for d in self._deliveries]
                     self._cond.wait(max(min(waits, default=1.0), 0.01))
-                if job is None:
-                    return
+                if due:
+                    self._deliveries = [d for d in self._deliveries if all(d is not x for x in due)]
+                elif job is None:
+                    return  # re-sends still waiting stay in the outbox for the next start
                 self._busy = True
+            if due:
+                try:
+                    for d in due:
+                        self._deliver(d)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                continue
             tag, files = job
             t0 = time.perf_counter()
             try:
@@ -211,7 +246,6 @@ class Listener:
         t0 = time.perf_counter()
         out = self.results / tag / (time.strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 10**6:06d}")
         self.stats.studies += 1
-        ok = True
         try:
             res = segment_study(tag, files, out, self.predictor, domain=self.s.domain, log=log.warning)
         except Exception as exc:  # noqa: BLE001 - one study must not stop the listener
@@ -220,27 +254,70 @@ class Listener:
             self.stats.failures += 1
             return
         self.stats.segmented += res.images
-        sent = []
-        for sink in self.sinks:
-            try:
-                n = sink.send(res.segs, files)
-                sent.append(f"{n} to {sink.name}")
-                if sink.name != "results store":
-                    self.stats.segs_sent += n
-            except (SonosegError, OSError, RuntimeError, ValueError) as exc:
-                ok = False
-                self.stats.failures += 1
-                log.error("%s: sending to %s failed: %s; SEGs kept in %s", tag, sink.name, reason(exc), out)
+        dl = Delivery(tag, str(out), [str(p) for p in res.segs], [str(f) for f in files],
+                      [s.name for s in self.sinks])
+        self.outbox.save(dl)  # before anything is sent: a crash from here on never segments it again
+        sent = self._deliver(dl)
         extra = (f", {res.out_of_scope} out of scope (no SEG)" if res.out_of_scope else "") + \
                 (f", {len(res.failed)} failed" if res.failed else "") + (f", {res.skipped} not images" if res.skipped else "")
         log.info("%s: %d image(s) segmented, %d SEG(s)%s; sent %s; %.1f s", tag, res.images, len(res.segs), extra,
                  ", ".join(sent) or "nowhere (no destination)", time.perf_counter() - t0)
-        if ok and not self.s.keep_received:
-            for f in files:
-                Path(f).unlink(missing_ok=True)
-            try:
-                (self.incoming / tag).rmdir()
-            except OSError:
-                pass  # more instances of the study arrived meanwhile
         if self.on_study is not None:
             self.on_study(res)
+
+    # -- sending ----------------------------------------------------------------------------------
+    def _deliver(self, dl: Delivery) -> list[str]:
+        """Send ``dl`` to the destinations it still waits for; record each success at once; schedule a
+        re-send for the failed ones, or finish (record and received instances removed). Returns what
+        was sent, for the log line."""
+        sinks = {s.name: s for s in self.sinks}
+        segs, sources = [Path(p) for p in dl.segs], [Path(p) for p in dl.sources]
+        sent, retry = [], dl.attempts > 0
+        for name in list(dl.pending):
+            sink = sinks.get(name)
+            if sink is None:
+                dl.pending.remove(name)
+                continue
+            try:
+                n = sink.send(segs, sources)
+            except (SonosegError, OSError, RuntimeError, ValueError) as exc:
+                self.stats.failures += 1
+                dl.errors[name] = reason(exc)
+                log.error("%s: sending to %s failed: %s; SEGs kept in %s", dl.tag, name, reason(exc), dl.results)
+                continue
+            dl.pending.remove(name)
+            dl.done.append(name)
+            dl.errors.pop(name, None)
+            self.outbox.save(dl)  # this destination is done, whatever happens next
+            sent.append(f"{n} to {name}")
+            if name != "results store":
+                self.stats.segs_sent += n
+            if retry:
+                log.info("%s: sent %d to %s (attempt %d)", dl.tag, n, name, dl.attempts + 1)
+        if dl.pending:
+            dl.attempts += 1
+            wait = dl.backoff(self.s.retry_s, self.s.retry_max_s)
+            dl.next_try = time.time() + wait
+            self.outbox.save(dl)
+            with self._cond:
+                self._deliveries.append(dl)
+                self._cond.notify_all()
+            log.warning("%s: %s still to be sent; next try in %.0f s", dl.tag, ", ".join(dl.pending), wait)
+            return sent
+        if retry:
+            self.stats.resent += 1
+        if not self.s.keep_received:
+            for f in sources:
+                f.unlink(missing_ok=True)
+            try:
+                (self.incoming / dl.tag).rmdir()
+            except OSError:
+                pass  # more instances of the study arrived meanwhile
+        self.outbox.remove(dl)
+        return sent
+
+    @property
+    def waiting(self) -> list[Delivery]:
+        """Deliveries waiting for a re-send (a copy)."""
+        with self._cond:
+            return list(self._deliveries)
