@@ -16,6 +16,7 @@ from pathlib import Path
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SINGLE_FRAME_US = "1.2.840.10008.5.1.4.1.1.6.1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _SOURCE_NOT_MULTIFRAME = "Shall not be present for Referenced SOP Class that is not multi-frame - attribute <ReferencedFrameNumber>"
 
 
@@ -24,13 +25,16 @@ def available() -> bool:
 
 
 def is_seg(path: Path) -> bool:
+    """A DICOM SEG, or an overlay Secondary Capture sonoseg wrote: both are checked."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "Manufacturer", "ManufacturerModelName"])
     except Exception:  # noqa: BLE001 - not a DICOM file: not a SEG
         return False
-    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS
+    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS or (
+        str(ds.get("SOPClassUID", "")) == SECONDARY_CAPTURE and str(ds.get("ManufacturerModelName", "")) == "sonoseg overlay")
 
 
 def _source_classes(path: Path) -> set[str]:

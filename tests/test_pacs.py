@@ -569,3 +569,33 @@ def test_a_restarted_listener_sends_what_is_left_without_segmenting_again(srv, o
     assert again.stats.segmented == 0 and again.stats.failures == 0 and again.stats.resent == 1
     assert not any((tmp_path / "work" / "outbox").glob("*.json"))
     assert not any((tmp_path / "work" / "incoming").rglob("*.dcm"))
+
+
+def test_listener_sends_the_overlay_capture_when_asked(srv, orthanc, predictor, tmp_path):
+    """--overlay-sc: next to the SEG, a Secondary Capture of the overlay in a series of its own, referencing
+    the image; sent back to the listener, neither is segmented."""
+    from sonoseg.infer.dicom_sc import SERIES_DESCRIPTION
+    from sonoseg.pacs.sinks import PacsSink
+
+    (src,) = _loose_series(tmp_path / "src", 1, "capture")
+    assert orthanc.upload(src)["Status"] == "Success"
+    head = pydicom.dcmread(src, stop_before_pixels=True)
+    with _listener(orthanc, tmp_path, predictor, [PacsSink(srv, "dimse")], quiet_s=0.3, overlay_sc=True) as lst:
+        found = orthanc.post("/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": head.StudyInstanceUID}})
+        orthanc.post("/modalities/sonoseg/store", {"Resources": found, "Synchronous": True})
+        assert lst.wait_idle(60)
+        assert (lst.stats.segmented, lst.stats.segs_sent) == (1, 2)  # one SEG + one capture
+        ours = [s for m in ("SEG", "OT") for s in orthanc.post(
+            "/tools/find", {"Level": "Series", "Query": {"StudyInstanceUID": head.StudyInstanceUID, "Modality": m}})]
+        assert len(ours) == 2
+        orthanc.post("/modalities/sonoseg/store", {"Resources": ours, "Synchronous": True})  # the results back
+        assert lst.wait_idle(60)
+    assert (lst.stats.received, lst.stats.segmented, lst.stats.segs_sent) == (3, 1, 2)  # SEG, capture: not segmented
+    rows = exchange.find(srv, Query(study_uid=head.StudyInstanceUID), "series", "dicomweb")
+    assert sorted((r["Modality"], r["SeriesDescription"]) for r in rows) == \
+        [("OT", SERIES_DESCRIPTION), ("SEG", "sonoseg segmentation"), ("US", head.SeriesDescription)]
+    (ot,) = [r for r in rows if r["Modality"] == "OT"]
+    (f,) = dicomweb.retrieve(srv, head.StudyInstanceUID, tmp_path / "back", ot["SeriesInstanceUID"])
+    sc = pydicom.dcmread(f)
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == head.SOPInstanceUID
+    assert sc.pixel_array.shape == (head.Rows, head.Columns, 3)

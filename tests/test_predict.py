@@ -156,3 +156,29 @@ def test_segs_of_a_series_of_stills_form_one_seg_series(tiny_ckpt, tmp_path):
         assert ref.SeriesInstanceUID == h.SeriesInstanceUID
         assert [i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence] == [h.SOPInstanceUID]
         assert int(seg.InstanceNumber) == int(h.get("InstanceNumber") or 1)
+
+
+def test_overlay_capture_only_when_asked_and_equal_to_the_overlay_png(tiny_ckpt, tmp_path):
+    import cv2
+
+    from sonoseg.infer.run import predict_inputs
+
+    srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle_2frame.dcm")]
+    off = predict_inputs(srcs[:1], tmp_path / "off", model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
+    assert off["results"][0]["overlay_sc"] is None and not list((tmp_path / "off").glob("*.overlay.dcm"))
+    on = predict_inputs(srcs, tmp_path / "on", model=tiny_ckpt, threads=1, log=lambda m: None, domain=False,
+                        overlay_sc=True)
+    caps = []
+    for r, s in zip(on["results"], srcs):
+        assert r["status"] == "ok", r
+        sc = pydicom.dcmread(r["overlay_sc"])
+        png = cv2.cvtColor(cv2.imread(r["overlay"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(sc.pixel_array, png)
+        assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == pydicom.dcmread(s, stop_before_pixels=True).SOPInstanceUID
+        caps.append(sc)
+    cine_ref = caps[1].SourceImageSequence[0]
+    chosen = json.loads(Path(on["results"][1]["measurements"]).read_text())["chosen_frame"]
+    assert int(cine_ref.ReferencedFrameNumber) == chosen + 1  # the frame the overlay shows
+    assert caps[0].SeriesInstanceUID == caps[1].SeriesInstanceUID  # one source series: one capture series
+    seg = pydicom.dcmread(on["results"][0]["seg"], stop_before_pixels=True)
+    assert seg.SeriesInstanceUID != caps[0].SeriesInstanceUID  # SEGs and pictures in series of their own

@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check",
                                     help="No SEG for images unlike the model's training images."),
         keep: bool = typer.Option(False, "--keep-received", help="Keep received instances after segmenting."),
+        overlay_sc: bool = typer.Option(False, "--overlay-sc", help="Also send the overlay as a DICOM Secondary "
+                                                                    "Capture (viewers without SEG support)."),
         retry: float = typer.Option(60.0, "--retry-after", min=0.1, help="Seconds before re-sending to a destination "
                                                                          "that failed (then doubling, up to an hour)."),
         servers: Optional[Path] = SERVERS,
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         predictor = Predictor.from_path(model, backend=backend, threads=threads)
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
                                     quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
-                                    retry_s=retry)
+                                    retry_s=retry, overlay_sc=overlay_sc)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

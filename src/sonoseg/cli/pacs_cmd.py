@@ -97,13 +97,14 @@ def pull_cmd(name: str = SERVER, out: Path = typer.Option(Path("pacs-studies"), 
 @handle_errors
 def push_cmd(name: str = SERVER,
              files: List[Path] = typer.Argument(..., help="DICOM files or folders (e.g. predict's *.seg.dcm)."),
-             segs_only: bool = typer.Option(True, "--segs-only/--all", help="From folders, send only DICOM SEGs."),
+             segs_only: bool = typer.Option(True, "--segs-only/--all", help="From folders, send only DICOM SEGs (and "
+                                                                            "sonoseg's overlay captures)."),
              servers: Optional[Path] = SERVERS, via: Optional[str] = VIA) -> None:
     """Store files on the server (STOW-RS or C-STORE)."""
     from sonoseg.pacs import exchange, server
-    from sonoseg.pacs.files import dicom_files, is_seg
+    from sonoseg.pacs.files import dicom_files, is_result
 
-    paths = [p for p in dicom_files(files) if not segs_only or Path(p) in set(files) or is_seg(p)]
+    paths = [p for p in dicom_files(files) if not segs_only or Path(p) in set(files) or is_result(p)]
     if not paths:
         from sonoseg.cli._common import fail
 

@@ -93,6 +93,8 @@ def register(app: typer.Typer) -> None:
         video: bool = typer.Option(False, "--video", help="Cine: also write an overlay video (animated WebP)."),
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check", help="Flag inputs unlike the model's training images."),
         seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs (not for out-of-scope inputs)."),
+        overlay_sc: bool = typer.Option(False, "--overlay-sc", help="DICOM inputs: also the overlay as a DICOM Secondary "
+                                                                    "Capture, for viewers without SEG support."),
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest component (default: the model's setting)"),
         min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
         fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in masks (default: the model's setting)"),
@@ -116,4 +118,4 @@ def register(app: typer.Typer) -> None:
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
                     strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,
                     biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,
-                    domain=domain, resume=resume)
+                    domain=domain, resume=resume, overlay_sc=overlay_sc)

@@ -35,6 +35,7 @@ class InputResult:
     overlay: Optional[str] = None
     measurements: Optional[str] = None
     seg: Optional[str] = None
+    overlay_sc: Optional[str] = None
     video: Optional[str] = None
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
@@ -50,9 +51,10 @@ class RunSettings:
     video: bool = False
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
-    # source SeriesInstanceUID -> the SEG series of this run: the SEGs of a series' images (one per image)
-    # form one SEG series, as a viewer lists them, not one series per image
+    # (output kind, source SeriesInstanceUID) -> the series of this run: the SEGs (or overlay captures) of a
+    # series' images, one per image, form one series, as a viewer lists them, not one series per image
     seg_series: dict = field(default_factory=dict)
+    overlay_sc: bool = False  # also the overlay picture as a DICOM Secondary Capture (infer.dicom_sc)
 
 
 def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
@@ -66,7 +68,7 @@ def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
 
 
 def _finish_status(res: InputResult) -> InputResult:
-    written = [k for k in ("mask", "overlay", "measurements", "seg", "video") if getattr(res, k)]
+    written = [k for k in ("mask", "overlay", "measurements", "seg", "overlay_sc", "video") if getattr(res, k)]
     res.status = "ok" if not res.output_errors else "partial" if written else "failed"
     res.ok = res.status != "failed"
     if res.output_errors:
@@ -160,11 +162,9 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             def seg() -> Path:
-                from pydicom.uid import generate_uid
-
                 from sonoseg.io.safety import atomic_path
 
-                series = st.seg_series.setdefault(meta.series_uid, generate_uid()) if meta.series_uid else None
+                series = _run_series(st, "seg", meta.series_uid)
                 with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
                     write_dicom_seg(path, seg_masks, tmp, labels=labels, series_instance_uid=series,
                                     frame_indices=list(range(res.frames)) if n > 1 else None,
@@ -172,6 +172,20 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                 return out / f"{stem}.seg.dcm"
 
             _output(res, "seg", seg)
+        if fmt == "dicom" and st.overlay_sc and res.overlay and in_scope is not False:
+            def capture() -> Path:
+                import cv2
+
+                from sonoseg.infer.dicom_sc import write_overlay_sc
+                from sonoseg.io.safety import atomic_path
+
+                rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                with atomic_path(out / f"{stem}.overlay.dcm", "overlay capture") as tmp:
+                    write_overlay_sc(path, rgb, tmp, frame_index=chosen if n > 1 else None,
+                                     series_instance_uid=_run_series(st, "sc", meta.series_uid))
+                return out / f"{stem}.overlay.dcm"
+
+            _output(res, "overlay_sc", capture)
         res.summary = summary(per_frame, opts, chosen)
         res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
                             "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
@@ -182,6 +196,13 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         if tmp is not None:
             del masks
             Path(tmp).unlink(missing_ok=True)
+
+
+def _run_series(st: RunSettings, kind: str, source_series: Optional[str]) -> Optional[str]:
+    """The series UID this run gives the ``kind`` outputs (SEG, overlay capture) of one source series."""
+    from pydicom.uid import generate_uid
+
+    return st.seg_series.setdefault((kind, source_series), generate_uid()) if source_series else None
 
 
 def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
@@ -299,7 +320,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
                    temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
                    progress: Optional[Callable[[str, int, int], None]] = None,
-                   notify: Optional[Callable[[str], None]] = None, predictor=None, resume: bool = False) -> dict:
+                   notify: Optional[Callable[[str], None]] = None, predictor=None, resume: bool = False,
+                   overlay_sc: bool = False) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
 
     ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
@@ -310,7 +332,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
     chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
     Predictor to reuse (a long-running server loads it once). ``resume``: reuse the inputs a previous
-    run in ``out_dir`` finished (its results.jsonl journal); every finished input is journalled at once."""
+    run in ``out_dir`` finished (its results.jsonl journal); every finished input is journalled at once.
+    ``overlay_sc``: for DICOM inputs also the overlay picture as a DICOM Secondary Capture."""
     from sonoseg.infer.inputs import expand_inputs
     from sonoseg.infer.journal import Journal
     from sonoseg.infer.outputs import unique_stem, write_json
@@ -346,7 +369,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         own = model if model is not None else getattr(predictor, "path", None)
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
-    settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress)
+    settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress,
+                           overlay_sc=bool(overlay_sc))
     files, unusable = expand_inputs(inputs)
     results, taken, complete = [], set(), False
 

@@ -84,11 +84,15 @@ def read_header(path: str | Path, tags: list[str] | None = None) -> Dataset:
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
 
 
-def is_seg(path: str | Path) -> bool:
+def is_result(path: str | Path) -> bool:
+    """A DICOM SEG (anyone's) or one of sonoseg's overlay captures: what ``push`` sends from a folder."""
     import pydicom
 
+    from sonoseg.infer.dicom_sc import is_overlay_capture
+
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except Exception:  # noqa: BLE001 - not DICOM: not a SEG
+        ds = pydicom.dcmread(path, stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "Manufacturer", "ManufacturerModelName"])
+    except Exception:  # noqa: BLE001 - not DICOM: not a result
         return False
-    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS
+    return str(ds.get("SOPClassUID", "")) == SEG_SOP_CLASS or is_overlay_capture(ds)

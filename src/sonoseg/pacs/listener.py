@@ -49,6 +49,7 @@ class ListenerSettings:
     domain: bool = True  # predict's domain check: no SEG for inputs unlike the model's training images
     retry_s: float = 60.0  # first re-send to a destination that failed; then doubling ...
     retry_max_s: float = 3600.0  # ... up to this
+    overlay_sc: bool = False  # also send the overlay as a Secondary Capture (viewers without SEG support)
 
 
 @dataclass
@@ -247,18 +248,20 @@ class Listener:
         out = self.results / tag / (time.strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 10**6:06d}")
         self.stats.studies += 1
         try:
-            res = segment_study(tag, files, out, self.predictor, domain=self.s.domain, log=log.warning)
+            res = segment_study(tag, files, out, self.predictor, domain=self.s.domain, log=log.warning,
+                                overlay_sc=self.s.overlay_sc)
         except Exception as exc:  # noqa: BLE001 - one study must not stop the listener
             log.error("%s: segmentation failed: %s; its %d instance(s) stay in %s", tag, reason(exc), len(files),
                       files[0].parent)
             self.stats.failures += 1
             return
         self.stats.segmented += res.images
-        dl = Delivery(tag, str(out), [str(p) for p in res.segs], [str(f) for f in files],
+        dl = Delivery(tag, str(out), [str(p) for p in res.segs + res.captures], [str(f) for f in files],
                       [s.name for s in self.sinks])
         self.outbox.save(dl)  # before anything is sent: a crash from here on never segments it again
         sent = self._deliver(dl)
-        extra = (f", {res.out_of_scope} out of scope (no SEG)" if res.out_of_scope else "") + \
+        extra = (f", {len(res.captures)} overlay capture(s)" if res.captures else "") + \
+                (f", {res.out_of_scope} out of scope (no SEG)" if res.out_of_scope else "") + \
                 (f", {len(res.failed)} failed" if res.failed else "") + (f", {res.skipped} not images" if res.skipped else "")
         log.info("%s: %d image(s) segmented, %d SEG(s)%s; sent %s; %.1f s", tag, res.images, len(res.segs), extra,
                  ", ".join(sent) or "nowhere (no destination)", time.perf_counter() - t0)

@@ -29,7 +29,7 @@ from typing import Optional
 class Delivery:
     tag: str  # the study's non-identifying tag
     results: str  # predict's output folder of this batch
-    segs: list  # SEG files to send
+    segs: list  # files to send: the SEGs (and overlay captures with overlay_sc)
     sources: list  # the received instances (sent to the results store; removed when all is delivered)
     pending: list  # destination names still to deliver to
     done: list = field(default_factory=list)  # destination names that have it

@@ -1,7 +1,7 @@
 """Segment the instances of one study with sonoseg's predictor and collect the DICOM SEGs it wrote.
 
-Only images are segmented: instances without pixel data (SR, presentation states) and SEGs (ours or
-anyone's: a listener must never segment its own output sent back to it) are passed over."""
+Only images are segmented: instances without pixel data (SR, presentation states), SEGs (anyone's) and
+sonoseg's overlay captures are passed over, so a listener never segments its own output sent back to it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import pydicom
 
+from sonoseg.infer.dicom_sc import is_overlay_capture
 from sonoseg.pacs.files import SEG_SOP_CLASS
 
 
@@ -20,20 +21,23 @@ class StudyResult:
     images: int = 0
     skipped: int = 0
     segs: list = field(default_factory=list)  # SEG file paths
+    captures: list = field(default_factory=list)  # overlay Secondary Capture paths (overlay_sc)
     failed: list = field(default_factory=list)  # one-line reasons (no identifiers)
     out_of_scope: int = 0
 
 
 def is_segmentable(path: Path) -> bool:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Rows", "Columns"])
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "Rows", "Columns",
+                                                                           "Manufacturer", "ManufacturerModelName"])
     except Exception:  # noqa: BLE001 - unreadable: not an image to segment
         return False
-    return str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS and bool(ds.get("Rows")) and bool(ds.get("Columns"))
+    return (str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS and not is_overlay_capture(ds)
+            and bool(ds.get("Rows")) and bool(ds.get("Columns")))
 
 
 def segment_study(study: str, files: Sequence[Path], out_dir: Path, predictor, *, domain: bool = True,
-                  log: Optional[Callable[[str], None]] = None) -> StudyResult:
+                  log: Optional[Callable[[str], None]] = None, overlay_sc: bool = False) -> StudyResult:
     """``predict`` on the study's image instances into ``out_dir`` (masks, overlays, measurements and one
     SEG per instance); returns what was written. One failing instance does not stop the others."""
     from sonoseg.infer.run import predict_inputs
@@ -44,8 +48,10 @@ def segment_study(study: str, files: Sequence[Path], out_dir: Path, predictor, *
     if not images:
         return res
     payload = predict_inputs(images, out_dir, predictor=predictor, write_seg=True, domain=domain,
-                             log=lambda m: None, notify=lambda m: None)
+                             log=lambda m: None, notify=lambda m: None, overlay_sc=overlay_sc)
     for i, r in enumerate(payload["results"], 1):
+        if r.get("overlay_sc"):
+            res.captures.append(Path(r["overlay_sc"]))
         if r.get("seg"):
             res.segs.append(Path(r["seg"]))
         elif r.get("ok") and (r.get("summary") or {}).get("in_scope") is False:
