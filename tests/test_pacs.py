@@ -599,3 +599,23 @@ def test_listener_sends_the_overlay_capture_when_asked(srv, orthanc, predictor, 
     sc = pydicom.dcmread(f)
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == head.SOPInstanceUID
     assert sc.pixel_array.shape == (head.Rows, head.Columns, 3)
+
+
+def test_kept_instances_are_not_segmented_again_at_the_next_start(orthanc, predictor, tmp_path):
+    """--keep-received: delivered instances move to WORK/kept/, out of the folder a restart picks up."""
+    from _orthanc import CLIENT_AET
+
+    to_listener = PacsServer("listener", host="127.0.0.1", port=orthanc.listener_port, ae_title=CLIENT_AET,
+                             calling_ae_title="MODALITY", timeout_s=10)
+    (src,) = _loose_series(tmp_path / "src", 1, "kept")
+    sink = _Counting("A")
+    with _listener(orthanc, tmp_path, predictor, [sink], quiet_s=0.2, keep_received=True) as lst:
+        dimse.store(to_listener, [src])
+        assert lst.wait_idle(60)
+    assert lst.stats.segmented == 1 and len(sink.calls) == 1
+    sop = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
+    assert [p.name for p in (tmp_path / "work" / "kept").rglob("*.dcm")] == [f"{sop}.dcm"]
+    assert not any((tmp_path / "work" / "incoming").rglob("*.dcm"))
+    again = _listener(orthanc, tmp_path, None, [sink])
+    again._recover()
+    assert again._pending == 0 and not again._studies and not again.waiting

@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = THREADS_OPTION,
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check",
                                     help="No SEG for images unlike the model's training images."),
-        keep: bool = typer.Option(False, "--keep-received", help="Keep received instances after segmenting."),
+        keep: bool = typer.Option(False, "--keep-received", help="Keep received instances after segmenting "
+                                                                   "(in WORK/kept/)."),
         overlay_sc: bool = typer.Option(False, "--overlay-sc", help="Also send the overlay as a DICOM Secondary "
                                                                     "Capture (viewers without SEG support)."),
         retry: float = typer.Option(60.0, "--retry-after", min=0.1, help="Seconds before re-sending to a destination "

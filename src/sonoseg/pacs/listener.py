@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Listener:
         self.predictor, self.sinks, self.on_study = predictor, list(sinks), on_study
         self.incoming = Path(settings.work_dir) / "incoming"
         self.results = Path(settings.work_dir) / "results"
+        self.kept = Path(settings.work_dir) / "kept"  # received instances kept (keep_received) once delivered
         self.outbox = Outbox(Path(settings.work_dir) / "outbox")
         self._deliveries: list[Delivery] = []  # waiting for a re-send
         self.stats = Stats()
@@ -309,13 +311,16 @@ class Listener:
             return sent
         if retry:
             self.stats.resent += 1
-        if not self.s.keep_received:
-            for f in sources:
+        for f in sources:  # kept ones move out of incoming/, or a restart would segment and send them again
+            if self.s.keep_received and f.exists():
+                (self.kept / dl.tag).mkdir(parents=True, exist_ok=True)
+                os.replace(f, self.kept / dl.tag / f.name)
+            else:
                 f.unlink(missing_ok=True)
-            try:
-                (self.incoming / dl.tag).rmdir()
-            except OSError:
-                pass  # more instances of the study arrived meanwhile
+        try:
+            (self.incoming / dl.tag).rmdir()
+        except OSError:
+            pass  # more instances of the study arrived meanwhile
         self.outbox.remove(dl)
         return sent
 
