@@ -1,12 +1,15 @@
 """Package a training run's best checkpoint as the shipped default model.
 
 Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version] [--keep-float PREFIX ...]
+       [--recipe configs/RECIPE.yaml]
 Writes src/sonoseg/assets/models/busi_default.pt: weights in fp16 (half the size; loaded back into
 fp32 parameters), no optimiser/RNG state, and a config stripped of machine-local paths. The test
 metrics from `sonoseg evaluate` (if given; plus class_metrics.json next to it for a class head) travel
 inside the checkpoint for `sonoseg` to show; ``version`` (e.g. "busi_default v3") becomes model.version,
 which predict writes into every result. ``--keep-float`` prefixes become model.int8_keep_float (ONNX
 nodes kept in fp32 by every int8 build: choose them on validation images, see MODEL_CARD.md).
+``--recipe`` stores the from-scratch training recipe (validated) that `sonoseg train` without
+``--config`` uses; needed when the checkpoint's own config is a warm-restart continuation.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
 
 def main(src: str, metrics_json: str | None = None, version: str | None = None,
-         keep_float: list[str] | None = None) -> None:
+         keep_float: list[str] | None = None, recipe: str | None = None) -> None:
     payload = load_checkpoint(src)
     cfg = payload["config"]
     cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
@@ -43,6 +46,10 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
             metrics["test_class"] = {k: v for k, v in cm["metrics"].items()}
     out = {k: payload[k] for k in ("format", "version", "epoch", "best_score")}
     out.update(config=cfg, model_state=state, metrics=metrics)
+    if recipe:
+        from sonoseg.config import load_config
+
+        out["recipe"] = load_config(recipe).model_dump(mode="json")
     DST.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, DST)
     print(f"{DST}: {DST.stat().st_size / 1e6:.2f} MB, epoch {out['epoch']}, best val score {out['best_score']:.4f}")
@@ -50,6 +57,8 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    opts = ("--keep-float", "--recipe")
     kf = [args[i + 1] for i, a in enumerate(args) if a == "--keep-float"]
-    pos = [a for i, a in enumerate(args) if a != "--keep-float" and (i == 0 or args[i - 1] != "--keep-float")]
-    main(*pos, keep_float=kf)
+    rec = next((args[i + 1] for i, a in enumerate(args) if a == "--recipe"), None)
+    pos = [a for i, a in enumerate(args) if a not in opts and (i == 0 or args[i - 1] not in opts)]
+    main(*pos, keep_float=kf, recipe=rec)

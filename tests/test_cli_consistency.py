@@ -60,6 +60,9 @@ def test_models_lists_shipped_and_architectures():
     (default,) = [m for m in info["shipped"] if m["default"]]
     assert default["arch"] == "fpn" and default["input"]["grid"] == [256, 256]
     assert 0.5 < default["test_dice"] < 1.0 and len(default["test_dice_ci95"]) == 2
+    # the shipped default classifies (v3): its image classes and test balanced accuracy are listed
+    assert default["image_classes"] == ["benign", "malignant", "normal"] and default["version"] == "busi_default v3"
+    assert 0.5 < default["test_balanced_accuracy"] < 1.0
     assert {"unet", "fpn", "unet_smp"} <= {a["arch"] for a in info["architectures"]}
 
 

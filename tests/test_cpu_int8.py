@@ -242,6 +242,9 @@ def test_train_without_config_uses_the_shipped_recipe_and_writes_small_checkpoin
         "--set", "preprocess.size=[64, 64]", "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.threads=1"])
     assert res.exit_code == 0, res.output
     assert "shipped default model's recipe" in res.output
+    # the recipe, not the trained model: no version, no int8 layer choice, class names from the user's data
+    assert "version" not in recipe["model"] and "int8_keep_float" not in recipe["model"]
+    assert "names" not in recipe["model"].get("classification", {})
     best = torch.load(tmp_path / "runs" / "r" / "best.pt", weights_only=False)
     assert best["config"]["model"]["name"] == recipe["model"]["name"] == "fpn"
     assert best["config"]["model"]["encoder"] == recipe["model"]["encoder"]

@@ -34,6 +34,9 @@ def test_upload_predict_store_and_download(tmp_path):
         res = c.get(job["result_url"], headers=h).json()
         assert res["kind"] == "image" and res["frames"] == 1 and res["view_frames"] == [0]
         assert res["model"]["name"] == "busi_default.pt" and len(res["model"]["sha256"]) == 64
+        assert res["model"]["version"] == "busi_default v3"  # the model's own version, not the release's
+        # the shipped default classifies: a class with its probabilities is stored with the result
+        assert res["label"] in {"normal", "benign", "malignant"} and abs(sum(res["probabilities"].values()) - 1) < 1e-3
         assert res["study"].startswith("ST-") and res["max_diameter"] > 0
         assert res["measurements"]["frames"][0]["structures"], "the sample has a lesion"  # one JSON shape: a list of frames
         for kind in ("mask", "overlay", "seg"):

@@ -32,15 +32,18 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(info, indent=2))
             return
         t = Table(title="trained models (use with --model)")
-        for c in ("model", "arch / encoder", "input", "classes", "val Dice", "test Dice [95% CI]", "domain check"):
-            t.add_column(c, justify="left" if c in ("model", "arch / encoder", "input") else "right")
+        for c in ("model", "arch / encoder", "input", "mask classes", "image classes", "val Dice", "test Dice [95% CI]",
+                  "test bal. acc.", "domain check"):
+            t.add_column(c, justify="left" if c in ("model", "arch / encoder", "input", "image classes") else "right")
         for d in info["shipped"] + info["files"]:
             name = d["name"] + (" (default)" if d.get("default") else "")
             grid = "x".join(str(v) for v in d["input"]["grid"] or [])
             ci = d["test_dice_ci95"]
             test = _fmt(d["test_dice"]) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            name += f"\n{d['version']}" if d.get("version") else ""
             t.add_row(name, f"{d['arch']} / {d['encoder'] or '-'}", f"{grid} x{d['input']['channels']}, roi {d['input']['roi']}",
-                      str(d["classes"]), _fmt(d["val_dice"]), test, "yes" if d["domain_check"] else "no")
+                      str(d["classes"]), ", ".join(d["image_classes"]) or "-", _fmt(d["val_dice"]), test,
+                      _fmt(d["test_balanced_accuracy"]), "yes" if d["domain_check"] else "no")
         console.print(t)
         a = Table(title="architectures (use with train --arch)")
         for c in ("arch", "default encoder"):

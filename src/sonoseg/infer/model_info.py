@@ -17,6 +17,9 @@ def describe_model(path: str | Path) -> dict:
     cfg, met = ck.get("config") or {}, ck.get("metrics") or {}
     pre, mod, post = cfg.get("preprocess", {}), cfg.get("model", {}), cfg.get("postprocess", {})
     test = (met.get("test") or {}).get("dice") or {}
+    head = mod.get("classification") or {}
+    image_classes = list(head.get("names") or []) if head and head.get("enabled", True) else []
+    bacc = ((met.get("test_class") or {}).get("balanced_accuracy") or {})
     return {
         "name": p.stem, "file": str(p), "size_mb": round(p.stat().st_size / 1e6, 2),
         "arch": mod.get("name"), "encoder": mod.get("encoder"), "classes": mod.get("classes", 1),
@@ -24,7 +27,9 @@ def describe_model(path: str | Path) -> dict:
                   "resize_mode": pre.get("resize_mode"), "normalize": pre.get("normalize")},
         "threshold": post.get("threshold", 0.5), "val_dice": met.get("val_dice", ck.get("best_score")),
         "test_dice": test.get("mean"), "test_dice_ci95": test.get("ci95"), "test_n": test.get("n"),
-        "domain_check": sidecar_path(p).is_file(), "epoch": ck.get("epoch"),
+        "domain_check": sidecar_path(p).is_file(), "epoch": ck.get("epoch"), "version": mod.get("version"),
+        "image_classes": image_classes, "test_balanced_accuracy": bacc.get("value"),
+        "test_balanced_accuracy_ci95": bacc.get("ci95"),
     }
 
 

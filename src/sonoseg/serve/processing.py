@@ -30,7 +30,9 @@ class ModelInfo:
     sha256: str
 
 
-def model_info(path: Optional[Path]) -> ModelInfo:
+def model_info(path: Optional[Path], version: Optional[str] = None) -> ModelInfo:
+    """Name, version and checksum stored with every result. ``version``: the model's own (e.g.
+    "busi_default v3", from ``Predictor.model_version``); default: the sonoseg release."""
     from sonoseg import __version__
     from sonoseg.infer.default_model import default_model_path
 
@@ -39,7 +41,7 @@ def model_info(path: Optional[Path]) -> ModelInfo:
     with open(p, "rb") as f:
         while b := f.read(1 << 20):
             h.update(b)
-    return ModelInfo(p.name, __version__, h.hexdigest())
+    return ModelInfo(p.name, version or __version__, h.hexdigest())
 
 
 def classification(r: dict) -> tuple[Optional[str], Optional[dict]]:

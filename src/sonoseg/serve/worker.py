@@ -23,8 +23,8 @@ def load_model(path=None):
     key = str(path) if path else None
     with _MODELS_LOCK:
         if key not in _MODELS:
-            info = model_info(path)
-            _MODELS[key] = (Predictor.from_path(path, log=log.info), info)
+            pred = Predictor.from_path(path, log=log.info)
+            _MODELS[key] = (pred, model_info(path, pred.model_version))
         return _MODELS[key]
 
 
