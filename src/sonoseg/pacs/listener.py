@@ -65,7 +65,7 @@ class Stats:
     refused: int = 0
     studies: int = 0
     segmented: int = 0  # image instances segmented
-    segs_sent: int = 0
+    segs_sent: int = 0  # files stored at PACS destinations: SEGs (and overlay captures with overlay_sc)
     failures: int = 0
     resent: int = 0  # deliveries completed by a re-send
     busy_s: float = 0.0  # time spent segmenting and sending
@@ -277,6 +277,10 @@ class Listener:
         was sent, for the log line."""
         sinks = {s.name: s for s in self.sinks}
         segs, sources = [Path(p) for p in dl.segs], [Path(p) for p in dl.sources]
+        gone = [p for p in segs if not p.exists()]
+        if gone:  # removed by hand since: send what is left rather than retry a missing file forever
+            log.error("%s: %d result file(s) no longer in %s: not sent", dl.tag, len(gone), dl.results)
+            segs = [p for p in segs if p.exists()]
         sent, retry = [], dl.attempts > 0
         for name in list(dl.pending):
             sink = sinks.get(name)
