@@ -192,6 +192,16 @@ def test_noise_study_materialises_noisy_copies_in_their_source_split(tiny, tmp_p
                        budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
     assert res2.skipped == ["baseline", "mixed_gaussian20"]
     assert (out / "data" / "images" / f"{name}.png").stat().st_mtime_ns == mtime
+    # a level added later: the finished baseline is scored on the new noisy test set without retraining
+    best = out / "cells" / "baseline" / "train" / "best.pt"
+    trained = best.stat().st_mtime_ns
+    res3 = noise_study(ds, out, noises=["gaussian=20,40"], settings=["baseline", "mixed"], split_file=split,
+                       config=cfg, budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
+    assert res3.skipped == ["baseline", "mixed_gaussian20"] and not res3.failed
+    assert best.stat().st_mtime_ns == trained
+    assert set(res3.records[0]["metrics"]) == {"val", "test", "test_gaussian20", "test_gaussian40"}
+    base40 = res3.table[(res3.table.setting == "baseline") & (res3.table.level == 40.0)]
+    assert len(base40) == 1 and base40.test_noisy_dice.notna().all()
 
 
 def test_grid_cli_seed004_table_and_broken_encoder(tiny, tmp_path):

@@ -202,8 +202,6 @@ def run_cell(study: Study, cell: Cell, extra: Optional[Callable] = None, before:
     a broken cell: the reason goes into the record (KeyboardInterrupt still stops the study).
     ``before(cell)`` may raise to refuse the cell; ``extra(cell, cell_dir, train_result, cfg)`` adds
     kind-specific measurements (a dict) to the record."""
-    from sonoseg.evaluate.run import evaluate_model
-
     cell_dir = study.root / "cells" / cell.id
     record = {"id": cell.id, "info": cell.info, "status": "failed", "reason": None, "metrics": {}, "train": {},
               "extra": {}, "budget": study.budget.as_dict()}
@@ -217,13 +215,8 @@ def run_cell(study: Study, cell: Cell, extra: Optional[Callable] = None, before:
         record["train"] = {"seconds": round(res.seconds, 2), "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
                            "best_val_score": _finite(res.best_dice), "stopped_early": res.stopped_early,
                            "device": _device_name(cfg)}
-        for name, (split, split_file) in cell.evals.items():
-            study.log(f"  evaluating on {name} (split {split!r})")
-            ev = evaluate_model(cell.dataset or study.dataset, split_file, split, model=res.best_checkpoint,
-                                out_dir=cell_dir / f"eval-{name}", backend="torch", threads=study.threads,
-                                n_boot=study.n_boot, distance_units="px", log=lambda m: None,
-                                report=study.reports and name == "test")
-            record["metrics"][name] = summarise_eval(ev)
+        for name in cell.evals:
+            record["metrics"][name] = _evaluate_cell(study, cell, cell_dir, name, res.best_checkpoint)
         if extra is not None:
             record["extra"] = extra(cell, cell_dir, res, cfg) or {}
         record["status"] = "ok"
@@ -234,6 +227,37 @@ def run_cell(study: Study, cell: Cell, extra: Optional[Callable] = None, before:
     record["seconds"] = round(time.time() - t0, 2)
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(cell_dir / RECORD, record)
+    return record
+
+
+def _evaluate_cell(study: Study, cell: Cell, cell_dir: Path, name: str, checkpoint) -> dict:
+    """Score one of the cell's evaluation sets with `sonoseg evaluate`'s code; the summary for the record."""
+    from sonoseg.evaluate.run import evaluate_model
+
+    split, split_file = cell.evals[name]
+    study.log(f"  evaluating on {name} (split {split!r})")
+    ev = evaluate_model(cell.dataset or study.dataset, split_file, split, model=checkpoint,
+                        out_dir=cell_dir / f"eval-{name}", backend="torch", threads=study.threads,
+                        n_boot=study.n_boot, distance_units="px", log=lambda m: None,
+                        report=study.reports and name == "test")
+    return summarise_eval(ev)
+
+
+def _complete_evals(study: Study, cell: Cell, record: dict) -> dict:
+    """A finished cell that lacks evaluation sets added since (e.g. a new noise level: the baseline is
+    scored on every noisy test set) is scored on them with its best checkpoint; training is not redone."""
+    missing = [n for n in cell.evals if n not in (record.get("metrics") or {})]
+    best = study.root / "cells" / cell.id / "train" / "best.pt"
+    if not missing or not best.is_file():
+        return record
+    try:
+        for name in missing:
+            record.setdefault("metrics", {})[name] = _evaluate_cell(study, cell, best.parent.parent, name, best)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded like any broken cell
+        record.update(status="failed", reason=one_line(exc))
+    atomic_write_json(best.parent.parent / RECORD, record)
     return record
 
 
@@ -257,6 +281,7 @@ def run_cells(study: Study, cells: list[Cell], extra: Optional[Callable] = None,
     for k, cell in enumerate(cells, start=1):
         old = read_record(study.root / "cells" / cell.id)
         if old is not None and old.get("status") == "ok":
+            old = _complete_evals(study, cell, old)
             old["skipped"] = True
             study.log(f"cell {k}/{len(cells)} {cell.id}: finished earlier, skipped")
             records.append(old)
