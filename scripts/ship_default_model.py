@@ -15,7 +15,6 @@ nodes kept in fp32 by every int8 build: choose them on validation images, see MO
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -56,9 +55,13 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    opts = ("--keep-float", "--recipe")
-    kf = [args[i + 1] for i, a in enumerate(args) if a == "--keep-float"]
-    rec = next((args[i + 1] for i, a in enumerate(args) if a == "--recipe"), None)
-    pos = [a for i, a in enumerate(args) if a not in opts and (i == 0 or args[i - 1] not in opts)]
-    main(*pos, keep_float=kf, recipe=rec)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src")
+    ap.add_argument("metrics_json", nargs="?")
+    ap.add_argument("version", nargs="?")
+    ap.add_argument("--keep-float", action="append", default=[], help="ONNX node-name prefix kept in fp32 (repeat)")
+    ap.add_argument("--recipe", help="from-scratch training recipe (YAML) stored for `sonoseg train` without --config")
+    a = ap.parse_args()
+    main(a.src, a.metrics_json, a.version, keep_float=a.keep_float, recipe=a.recipe)

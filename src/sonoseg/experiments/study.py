@@ -247,17 +247,18 @@ def _complete_evals(study: Study, cell: Cell, record: dict) -> dict:
     """A finished cell that lacks evaluation sets added since (e.g. a new noise level: the baseline is
     scored on every noisy test set) is scored on them with its best checkpoint; training is not redone."""
     missing = [n for n in cell.evals if n not in (record.get("metrics") or {})]
-    best = study.root / "cells" / cell.id / "train" / "best.pt"
+    cell_dir = study.root / "cells" / cell.id
+    best = cell_dir / "train" / "best.pt"
     if not missing or not best.is_file():
         return record
     try:
         for name in missing:
-            record.setdefault("metrics", {})[name] = _evaluate_cell(study, cell, best.parent.parent, name, best)
+            record.setdefault("metrics", {})[name] = _evaluate_cell(study, cell, cell_dir, name, best)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded like any broken cell
         record.update(status="failed", reason=one_line(exc))
-    atomic_write_json(best.parent.parent / RECORD, record)
+    atomic_write_json(cell_dir / RECORD, record)
     return record
 
 

@@ -174,10 +174,8 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def _model_input(path: Path) -> tuple[str, int]:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
+def _model_input(m) -> tuple[str, int]:
+    """Input name and channel count of a loaded ONNX model."""
     inp = m.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     channels = dims[1].dim_value if len(dims) > 1 and dims[1].dim_value > 0 else 1
@@ -244,30 +242,28 @@ def _stride_option(n: int, method: str) -> dict:
     return {"CalibStridedMinMax": max(d for d in range(1, 17) if n % d == 0)}
 
 
-def _config_keep_float(fp32_path: Path) -> list[str]:
-    from sonoseg.export.onnx_export import read_onnx_config
+def _keep_float_nodes(m, path: Path, prefixes: Optional[Sequence[str]]) -> tuple[list[str], list[str]]:
+    """(prefixes, node names) kept in fp32: ``prefixes`` default to the model config's
+    ``model.int8_keep_float`` carried in the file; the names are the graph's compute nodes (Conv, Gemm,
+    MatMul) starting with one of them. A prefix that matches nothing is an error (a renamed graph must
+    not silently quantise everything)."""
+    if prefixes is None:
+        from sonoseg.config import SonosegConfig
+        from sonoseg.export.onnx_export import CONFIG_KEY
 
-    try:
-        cfg = read_onnx_config(fp32_path)
-    except Exception:  # noqa: BLE001 - a file without (a valid) config keeps nothing in fp32
-        return []
-    return list(cfg.model.int8_keep_float) if cfg is not None else []
-
-
-def _nodes_with_prefix(fp32_path: Path, prefixes: Sequence[str]) -> list[str]:
-    """Names of the graph's compute nodes (Conv, Gemm, MatMul) starting with one of ``prefixes``; a
-    prefix that matches nothing is an error (a renamed graph must not silently quantise everything)."""
+        raw = {p.key: p.value for p in m.metadata_props}.get(CONFIG_KEY)
+        try:
+            prefixes = list(SonosegConfig.model_validate_json(raw).model.int8_keep_float) if raw else []
+        except ValueError:  # a file without a valid config keeps nothing in fp32
+            prefixes = []
     if not prefixes:
-        return []
-    import onnx
-
-    names = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node
-             if n.op_type in ("Conv", "Gemm", "MatMul")]
+        return [], []
+    names = [n.name for n in m.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
     if unmatched:
-        raise ConfigError(f"{fp32_path}: model.int8_keep_float prefix(es) {', '.join(unmatched)} match no "
+        raise ConfigError(f"{path}: model.int8_keep_float prefix(es) {', '.join(unmatched)} match no "
                           "Conv/Gemm/MatMul node of the graph")
-    return [n for n in names if any(n.startswith(p) for p in prefixes)]
+    return list(prefixes), [n for n in names if any(n.startswith(p) for p in prefixes)]
 
 
 def quantize_static_int8(
@@ -301,10 +297,12 @@ def quantize_static_int8(
         raise ConfigError(f"calibrate_method {calibrate_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
     t0 = time.perf_counter()
     fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
-    input_name, channels = _model_input(fp32_path)
-    if keep_float is None:
-        keep_float = _config_keep_float(fp32_path)
-    kept = _nodes_with_prefix(fp32_path, keep_float)
+    import onnx
+
+    graph = onnx.load(str(fp32_path), load_external_data=False)  # read once: input, fp32 layers
+    input_name, channels = _model_input(graph)
+    keep_float, kept = _keep_float_nodes(graph, fp32_path, keep_float)
+    del graph
     nodes_to_exclude = [*nodes_to_exclude, *kept]
     reader = ImageCalibrationReader(calib_images, input_name, channels, batch_size)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
