@@ -2,8 +2,10 @@
 
 Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version] [--keep-float PREFIX ...]
        [--recipe configs/RECIPE.yaml]
-Writes src/sonoseg/assets/models/busi_default.pt: weights in fp16 (half the size; loaded back into
-fp32 parameters), no optimiser/RNG state, and a config stripped of machine-local paths. The test
+Writes src/sonoseg/assets/models/busi_default.pt: conv/linear weights stored as int8 with one scale per
+output channel, the rest fp16 (a quarter of fp32, under the repository's 5 MiB line; decoded to fp32 on
+load: evaluate the shipped file, its numbers are the shipped numbers; ``--fp16`` stores all in fp16 instead),
+no optimiser/RNG state, and a config stripped of machine-local paths. The test
 metrics from `sonoseg evaluate` (if given; plus class_metrics.json next to it for a class head) travel
 inside the checkpoint for `sonoseg` to show; ``version`` (e.g. "busi_default v3") becomes model.version,
 which predict writes into every result. ``--keep-float`` prefixes become model.int8_keep_float (ONNX
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from sonoseg.train.checkpoint import half_state, load_checkpoint
+from sonoseg.train.checkpoint import INT8_STORAGE, half_state, int8_state, load_checkpoint
 
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
 
 def main(src: str, metrics_json: str | None = None, version: str | None = None,
-         keep_float: list[str] | None = None, recipe: str | None = None) -> None:
+         keep_float: list[str] | None = None, recipe: str | None = None, fp16: bool = False,
+         dst: Path = DST) -> None:
     payload = load_checkpoint(src)
     cfg = payload["config"]
     cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
@@ -34,7 +37,11 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
     cfg["train"].update(device="auto")
     if keep_float:
         cfg["model"]["int8_keep_float"] = list(keep_float)
-    state = half_state(payload["model_state"])
+    scales = None
+    if fp16:
+        state = half_state(payload["model_state"])
+    else:
+        state, scales = int8_state(payload["model_state"])
     metrics = dict(payload.get("metrics") or {})
     if metrics_json:
         m = json.loads(Path(metrics_json).read_text())
@@ -45,13 +52,18 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
             metrics["test_class"] = {k: v for k, v in cm["metrics"].items()}
     out = {k: payload[k] for k in ("format", "version", "epoch", "best_score")}
     out.update(config=cfg, model_state=state, metrics=metrics)
+    if scales is not None:
+        out.update(weight_storage=INT8_STORAGE, weight_scales=scales)
     if recipe:
         from sonoseg.config import load_config
 
         out["recipe"] = load_config(recipe).model_dump(mode="json")
-    DST.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, DST)
-    print(f"{DST}: {DST.stat().st_size / 1e6:.2f} MB, epoch {out['epoch']}, best val score {out['best_score']:.4f}")
+    elif payload.get("recipe"):  # re-shipping a shipped file keeps its recipe
+        out["recipe"] = payload["recipe"]
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, dst)
+    print(f"{dst}: {dst.stat().st_size / 2**20:.2f} MiB, epoch {out['epoch']}, best val score {out['best_score']:.4f}")
 
 
 if __name__ == "__main__":
@@ -63,5 +75,7 @@ if __name__ == "__main__":
     ap.add_argument("version", nargs="?")
     ap.add_argument("--keep-float", action="append", default=[], help="ONNX node-name prefix kept in fp32 (repeat)")
     ap.add_argument("--recipe", help="from-scratch training recipe (YAML) stored for `sonoseg train` without --config")
+    ap.add_argument("--fp16", action="store_true", help="store every weight as fp16 (twice the int8 file)")
+    ap.add_argument("--out", type=Path, default=DST, help=f"where to write (default {DST})")
     a = ap.parse_args()
-    main(a.src, a.metrics_json, a.version, keep_float=a.keep_float, recipe=a.recipe)
+    main(a.src, a.metrics_json, a.version, keep_float=a.keep_float, recipe=a.recipe, fp16=a.fp16, dst=a.out)

@@ -67,6 +67,8 @@ def register(app: typer.Typer) -> None:
         resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
         folds: Optional[int] = typer.Option(None, help="k-fold cross-validation over train+val."),
         init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fine-tune; same architecture)."),
+        init_partial: bool = typer.Option(False, "--init-partial", help="With --init: load only the tensors that match "
+                                          "by name and shape (e.g. keep encoder and class head, new decoder)."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train a model; writes best.pt, last.pt, metrics.csv, curves.png into a new run directory.
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]done[/]: {summary['run_dir']}")
             return
         result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
-                       init=init)
+                       init=init, init_partial=init_partial)
         console.print(
             f"[green]done[/]: best {result.monitor} {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"

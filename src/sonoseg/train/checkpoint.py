@@ -9,7 +9,11 @@ A checkpoint is a ``torch.save`` dict::
       "epoch": int, "best_score": float | None, "metrics": {...},
       # training-only (absent in slim/shipped checkpoints):
       "optimizer_state", "scheduler_state", "scaler_state", "rng_state", "history",
+      # shipped checkpoints may store conv/linear weights as int8 (see ``int8_state``):
+      "weight_storage": "int8-per-channel", "weight_scales": {name: fp32 scale per output channel},
     }
+
+``load_checkpoint`` decodes int8-stored weights back to fp32, so every caller sees a plain state dict.
 
 Only plain tensors/containers are stored so ``torch.load(weights_only=True)`` works.
 """
@@ -58,6 +62,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise InputError(path, f"not a readable checkpoint ({type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, "not a sonoseg checkpoint (missing format marker)")
+    storage = payload.pop("weight_storage", None)
+    if storage is not None:
+        if storage != INT8_STORAGE:
+            raise InputError(path, f"unknown weight storage {storage!r} (newer sonoseg?)")
+        payload["model_state"] = decode_int8_state(payload["model_state"], payload.pop("weight_scales", {}))
     return payload
 
 
@@ -79,6 +88,38 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
 def half_state(state: dict) -> dict:
     """fp16 copies of the floating-point tensors (shipping size halves; loading casts back to fp32)."""
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+INT8_STORAGE = "int8-per-channel"
+
+
+def int8_state(state: dict, min_numel: int = 256) -> tuple[dict, dict]:
+    """Shipping storage at about a quarter of fp32: conv/linear weights (>= 2 dims, >= ``min_numel``
+    values) as symmetric int8 with one fp32 scale per output channel, everything else fp16.
+
+    Weight-only and decoded to fp32 on load (``decode_int8_state``), so it changes no code path, only the
+    weights: a model shipped this way must be evaluated as decoded (its numbers are the shipped numbers).
+    Returns ``(state, scales)``.
+    """
+    out, scales = {}, {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel:
+            w = v.detach().float().reshape(v.shape[0], -1)
+            scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            out[k] = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape)
+            scales[k] = scale
+        else:
+            out[k] = v.half() if v.is_floating_point() else v
+    return out, scales
+
+
+def decode_int8_state(state: dict, scales: dict) -> dict:
+    """Inverse of ``int8_state``: fp32 weights ``q * scale`` (per output channel); fp16 tensors as stored."""
+    out = dict(state)
+    for k, scale in scales.items():
+        q = state[k]
+        out[k] = q.float() * scale.float().reshape(-1, *([1] * (q.dim() - 1)))
+    return out
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:

@@ -144,13 +144,16 @@ def train(
     epochs: Optional[int] = None,
     init: Optional[str | Path] = None,
     time_limit_s: Optional[float] = None,
+    init_partial: bool = False,
 ) -> TrainResult:
     """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
     run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV;
     ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule);
+    ``init_partial``: take from it only the tensors that match by name and shape (e.g. a new decoder);
     ``time_limit_s``: stop after the epoch past which one more epoch of the same length would overrun
     this wall-clock budget (experiment cells; ``stopped_early`` is then set)."""
     from sonoseg.models import create_model_from_config
+    from sonoseg.train.init_weights import init_from_checkpoint
     from sonoseg.train.losses import build_loss
 
     t_start = time.time()
@@ -224,9 +227,9 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     start_epoch, best, best_epoch, bad_epochs = 1, -math.inf, 0, 0
     if init is not None and payload is None:
-        model.load_state_dict(load_checkpoint(init)["model_state"])
+        report = init_from_checkpoint(model, init, partial=init_partial)
         if main:
-            log(f"initialised weights from {init}")
+            log(f"initialised weights from {init}: {report.summary()}")
     if payload is not None:
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
