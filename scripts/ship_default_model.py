@@ -10,8 +10,9 @@ metrics from `sonoseg evaluate` (if given; plus class_metrics.json next to it fo
 inside the checkpoint for `sonoseg` to show; ``version`` (e.g. "busi_default v3") becomes model.version,
 which predict writes into every result. ``--keep-float`` prefixes become model.int8_keep_float (ONNX
 nodes kept in fp32 by every int8 build: choose them on validation images, see MODEL_CARD.md).
-``--recipe`` stores the from-scratch training recipe (validated) that `sonoseg train` without
-``--config`` uses; needed when the checkpoint's own config is a warm-restart continuation.
+``--recipe`` stores the from-scratch training recipe (validated; ``--recipe-set KEY=VALUE`` overrides)
+that `sonoseg train` without ``--config`` uses; needed when the checkpoint's own config is a warm-restart
+continuation or a fine-tune.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
 
 def main(src: str, metrics_json: str | None = None, version: str | None = None,
-         keep_float: list[str] | None = None, recipe: str | None = None, fp16: bool = False,
+         keep_float: list[str] | None = None, recipe: str | None = None, recipe_set: list[str] | None = None,
+         fp16: bool = False,
          dst: Path = DST) -> None:
     payload = load_checkpoint(src)
     cfg = payload["config"]
@@ -57,7 +59,7 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
     if recipe:
         from sonoseg.config import load_config
 
-        out["recipe"] = load_config(recipe).model_dump(mode="json")
+        out["recipe"] = load_config(recipe, list(recipe_set or [])).model_dump(mode="json")
     elif payload.get("recipe"):  # re-shipping a shipped file keeps its recipe
         out["recipe"] = payload["recipe"]
     dst = Path(dst)
@@ -75,7 +77,9 @@ if __name__ == "__main__":
     ap.add_argument("version", nargs="?")
     ap.add_argument("--keep-float", action="append", default=[], help="ONNX node-name prefix kept in fp32 (repeat)")
     ap.add_argument("--recipe", help="from-scratch training recipe (YAML) stored for `sonoseg train` without --config")
+    ap.add_argument("--recipe-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override in the stored recipe (repeat), e.g. model.params.decoder_pyramid_channels=16")
     ap.add_argument("--fp16", action="store_true", help="store every weight as fp16 (twice the int8 file)")
     ap.add_argument("--out", type=Path, default=DST, help=f"where to write (default {DST})")
     a = ap.parse_args()
-    main(a.src, a.metrics_json, a.version, keep_float=a.keep_float, recipe=a.recipe, fp16=a.fp16, dst=a.out)
+    main(a.src, a.metrics_json, a.version, keep_float=a.keep_float, recipe=a.recipe, recipe_set=a.recipe_set, fp16=a.fp16, dst=a.out)

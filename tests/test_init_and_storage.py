@@ -8,7 +8,7 @@ import torch
 from sonoseg.config import load_config
 from sonoseg.errors import InputError
 from sonoseg.models import create_model_from_config
-from sonoseg.train.checkpoint import (decode_int8_state, int8_state, load_checkpoint, load_model,
+from sonoseg.train.checkpoint import (INT8_LEVELS, decode_int8_state, int8_state, load_checkpoint, load_model,
                                       save_checkpoint)
 from sonoseg.train.init_weights import init_from_checkpoint
 
@@ -62,8 +62,24 @@ def test_int8_storage_round_trip_is_per_channel_and_within_half_a_step():
     d = decode_int8_state(q, scales)
     per_ch_max = w.abs().amax(dim=(1, 2, 3))
     err = (d["conv.weight"] - w).abs().amax(dim=(1, 2, 3))
-    assert torch.all(err <= per_ch_max / 127 / 2 + 1e-9)  # rounding error of its own channel's scale only
+    assert torch.all(err <= per_ch_max / INT8_LEVELS / 2 + 1e-9)  # rounding error of its own channel's scale only
     assert torch.allclose(d["conv.weight"].abs().amax(dim=(1, 2, 3)), per_ch_max, rtol=1e-6)  # extremes exact
+
+
+def test_int8_storage_does_not_put_7_bit_requantisation_on_rounding_ties():
+    """Without VNNI, int8 inference re-quantises weights to 7 bits (scale = max / 63.5). Stored with
+    +-127 levels every odd value would sit on a tie of that grid (error doubled, measured on v3); the
+    stored grid must not line up with it."""
+    w = torch.randn(64, 32, 3, 3, generator=torch.Generator().manual_seed(3))
+    q, scales = int8_state({"w": w})
+    d = decode_int8_state(q, scales)["w"].double().reshape(64, -1)
+    x = d / (d.abs().amax(dim=1, keepdim=True) / 63.5)
+    near_tie = ((x - x.floor()) - 0.5).abs() < 0.01
+    assert near_tie.double().mean() < 0.1  # +-127 storage: about half of all values
+    q127, s127 = int8_state({"w": w}, levels=127)
+    d127 = decode_int8_state(q127, s127)["w"].double().reshape(64, -1)
+    x127 = d127 / (d127.abs().amax(dim=1, keepdim=True) / 63.5)
+    assert (((x127 - x127.floor()) - 0.5).abs() < 0.01).double().mean() > 0.4  # the case the test guards
 
 
 def test_int8_stored_checkpoint_loads_as_fp32_and_predicts_like_the_original(tmp_path):
@@ -88,3 +104,13 @@ def test_unknown_weight_storage_is_refused(tmp_path):
     p = save_checkpoint(tmp_path / "odd.pt", config=cfg, model_state=model.state_dict(), weight_storage="int4-magic")
     with pytest.raises(InputError, match="int4-magic"):
         load_checkpoint(p)
+
+
+def test_shipped_default_is_int8_stored_and_under_the_5_mib_line():
+    from sonoseg.models.shipped import default_model_path
+
+    path = default_model_path()
+    assert path.stat().st_size < 5 * 2**20  # tracked files stay under 5 MiB
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors only: weights_only loads it
+    assert raw["weight_storage"] == "int8-per-channel" and raw["weight_scales"]
+    assert all(raw["model_state"][k].dtype == torch.int8 for k in raw["weight_scales"])

@@ -91,11 +91,16 @@ def half_state(state: dict) -> dict:
 
 
 INT8_STORAGE = "int8-per-channel"
+# +-126, not +-127: CPUs without VNNI re-quantise weights to 7 bits at int8 inference (onnxruntime's
+# reduce_range: scale = max / 63.5). With +-127 that grid is exactly twice the stored one, every odd stored
+# value falls on a rounding tie and the 7-bit error doubles (v3's int8 masks vs fp32 on val: mean 0.969,
+# worst 0.29 against 0.984 / 0.83 from fp16 weights); with +-126 the grids do not line up (0.982 / 0.71).
+INT8_LEVELS = 126
 
 
-def int8_state(state: dict, min_numel: int = 256) -> tuple[dict, dict]:
+def int8_state(state: dict, min_numel: int = 256, levels: int = INT8_LEVELS) -> tuple[dict, dict]:
     """Shipping storage at about a quarter of fp32: conv/linear weights (>= 2 dims, >= ``min_numel``
-    values) as symmetric int8 with one fp32 scale per output channel, everything else fp16.
+    values) as symmetric int8 (+-``levels``) with one fp32 scale per output channel, everything else fp16.
 
     Weight-only and decoded to fp32 on load (``decode_int8_state``), so it changes no code path, only the
     weights: a model shipped this way must be evaluated as decoded (its numbers are the shipped numbers).
@@ -105,8 +110,8 @@ def int8_state(state: dict, min_numel: int = 256) -> tuple[dict, dict]:
     for k, v in state.items():
         if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel:
             w = v.detach().float().reshape(v.shape[0], -1)
-            scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-            out[k] = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(v.shape)
+            scale = w.abs().amax(dim=1).clamp_min(1e-12) / float(levels)
+            out[k] = torch.round(w / scale[:, None]).clamp(-levels, levels).to(torch.int8).reshape(v.shape)
             scales[k] = scale
         else:
             out[k] = v.half() if v.is_floating_point() else v
