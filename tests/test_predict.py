@@ -158,6 +158,22 @@ def test_segs_of_a_series_of_stills_form_one_seg_series(tiny_ckpt, tmp_path):
         assert int(seg.InstanceNumber) == int(h.get("InstanceNumber") or 1)
 
 
+def test_images_of_one_series_segmented_in_two_runs_share_one_seg_series(tiny_ckpt, tmp_path):
+    """A study that arrives in two batches (two runs) adds to the same SEG series; another threshold (or
+    model) makes a series of its own; the SEG instances themselves stay distinct."""
+    from sonoseg.infer.run import predict_inputs
+
+    srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm")]
+    quiet = dict(model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
+    first = predict_inputs(srcs[:1], tmp_path / "a", **quiet)["results"][0]
+    second = predict_inputs(srcs[1:], tmp_path / "b", **quiet)["results"][0]
+    other = predict_inputs(srcs[1:], tmp_path / "c", threshold=0.7, **quiet)["results"][0]
+    a, b, c = (pydicom.dcmread(r["seg"], stop_before_pixels=True) for r in (first, second, other))
+    src = pydicom.dcmread(srcs[0], stop_before_pixels=True)
+    assert a.SeriesInstanceUID == b.SeriesInstanceUID != c.SeriesInstanceUID
+    assert a.SeriesInstanceUID != src.SeriesInstanceUID and a.SOPInstanceUID != b.SOPInstanceUID
+
+
 def test_overlay_capture_only_when_asked_and_equal_to_the_overlay_png(tiny_ckpt, tmp_path):
     import cv2
 
