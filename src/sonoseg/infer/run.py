@@ -51,9 +51,6 @@ class RunSettings:
     video: bool = False
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
-    # (output kind, source SeriesInstanceUID) -> the output series: the SEGs (or overlay captures) of a
-    # series' images, one per image, form one series, as a viewer lists them, not one series per image
-    seg_series: dict = field(default_factory=dict)
     overlay_sc: bool = False  # also the overlay picture as a DICOM Secondary Capture (infer.dicom_sc)
 
 
@@ -164,7 +161,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             def seg() -> Path:
                 from sonoseg.io.safety import atomic_path
 
-                series = _run_series(st, "seg", meta.series_uid, predictor)
+                series = output_series(predictor, "seg", meta.series_uid)
                 with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
                     write_dicom_seg(path, seg_masks, tmp, labels=labels, series_instance_uid=series,
                                     frame_indices=list(range(res.frames)) if n > 1 else None,
@@ -182,7 +179,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                 rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 with atomic_path(out / f"{stem}.overlay.dcm", "overlay capture") as tmp:
                     write_overlay_sc(path, rgb, tmp, frame_index=chosen if n > 1 else None,
-                                     series_instance_uid=_run_series(st, "sc", meta.series_uid, predictor))
+                                     series_instance_uid=output_series(predictor, "sc", meta.series_uid))
                 return out / f"{stem}.overlay.dcm"
 
             _output(res, "overlay_sc", capture)
@@ -198,8 +195,9 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             Path(tmp).unlink(missing_ok=True)
 
 
-def _run_series(st: RunSettings, kind: str, source_series: Optional[str], predictor) -> Optional[str]:
-    """The series UID of the ``kind`` outputs (SEG, overlay capture) of one source series.
+def output_series(predictor, kind: str, source_series: Optional[str]) -> Optional[str]:
+    """The series UID of the ``kind`` outputs (SEG, overlay capture) of one source series: the SEGs of
+    a series' images, one per image, form one series, as a viewer lists them, not one per image.
 
     Derived (hashed, as pydicom's ``generate_uid(entropy_srcs=...)``) from the source series and what
     decides the masks: model version, threshold, postprocessing and TTA. So a study that reaches
@@ -210,12 +208,8 @@ def _run_series(st: RunSettings, kind: str, source_series: Optional[str], predic
 
     if not source_series:
         return None
-    key = (kind, source_series)
-    if key not in st.seg_series:
-        what = [f"sonoseg-{kind}-series", source_series, str(predictor.model_version), repr(float(predictor.threshold)),
-                repr(predictor.post), repr(tuple(predictor.tta))]
-        st.seg_series[key] = generate_uid(entropy_srcs=what)
-    return st.seg_series[key]
+    return generate_uid(entropy_srcs=[f"sonoseg-{kind}-series", source_series, str(predictor.model_version),
+                                      repr(float(predictor.threshold)), repr(predictor.post), repr(tuple(predictor.tta))])
 
 
 def image_decision(predictor, mask_pixels: int, class_probs) -> dict:

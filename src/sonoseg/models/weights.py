@@ -71,10 +71,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # corrupt file, pickle with code objects, ...
         first = (str(exc).splitlines() or [""])[0][:150]
         raise InputError(p, f"cannot read weights ({type(exc).__name__}: {first})") from exc
-    if isinstance(obj, Mapping) and obj.get("weight_storage") and isinstance(obj.get("model_state"), Mapping):
-        from sonoseg.train.checkpoint import decode_int8_state  # a shipped checkpoint with int8-stored weights
+    if isinstance(obj, dict):
+        from sonoseg.train.checkpoint import decode_stored_weights  # a shipped checkpoint: int8-stored weights
 
-        obj = decode_int8_state(obj["model_state"], obj.get("weight_scales") or {})
+        obj = decode_stored_weights(obj, p)
     for _ in range(2):  # training checkpoints nest the state dict one or two levels deep
         if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _CHECKPOINT_KEYS if isinstance(obj.get(k), Mapping)), None)

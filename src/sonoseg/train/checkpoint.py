@@ -62,6 +62,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise InputError(path, f"not a readable checkpoint ({type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(path, "not a sonoseg checkpoint (missing format marker)")
+    return decode_stored_weights(payload, path)
+
+
+def decode_stored_weights(payload: dict, path: str | Path) -> dict:
+    """``payload`` with int8-stored weights (``weight_storage``) decoded to a plain fp32 state dict;
+    unchanged when it has none. Every reader of checkpoints goes through here."""
     storage = payload.pop("weight_storage", None)
     if storage is not None:
         if storage != INT8_STORAGE:
