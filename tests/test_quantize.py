@@ -220,6 +220,76 @@ def test_fold_pads_leaves_what_is_not_a_conv_padding(pads, value, second):
     assert "Pad" in [n.op_type for n in model.graph.node]
 
 
+# -- torch.stack(xs).sum(0) (smp FPN's merge) written as Adds (exact rewrite) ----------------------------
+def _stack_sum_graph(axis=0, keepdims=0, second_consumer=False):
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = ["a", "b", "c", "d"]
+    nodes = [helper.make_node("Unsqueeze", [n, "zero"], [f"u{n}"]) for n in names]
+    nodes += [helper.make_node("Concat", [f"u{n}" for n in names], ["st"], axis=0),
+              helper.make_node("ReduceSum", ["st", "ax"], ["y"], keepdims=keepdims)]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])]
+    if second_consumer:
+        nodes.append(helper.make_node("Relu", ["st"], ["z"]))
+        outs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, []))
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 8, 8]) for n in names]
+    inits = [numpy_helper.from_array(np.asarray([0], np.int64), "zero"),
+             numpy_helper.from_array(np.asarray([axis], np.int64), "ax")]
+    return helper.make_model(helper.make_graph(nodes, "g", ins, outs, inits),
+                             opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _run_named(model, feeds):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_stacked_sum_becomes_adds_with_the_same_result():
+    import onnx
+
+    from sonoseg.export.onnx_graph import stacked_sums_to_adds
+
+    rng = np.random.default_rng(3)
+    feeds = {n: rng.normal(size=(1, 3, 8, 8)).astype(np.float32) for n in "abcd"}
+    model = _stack_sum_graph()
+    assert stacked_sums_to_adds(model) == 1
+    onnx.checker.check_model(model, full_check=False)  # still topologically sorted
+    assert [n.op_type for n in model.graph.node] == ["Add", "Add", "Add"]
+    out = _run_named(model, feeds)[0]
+    np.testing.assert_allclose(out, ((feeds["a"] + feeds["b"]) + feeds["c"]) + feeds["d"], rtol=0, atol=0)
+    np.testing.assert_allclose(out, np.stack(list(feeds.values())).sum(0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis, keepdims, second", [(1, 0, False), (0, 1, False), (0, 0, True)])
+def test_stacked_sum_rewrite_leaves_other_reductions(axis, keepdims, second):
+    from sonoseg.export.onnx_graph import stacked_sums_to_adds
+
+    model = _stack_sum_graph(axis, keepdims, second)
+    assert stacked_sums_to_adds(model) == 0
+    assert "ReduceSum" in [n.op_type for n in model.graph.node]
+
+
+def test_fpn_export_and_int8_have_no_stacked_sum(tmp_path):
+    """smp's FPN merge (torch.stack(...).sum(0)) is exported as Adds, verified against PyTorch, and
+    the int8 graph has no float ReduceSum/Concat between (de)quantisers."""
+    import onnx
+
+    from sonoseg.export import export_onnx
+    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("fpn", encoder="resnet18", encoder_weights=None, in_channels=1, classes=1).eval()
+    exp = export_onnx(net, tmp_path / "fp32.onnx", config=CFG)  # verified against PyTorch after the rewrite
+    assert any("1 stack+ReduceSum merge(s) written as Add nodes" in n for n in exp.notes)
+    assert "ReduceSum" not in [n.op_type for n in onnx.load(str(tmp_path / "fp32.onnx")).graph.node]
+    quantize_static_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", phantom_grids(4))
+    assert "ReduceSum" not in [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+
+
 def test_static_int8_of_tf_padded_net_has_no_float_pads(tmp_path):
     """EfficientNet-Lite's stride-2 convs (sonoseg.models.pretrained_lite) carry TF pads; in the int8
     graph they must be Conv pads, not Pad nodes running in float between (de)quantisers."""

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from sonoseg.errors import SonosegError
-from sonoseg.export.onnx_graph import fold_pads_in_file
+from sonoseg.export.onnx_graph import simplify_file
 
 CONFIG_KEY = "sonoseg_config"  # full SonosegConfig JSON
 PREPROCESS_KEY = "sonoseg_preprocess"  # convenience copy of the preprocess section
@@ -349,9 +349,11 @@ def export_onnx(
             dyn_spatial = dynamic
             try:
                 fn(model, x, tmp, opset, dynamic, dyn_spatial)
-                folded = fold_pads_in_file(tmp)  # TF "SAME" pads (EfficientNet-Lite) -> Conv pads; verified below
-                if folded:
-                    notes.append(f"{folded} zero Pad node(s) folded into their convolutions")
+                rewrites = simplify_file(tmp)  # exact rewrites (TF pads, stacked sums); verified below
+                if rewrites["pads folded"]:
+                    notes.append(f"{rewrites['pads folded']} zero Pad node(s) folded into their convolutions")
+                if rewrites["stacked sums"]:
+                    notes.append(f"{rewrites['stacked sums']} stack+ReduceSum merge(s) written as Add nodes")
                 if not verify:
                     diffs, tol, ok = {}, 0.0, True
                 else:
@@ -361,7 +363,7 @@ def export_onnx(
                                      f"{size[0]}x{size[1]}")
                         dyn_spatial = False
                         fn(model, x, tmp, opset, dynamic, dyn_spatial)
-                        fold_pads_in_file(tmp)
+                        simplify_file(tmp)
                         diffs, tol, ok = _verify(model, tmp, size, in_channels, normalize, dynamic, False, atol)
             except Exception as exc:  # noqa: BLE001 - try the next exporter, report all reasons
                 errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")

@@ -195,12 +195,15 @@ def pre_process(src: Path, dst: Path) -> list[str]:
     return notes
 
 
-def _fold_pads(path: Path) -> int:
-    """Exact rewrite (sonoseg.export.onnx_graph): TF-style pads become Conv pads, so they do not
-    run in float between quantise/dequantise pairs. ``path`` is already optimised by pre_process."""
-    from sonoseg.export.onnx_graph import fold_pads_in_file
+def _simplify(path: Path) -> list[str]:
+    """Exact rewrites (sonoseg.export.onnx_graph): TF-style pads become Conv pads and stacked sums
+    become Adds, so neither runs in float between quantise/dequantise pairs (fp32 files exported by an
+    older sonoseg get them too). ``path`` is already optimised by pre_process. Returns notes."""
+    from sonoseg.export.onnx_graph import simplify_file
 
-    return fold_pads_in_file(path, optimize=False)
+    done = simplify_file(path, optimize=False)
+    return [f"{n} {what}" for what, n in (("zero Pad node(s) folded into their convolutions", done["pads folded"]),
+                                          ("stack+ReduceSum merge(s) written as Add nodes", done["stacked sums"])) if n]
 
 
 def _carry_metadata(src: Path, dst: Path, quant: dict) -> None:
@@ -224,9 +227,7 @@ def _staging(fp32_path: Path):
         try:
             pre = Path(td) / "pre.onnx"
             notes = pre_process(fp32_path, pre)
-            folded = _fold_pads(pre)
-            if folded:
-                notes.append(f"{folded} zero Pad node(s) folded into their convolutions")
+            notes += _simplify(pre)
             yield Path(td), pre, notes
         finally:
             os.chdir(old)

@@ -71,8 +71,8 @@ def calibration_grids(config) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 # Bumped whenever the way the files are built changes (2: TF pads folded into convolutions), so a
-# cache filled by an older sonoseg is rebuilt instead of reused.
-BUILD_RECIPE = "2"
+# cache filled by an older sonoseg is rebuilt instead of reused (3: stacked sums written as Adds).
+BUILD_RECIPE = "3"
 
 
 def _digest(path: Path) -> str:
