@@ -284,3 +284,78 @@ def test_class_names_come_from_the_data_and_the_head_is_off_without_classes():
     cfg = load_config(None, ["model.name=fpn", "model.classification={names: [a, b]}"])
     with pytest.raises(ConfigError, match="lack the data's class"):
         resolve_class_names(cfg, samples(["a", "z"]), log=lambda m: None)
+
+
+# ---------------------------------------------------------------- temperature scaling
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels():
+    """Labels drawn from softmax(z / 2.5): the fitted T is ~2.5 (NLL minimiser, independent of how z
+    was scaled), the arg-max is untouched, and ECE of the over-confident softmax(z) falls."""
+    from sonoseg.evaluate.calibration import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(scale=4.0, size=(20000, 3))
+    p_true = apply_temperature(z, 2.5, are_probs=False)
+    labels = np.array([rng.choice(3, p=p) for p in p_true])
+    t = fit_temperature(z, labels)
+    assert abs(t - 2.5) < 0.1
+    raw = apply_temperature(z, 1.0, are_probs=False)
+    cal = apply_temperature(raw, t)  # from probabilities: same as from logits
+    np.testing.assert_allclose(cal, apply_temperature(z, t, are_probs=False), atol=1e-9)
+    assert (cal.argmax(1) == raw.argmax(1)).all()
+    assert expected_calibration_error(cal, labels)[0] < 0.5 * expected_calibration_error(raw, labels)[0]
+
+
+def test_predictor_divides_class_logits_by_the_stored_temperature():
+    from sonoseg.config import SonosegConfig
+    from sonoseg.infer.predictor import Predictor
+
+    logits = np.array([[2.0, -1.0, 0.5]], np.float32)
+
+    class Fixed:
+        def run_all(self, x):
+            return np.zeros((len(x), 1) + x.shape[2:], np.float32), np.repeat(logits, len(x), 0)
+
+    cfg = SonosegConfig.model_validate({"preprocess": {"size": [32, 32]}, "model": {"classification": {
+        "names": ["benign", "malignant", "normal"], "temperature": 2.0}}})
+    p = Predictor(Fixed(), cfg).predict(np.zeros((40, 50), np.uint8)).class_probabilities
+    e = np.exp(logits[0] / 2.0)
+    np.testing.assert_allclose(p, e / e.sum(), rtol=1e-6)
+    with pytest.raises(ValueError):
+        SonosegConfig.model_validate({"model": {"classification": {"temperature": 0}}})
+
+
+def test_fit_temperature_script_changes_only_the_temperature(trained):
+    """scripts/fit_temperature.py on evaluate's per-image CSV: the stored weights stay byte for byte, the
+    temperature is the fitted one, and the model's predicted classes do not change."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+
+    tmp, root, run = trained
+    ev = tmp / "ev_t"
+    res = CliRunner().invoke(app, ["evaluate", str(root), "--model", str(run / "best.pt"), "--split-file",
+                                   str(run / "split.csv"), "--split", "val", "--out", str(ev),
+                                   "--no-progress", "--n-boot", "20", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    spec = importlib.util.spec_from_file_location("fit_t", Path(__file__).parents[1] / "scripts" / "fit_temperature.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(run / "best.pt"), str(ev / "per_image_class.csv"), "--out", str(tmp / "t.pt")]) == 0
+    a = torch.load(run / "best.pt", weights_only=False)
+    b = torch.load(tmp / "t.pt", weights_only=False)
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    probs, labels, _ = mod.read_probs(ev / "per_image_class.csv")
+    from sonoseg.evaluate.calibration import fit_temperature
+
+    t = b["config"]["model"]["classification"]["temperature"]
+    assert t == pytest.approx(fit_temperature(np.log(probs), labels))
+    ev2 = tmp / "ev_t2"
+    res = CliRunner().invoke(app, ["evaluate", str(root), "--model", str(tmp / "t.pt"), "--split-file",
+                                   str(run / "split.csv"), "--split", "val", "--out", str(ev2),
+                                   "--no-progress", "--n-boot", "20", "--backend", "torch"])
+    assert res.exit_code == 0, res.output
+    p2, l2, _ = mod.read_probs(ev2 / "per_image_class.csv")
+    assert (p2.argmax(1) == probs.argmax(1)).all() and (l2 == labels).all()
+    np.testing.assert_allclose(p2, mod.apply_temperature(probs, t), atol=2e-4)

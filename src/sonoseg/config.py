@@ -60,6 +60,10 @@ class ClassificationConfig(BaseModel):
     # "no lesion" class (e.g. BUSI's "normal"): its images train the mask towards empty; used by predict's
     # decision rule (see sonoseg.infer.decision). null: no such class.
     no_lesion_class: Optional[str] = "normal"
+    # Temperature scaling (Guo et al. 2017): inference divides the class logits by it before the
+    # softmax. 1 = off. Fit on the validation split (sonoseg.evaluate.calibration.fit_temperature,
+    # scripts/fit_temperature.py); it changes the probabilities, never the predicted class or an AUC.
+    temperature: float = Field(1.0, gt=0)
 
 
 class ModelConfig(BaseModel):

@@ -89,6 +89,8 @@ class Predictor:
         self.threshold = pc.threshold if threshold is None else threshold
         self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
         self.tta = tuple(pc.tta if tta is None else tta)
+        cc = config.model.classification
+        self.temperature = float(cc.temperature) if cc is not None else 1.0  # class-logit temperature
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -142,7 +144,7 @@ class Predictor:
                 logits, cl = self.backend.run(inp), None
             logits = np.asarray(logits, dtype=np.float32)
             seg = _sigmoid(logits) if self.classes == 1 else _softmax(logits, 1)
-            return seg, (None if cl is None else _softmax(np.asarray(cl, dtype=np.float32), 1))
+            return seg, (None if cl is None else _softmax(np.asarray(cl, dtype=np.float32) / self.temperature, 1))
 
         if not self.tta:
             return probs(x)
