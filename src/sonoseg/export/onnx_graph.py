@@ -75,11 +75,16 @@ def fold_pads_into_convs(model) -> int:
         folded.append(pad)
     for pad in folded:
         graph.node.remove(pad)
-    if folded:  # their pads tensors are now unused: drop them (onnxruntime warns about each otherwise)
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        for init in [i for i in graph.initializer if i.name not in used]:
-            graph.initializer.remove(init)
+    if folded:  # their pads tensors are now unused
+        _drop_unused_initializers(graph)
     return len(folded)
+
+
+def _drop_unused_initializers(graph) -> None:
+    """Constants no node reads any more (onnxruntime warns about each otherwise)."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
 
 
 def _const_ints(inits, name) -> "np.ndarray | None":
@@ -130,6 +135,8 @@ def stacked_sums_to_adds(model) -> int:
         for k, n in enumerate(new):
             graph.node.insert(at + k, n)
         done += 1
+    if done:
+        _drop_unused_initializers(graph)
     return done
 
 
