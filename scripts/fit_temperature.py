@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sonoseg.evaluate.calibration import apply_temperature, fit_temperature
+from sonoseg.evaluate.calibration import apply_temperature, fit_temperature, logits_from_probs, mean_nll
 from sonoseg.evaluate.class_metrics import expected_calibration_error
 
 
@@ -45,11 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     probs, labels, names = read_probs(a.per_image_class)
-    t = fit_temperature(np.log(np.clip(probs, 1e-12, 1)), labels)
+    logits = logits_from_probs(probs)
+    t = fit_temperature(logits, labels)
     cal = apply_temperature(probs, t)
-
-    def nll(p):
-        return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
     payload = torch.load(a.model, map_location="cpu", weights_only=False)
     cc = payload["config"]["model"].get("classification")
@@ -62,8 +60,8 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, a.out)
     print(f"{len(labels)} images; fitted T = {t:.3f} (stored {old:.3f} -> {old * t:.3f})")
-    print(f"NLL {nll(probs):.3f} -> {nll(cal):.3f}; ECE {expected_calibration_error(probs, labels)[0]:.3f} -> "
-          f"{expected_calibration_error(cal, labels)[0]:.3f}")
+    ece = [expected_calibration_error(p, labels)[0] for p in (probs, cal)]
+    print(f"NLL {mean_nll(logits, labels):.3f} -> {mean_nll(logits, labels, t):.3f}; ECE {ece[0]:.3f} -> {ece[1]:.3f}")
     print(f"wrote {a.out}")
     return 0
 

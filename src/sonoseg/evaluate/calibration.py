@@ -14,11 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
-    z = logits / t
+def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-logp[np.arange(len(labels)), labels].mean())
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def mean_nll(logits: np.ndarray, labels: np.ndarray, t: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under softmax(``logits`` / t)."""
+    logp = _log_softmax(np.asarray(logits, np.float64) / t)
+    return float(-logp[np.arange(len(labels)), np.asarray(labels, int)].mean())
 
 
 def logits_from_probs(probs: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -34,7 +38,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
     labels = np.asarray(labels, int)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
         raise ValueError(f"need N x K logits and N labels, got {logits.shape} and {labels.shape}")
-    res = minimize_scalar(lambda lt: _nll(logits, labels, float(np.exp(lt))),
+    res = minimize_scalar(lambda lt: mean_nll(logits, labels, float(np.exp(lt))),
                           bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                           options={"xatol": 1e-5})
     return float(np.exp(res.x))
@@ -43,7 +47,4 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
 def apply_temperature(probs_or_logits: np.ndarray, t: float, are_probs: bool = True) -> np.ndarray:
     """softmax(logits / t); with ``are_probs`` the input is probabilities (converted to log p first)."""
     z = logits_from_probs(probs_or_logits) if are_probs else np.asarray(probs_or_logits, np.float64)
-    z = z / t
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return np.exp(_log_softmax(z / t))

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from sonoseg.errors import SonosegError
-from sonoseg.export.onnx_graph import simplify_file
+from sonoseg.export.onnx_graph import describe, simplify_file
 
 CONFIG_KEY = "sonoseg_config"  # full SonosegConfig JSON
 PREPROCESS_KEY = "sonoseg_preprocess"  # convenience copy of the preprocess section
@@ -349,11 +349,7 @@ def export_onnx(
             dyn_spatial = dynamic
             try:
                 fn(model, x, tmp, opset, dynamic, dyn_spatial)
-                rewrites = simplify_file(tmp)  # exact rewrites (TF pads, stacked sums); verified below
-                if rewrites["pads folded"]:
-                    notes.append(f"{rewrites['pads folded']} zero Pad node(s) folded into their convolutions")
-                if rewrites["stacked sums"]:
-                    notes.append(f"{rewrites['stacked sums']} stack+ReduceSum merge(s) written as Add nodes")
+                notes += describe(simplify_file(tmp))  # exact rewrites (TF pads, stacked sums); verified below
                 if not verify:
                     diffs, tol, ok = {}, 0.0, True
                 else:

@@ -87,10 +87,11 @@ def _drop_unused_initializers(graph) -> None:
         graph.initializer.remove(init)
 
 
-def _const_ints(inits, name) -> "np.ndarray | None":
+def _is_const(inits, name, values: list[int]) -> bool:
+    """Whether ``name`` is an initializer holding exactly the integers ``values``."""
     from onnx import numpy_helper
 
-    return numpy_helper.to_array(inits[name]).astype(np.int64).ravel() if name in inits else None
+    return name in inits and numpy_helper.to_array(inits[name]).astype(np.int64).ravel().tolist() == values
 
 
 def stacked_sums_to_adds(model) -> int:
@@ -111,15 +112,14 @@ def stacked_sums_to_adds(model) -> int:
     for red in list(graph.node):
         if red.op_type != "ReduceSum" or _attr(red, "keepdims", 1) != 0 or len(red.input) < 2:
             continue
-        axes = _const_ints(inits, red.input[1])
         cat = producer.get(red.input[0])
-        if axes is None or list(axes) != [0] or cat is None or cat.op_type != "Concat" or _attr(cat, "axis") != 0:
+        if not _is_const(inits, red.input[1], [0]) or cat is None or cat.op_type != "Concat" or _attr(cat, "axis") != 0:
             continue
         if uses.get(cat.output[0], 0) != 1 or cat.output[0] in outputs or len(cat.input) < 2:
             continue
         unsq = [producer.get(i) for i in cat.input]
         if any(u is None or u.op_type != "Unsqueeze" or len(u.input) < 2 or uses.get(u.output[0], 0) != 1
-               or list(_const_ints(inits, u.input[1]) if u.input[1] in inits else [-1]) != [0] for u in unsq):
+               or not _is_const(inits, u.input[1], [0]) for u in unsq):
             continue
         terms = [u.input[0] for u in unsq]
         at = list(graph.node).index(red)
@@ -176,3 +176,10 @@ def simplify_file(path, optimize: bool = True) -> dict[str, int]:
     if any(done.values()):
         onnx.save(model, str(path))
     return done
+
+
+def describe(done: dict[str, int]) -> list[str]:
+    """One note per kind of rewrite :func:`simplify_file` made (for export and quantisation reports)."""
+    what = {"pads folded": "zero Pad node(s) folded into their convolutions",
+            "stacked sums": "stack+ReduceSum merge(s) written as Add nodes"}
+    return [f"{n} {what[k]}" for k, n in done.items() if n]

@@ -199,11 +199,9 @@ def _simplify(path: Path) -> list[str]:
     """Exact rewrites (sonoseg.export.onnx_graph): TF-style pads become Conv pads and stacked sums
     become Adds, so neither runs in float between quantise/dequantise pairs (fp32 files exported by an
     older sonoseg get them too). ``path`` is already optimised by pre_process. Returns notes."""
-    from sonoseg.export.onnx_graph import simplify_file
+    from sonoseg.export.onnx_graph import describe, simplify_file
 
-    done = simplify_file(path, optimize=False)
-    return [f"{n} {what}" for what, n in (("zero Pad node(s) folded into their convolutions", done["pads folded"]),
-                                          ("stack+ReduceSum merge(s) written as Add nodes", done["stacked sums"])) if n]
+    return describe(simplify_file(path, optimize=False))
 
 
 def _carry_metadata(src: Path, dst: Path, quant: dict) -> None:
