@@ -39,6 +39,18 @@ VOLUME_RECIPE = {"volume": {}, "model": {"name": "unet3d"}, "augment": {"enabled
                  "train": {"loss": "dice_ce", "epochs": 50, "scheduler": "cosine", "lr": 3e-3, "early_stopping_patience": None}}
 
 
+def _sources(datasets: list[Path], split_files: list[Path], weights: list[float]) -> list:
+    """``data.sources`` from repeated DATASET / --split-file / --source-weight (paired by position)."""
+    from sonoseg.config import DataSource
+    from sonoseg.errors import ConfigError
+
+    for what, values in (("--split-file", split_files), ("--source-weight", weights)):
+        if values and len(values) != len(datasets):
+            raise ConfigError(f"{len(datasets)} datasets but {len(values)} {what} value(s): give one per dataset, in order")
+    return [DataSource(root=str(d), split_file=str(split_files[i]) if split_files else None,
+                       weight=weights[i] if weights else 1.0) for i, d in enumerate(datasets)]
+
+
 def _is_volume_dataset(dataset) -> bool:
     from sonoseg.data.volumes import is_volume_dataset
 
@@ -49,11 +61,17 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @handle_errors
     def train_cmd(
-        dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with images/ and masks/ (or set data.root)."),
+        datasets: Optional[List[Path]] = typer.Argument(None, help="Dataset folder with images/ and masks/ (or set "
+                                                        "data.root); several folders train one model on all of them, "
+                                                        "each keeping its own split (multi-source)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/); default: the "
                                               "shipped default model's recipe."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
-        split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split` (default: make one)."),
+        split_files: List[Path] = typer.Option([], "--split-file", help="CSV from `sonoseg split` (default: make one); "
+                                               "with several datasets one per dataset, in the same order."),
+        source_weights: List[float] = typer.Option([], "--source-weight", help="With several datasets: how likely each "
+                                                   "dataset's images are drawn, one per dataset (default 1 each: every "
+                                                   "image once per epoch)."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Architecture name (`sonoseg models` lists them)."),
         model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Deprecated: use --arch."),
         encoder: Optional[str] = typer.Option(None, help="Encoder for smp architectures, e.g. resnet18."),
@@ -82,10 +100,17 @@ def register(app: typer.Typer) -> None:
         if model is not None:
             deprecated(f"train --model {model}", f"--arch {model}")
             arch = arch or model
+        datasets = list(datasets or [])
+        if len(split_files) > max(1, len(datasets)):
+            from sonoseg.errors import ConfigError
+
+            raise ConfigError(f"{len(split_files)} --split-file values for {len(datasets)} dataset(s): give one per dataset")
+        dataset = datasets[0] if len(datasets) == 1 else None
+        split_file = split_files[0] if len(datasets) <= 1 and split_files else None
         overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
         log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         base = None
-        volumes = dataset is not None and _is_volume_dataset(dataset)
+        volumes = bool(datasets) and _is_volume_dataset(datasets[0])
         if config is None and resume is None and volumes:
             base = copy.deepcopy(VOLUME_RECIPE)
             log("no --config: a volume dataset, training the 3D recipe (unet3d, DiceCE, 3 mm, abdomen window)")
@@ -98,6 +123,8 @@ def register(app: typer.Typer) -> None:
             if any(o.startswith("model.name=") for o in overrides):
                 base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
         cfg = load_config(config, overrides, base=base)
+        if len(datasets) > 1:
+            cfg.data.sources = _sources(datasets, split_files, source_weights)
         if volumes and resume is None and not cfg.is_3d:
             from sonoseg.errors import ConfigError
 

@@ -50,6 +50,7 @@ class Sample:
     cls: Optional[str] = None
     group: Optional[str] = None
     spacing: Optional[tuple[float, float]] = None  # (row, col) mm from labels.csv
+    source: Optional[str] = None  # dataset label in a multi-source training (DataSource.label())
 
 
 @dataclass

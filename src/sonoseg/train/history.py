@@ -9,10 +9,21 @@ FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "epoch_seconds", 
           "val_acc", "val_bacc", "val_auc", "val_score"]  # class-head columns stay empty without one
 
 
+def _fields(rows: list[dict]) -> list[str]:
+    """FIELDS, then any further columns the rows carry (per-source validation, e.g. val_dice_busi)."""
+    extra = [k for r in rows for k in r if k not in FIELDS]
+    return FIELDS + list(dict.fromkeys(extra))
+
+
 def append_row(path: Path, row: dict) -> None:
     new = not path.exists()
+    if new:
+        fields = _fields([row])
+    else:
+        with path.open(newline="") as fh:
+            fields = next(csv.reader(fh), None) or FIELDS
     with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new:
             w.writeheader()
         w.writerow(row)
@@ -38,7 +49,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     from sonoseg.io.safety import write_text
 
     buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    w = csv.DictWriter(buf, fieldnames=_fields(rows), extrasaction="ignore", lineterminator="\r\n")
     w.writeheader()
     for r in rows:
         w.writerow(r)

@@ -18,6 +18,13 @@ def _loss(loss_fn: Callable, outputs, y: torch.Tensor, batch: dict, device) -> t
     return loss_fn(split_outputs(outputs)[0], y)
 
 
+def _to_model(x: torch.Tensor, device, model: torch.nn.Module, non_blocking: bool = False) -> torch.Tensor:
+    """The batch on the model's device, NHWC when the model's weights are (see train.channels_last)."""
+    inner = getattr(model, "module", model)  # DDP wraps the model
+    fmt = torch.channels_last if x.dim() == 4 and getattr(inner, "sonoseg_channels_last", False) else torch.preserve_format
+    return x.to(device, non_blocking=non_blocking, memory_format=fmt)
+
+
 def per_image_dice(logits: torch.Tensor, target: torch.Tensor, classes: int) -> list[float]:
     """Hard Dice per image on the model grid (foreground classes averaged for multi-class).
 
@@ -57,7 +64,7 @@ def train_one_epoch(
     model.train()
     total, n = 0.0, 0
     for batch in loader:
-        x = batch["image"].to(device, non_blocking=True)
+        x = _to_model(batch["image"], device, model, non_blocking=True)
         y = batch["mask"].to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, enabled=amp):
@@ -89,11 +96,12 @@ def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.de
 
     ``forward(x)`` replaces ``model(x)`` (3D: sliding-window inference over whole volumes).
 
-    ``class_out`` (a dict) receives ``probs`` (N x C softmax) and ``labels`` (N) of a class head."""
+    ``class_out`` (a dict) receives ``dice`` (per image, in loader order, NaN where undefined) and, with a
+    class head, ``probs`` (N x C softmax) and ``labels`` (N)."""
     model.eval()
     total, n, dices, probs, labels = 0.0, 0, [], [], []
     for batch in loader:
-        x = batch["image"].to(device)
+        x = _to_model(batch["image"], device, model)
         y = batch["mask"].to(device)
         with torch.autocast(device_type=device.type, enabled=amp):
             out = model(x) if forward is None else forward(x)
@@ -105,6 +113,8 @@ def validate(model: torch.nn.Module, loader, loss_fn: Callable, device: torch.de
         if class_logits is not None and "cls" in batch:
             probs.append(torch.softmax(class_logits.float(), 1).cpu())
             labels.append(batch["cls"].cpu())
+    if class_out is not None:
+        class_out["dice"] = list(dices)
     if class_out is not None and probs:
         class_out["probs"] = torch.cat(probs).numpy()
         class_out["labels"] = torch.cat(labels).numpy()

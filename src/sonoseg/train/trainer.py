@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from sonoseg.config import SonosegConfig, save_config
@@ -105,7 +105,7 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
                                      seed=cfg.train.seed, drop_last=False)
     else:
         drop_last = len(train_ds) > cfg.data.batch_size
-        sampler = RandomSampler(train_ds, generator=torch.Generator())
+        sampler = _train_sampler(split, train_ds)
     from sonoseg.data import seed_worker  # per-worker reseed of numpy/random/augmenter (derived from the epoch seed)
 
     kw = dict(num_workers=cfg.data.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available(),
@@ -115,6 +115,21 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
     if len(train_dl) == 0:  # never run an epoch of zero optimiser steps and report loss 0
         raise ConfigError(f"no training batch: {len(train_ds)} training image(s) with batch size {cfg.data.batch_size}")
     return train_ds, val_ds, train_dl, val_dl, note
+
+
+def _sample_id(sample) -> str:
+    """Stem, or ``source/stem`` in a multi-source run (two sources may both have a ``0001.png``)."""
+    return f"{sample.source}/{sample.stem}" if sample.source else sample.stem
+
+
+def _train_sampler(split, train_ds):
+    """Plain shuffling, or -- when the sources' weights differ -- draws with replacement where each
+    image's chance is its source's weight (``len(train)`` draws per epoch). Both seeded per epoch."""
+    weights = getattr(split, "weights", {}) or {}
+    if len(set(weights.values())) <= 1:
+        return RandomSampler(train_ds, generator=torch.Generator())
+    per_image = [weights[s.source] for s in split.train]
+    return WeightedRandomSampler(per_image, num_samples=len(per_image), replacement=True, generator=torch.Generator())
 
 
 def _preload(ds, enabled: bool) -> None:
@@ -198,7 +213,11 @@ def train(
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "samples.json").write_text(json.dumps(  # provenance: exactly which images trained/validated
-            {"split_file": str(split.split_file), "train": [s.stem for s in split.train], "val": [s.stem for s in split.val]},
+            {"split_file": str(split.split_file), "train": [_sample_id(s) for s in split.train],
+             "val": [_sample_id(s) for s in split.val],
+             **({"sources": {k: {"split_file": str(v), "weight": split.weights[k],
+                                 "train": sum(s.source == k for s in split.train), "val": sum(s.source == k for s in split.val)}
+                             for k, v in split.split_files.items()}} if len(getattr(split, "split_files", {})) > 1 else {})},
             indent=1))
     from sonoseg.data.cache import preprocessed_cache_dir
 
@@ -216,6 +235,9 @@ def train(
     barrier(ctx)
 
     model = create_model_from_config(cfg.model).to(device)
+    if cfg.train.channels_last and not cfg.is_3d:
+        model = model.to(memory_format=torch.channels_last)
+        model.sonoseg_channels_last = True  # train_one_epoch / validate send batches as NHWC
     loss_fn = build_loss(cfg.train.loss, classes=cfg.model.classes, dice_weight=cfg.train.dice_weight)
     if cfg.model.class_names():
         loss_fn = joint_loss(loss_fn, cfg, train_ds.class_index)
@@ -279,8 +301,12 @@ def train(
         else:
             val_loss, val_dice = 0.0, 0.0
         val_dice = 0.0 if math.isnan(val_dice) else val_dice
-        cls_scores = quick_scores(cls_val["probs"], cls_val["labels"], len(cfg.model.class_names())) if cls_val else {}
+        cls_scores = quick_scores(cls_val["probs"], cls_val["labels"], len(cfg.model.class_names())) \
+            if "probs" in cls_val else {}
         score = monitor_score(val_dice, cls_scores)
+        per_source = source_scores(cls_val, val_ds.samples, len(cfg.model.class_names())) if main and not cfg.is_3d else {}
+        if per_source:  # each source counts equally in the choice of best.pt, whatever its size
+            score = float(np.mean([v["score"] for v in per_source.values()]))
         score = broadcast_float(score, ctx, device)
         step_scheduler(scheduler, score)
         improved = score > best
@@ -291,12 +317,13 @@ def train(
         if main:
             row = dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
                        lr=current_lr(optimizer), epoch_seconds=time.time() - t0, elapsed_seconds=time.time() - t_start,
-                       **{f"val_{k}": v for k, v in cls_scores.items()}, val_score=score)
+                       **{f"val_{k}": v for k, v in cls_scores.items()},
+                       **{f"val_{m}_{src}": v[m] for src, v in per_source.items() for m in v if m != "score"}, val_score=score)
             history.append_row(csv_path, row)
             if writer is not None:
                 for k in ("train_loss", "val_loss", "val_dice", "lr"):
                     writer.add_scalar(k, row[k], epoch)
-            state = dict(config=cfg, model_state=model.state_dict(), epoch=epoch, best_score=best,
+            state = dict(config=cfg, model_state={k: v.contiguous() for k, v in model.state_dict().items()}, epoch=epoch, best_score=best,
                          metrics={"val_dice": val_dice, "val_loss": val_loss, "val_score": score,
                                   **{f"val_{k}": v for k, v in cls_scores.items()}})
             extra = dict(optimizer_state=optimizer.state_dict(),
@@ -310,6 +337,8 @@ def train(
             log(f"epoch {epoch:3d}/{cfg.train.epochs}  loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                 f"val Dice {val_dice:.4f}"
                 + (f"  bacc {cls_scores['bacc']:.3f}  AUC {cls_scores['auc']:.3f}  score {score:.4f}" if cls_scores else "")
+                + "".join(f"  | {src}: Dice {v['dice']:.3f}" + (f" bacc {v['bacc']:.3f}" if "bacc" in v else "")
+                          for src, v in per_source.items())
                 + f"{' *' if improved else ''}  lr {current_lr(optimizer):.2e}  "
                 f"{row['epoch_seconds']:.1f}s")
             if epoch == cfg.train.epochs or time.time() - last_plot > PLOT_EVERY_S:
@@ -376,6 +405,24 @@ def joint_loss(seg_loss, cfg: SonosegConfig, class_index):
         if len(weights) != k:
             raise ConfigError(f"model.classification.class_weights: {len(weights)} values for {k} classes")
     return JointLoss(seg_loss, head.loss_weight, weights)
+
+
+def source_scores(val_out: dict, samples, n_classes: int) -> dict:
+    """Per-source validation (multi-source runs only): ``{source: {dice, bacc, auc, score}}`` from the
+    per-image results of :func:`validate` (loader order = ``samples`` order); {} for one source."""
+    names = sorted({s.source for s in samples if s.source is not None})
+    if len(names) < 2 or "dice" not in val_out:
+        return {}
+    out = {}
+    for name in names:
+        idx = [i for i, s in enumerate(samples) if s.source == name]
+        d = [val_out["dice"][i] for i in idx if not math.isnan(val_out["dice"][i])]
+        row = {"dice": float(np.mean(d)) if d else 0.0}
+        cls = quick_scores(val_out["probs"][idx], val_out["labels"][idx], n_classes) if "probs" in val_out else {}
+        row.update({k: cls[k] for k in ("bacc", "auc") if k in cls})
+        row["score"] = monitor_score(row["dice"], cls)
+        out[name] = row
+    return out
 
 
 def monitor_score(val_dice: float, cls_scores: dict) -> float:
