@@ -32,8 +32,11 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @handle_errors
     def evaluate_cmd(
-        dataset: Path = typer.Argument(..., help="Dataset folder with images/ and masks/."),
-        split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split`; default: all images."),
+        datasets: List[Path] = typer.Argument(..., help="Dataset folder with images/ and masks/; several folders are "
+                                              "each evaluated on their own (OUT/<folder name>/) and summarised side by "
+                                              "side in OUT/per_source.md."),
+        split_files: List[Path] = typer.Option([], "--split-file", help="CSV from `sonoseg split`; default: all images. "
+                                               "With several datasets one per dataset, in the same order."),
         split: str = typer.Option("test", help="Which split of the split file to score."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx; default: shipped model."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (for --measurements)."),
@@ -54,42 +57,71 @@ def register(app: typer.Typer) -> None:
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Evaluate a model: Dice, IoU, precision, recall, specificity, accuracy, HD95, ASSD (mm when known)."""
-        from rich.table import Table
-
         from sonoseg.evaluate.run import evaluate_model
         from sonoseg.infer.volume import is_3d_model
 
+        if split_files and len(split_files) != len(datasets):
+            from sonoseg.errors import ConfigError
+
+            raise ConfigError(f"{len(datasets)} dataset(s) but {len(split_files)} --split-file value(s): give one per dataset")
+        pairs = list(zip(datasets, split_files or [None] * len(datasets)))
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_evaluate_3d
 
-            run_evaluate_3d(dataset, model, out, split_file, split, threads, n_boot, keep_largest)
+            for dataset, split_file in pairs:
+                run_evaluate_3d(dataset, model, out / dataset.name if len(pairs) > 1 else out, split_file, split,
+                                threads, n_boot, keep_largest)
             return
+        summaries = {}
+        for dataset, split_file in pairs:
+            where = out / dataset.name if len(pairs) > 1 else out
+            if len(pairs) > 1:
+                console.rule(f"{dataset.name}: {split} split", characters="-")
+            with frame_progress(progress_bars) as cb:
+                result = evaluate_model(dataset, split_file, split, model, where, backend, threads, keep_largest,
+                                        min_size, fill_holes, parse_tta(tta), n_boot, units,
+                                        log=lambda m: console.print(m, highlight=False), progress=cb, spacing=spacing,
+                                        measurements=measurements, config=config, contour=contour, biometry=biometry)
+            _print_result(result, split, where)
+            if len(pairs) > 1:
+                from sonoseg.evaluate.per_source import source_summary
 
-        with frame_progress(progress_bars) as cb:
-            result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,
-                                    fill_holes, parse_tta(tta), n_boot, units, log=lambda m: console.print(m, highlight=False),
-                                    progress=cb, spacing=spacing, measurements=measurements, config=config,
-                                    contour=contour, biometry=biometry)
-        table = Table(title=f"{split} split: {len(result.per_image)} images")
-        for col in ("metric", "mean", "std", "95% CI", "n"):
-            table.add_column(col, justify="right" if col != "metric" else "left")
-        for key in ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd95", "assd"):
-            a = result.aggregate.get(key)
-            if not a:
-                continue
-            table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
-        console.print(table)
-        if result.measurement_agreement:
-            mt = Table(title="measurement error (predicted - ground truth)")
-            for col in ("quantity", "n", "mean abs error", "bias", "95% limits of agreement"):
-                mt.add_column(col, justify="right" if col != "quantity" else "left")
-            for k, a in result.measurement_agreement.items():
-                if a.get("n"):
-                    mt.add_row(k, str(a["n"]), f"{a['mean_abs_error']:.2f} {a['unit']}", f"{a['bias']:+.2f}",
-                               f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
-            console.print(mt)
-            console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
-        if result.class_metrics:
-            console.print(class_table(result.class_metrics))
-        console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
-                      + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))
+                summaries[dataset.name] = source_summary(result)
+        if summaries:
+            from sonoseg.evaluate.per_source import write_per_source
+
+            console.print(write_per_source(summaries, out, f"{split} split per source" if split_files else "all images per source"), highlight=False, markup=False)
+            console.print(f"[green]wrote[/] {out / 'per_source.md'}, {out / 'per_source.json'}")
+
+
+def _print_result(result, split: str, out: Path) -> None:
+    """The console summary of one evaluation."""
+    from rich.table import Table
+
+    table = Table(title=f"{split} split: {len(result.per_image)} images")
+    for col in ("metric", "mean", "std", "95% CI", "n"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for key in ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd95", "assd"):
+        a = result.aggregate.get(key)
+        if not a:
+            continue
+        table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
+    console.print(table)
+    if result.detection:
+        from sonoseg.evaluate.detection import detection_line
+
+        console.print(detection_line(result.detection), highlight=False)
+    if result.measurement_agreement:
+        mt = Table(title="measurement error (predicted - ground truth)")
+        for col in ("quantity", "n", "mean abs error", "bias", "95% limits of agreement"):
+            mt.add_column(col, justify="right" if col != "quantity" else "left")
+        for k, a in result.measurement_agreement.items():
+            if a.get("n"):
+                mt.add_row(k, str(a["n"]), f"{a['mean_abs_error']:.2f} {a['unit']}", f"{a['bias']:+.2f}",
+                           f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
+        console.print(mt)
+        console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
+    if result.class_metrics:
+        console.print(class_table(result.class_metrics))
+    console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
+                  + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))

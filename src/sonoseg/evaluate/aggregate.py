@@ -129,6 +129,7 @@ class EvalResult:
     seed: int = 0
     notes: list[str] = field(default_factory=list)
     class_metrics: Optional[dict] = None  # class_metrics.json content when the model has a class head
+    detection: dict = field(default_factory=dict)  # miss / false-lesion rates (sonoseg.evaluate.detection)
 
 
 def _row(stem: str, metrics: dict, classes: int, spacing) -> dict:

@@ -188,9 +188,24 @@ def evaluate_model(
         rows = [class_rows[s] for s in evaluated if s in class_rows]
         result.class_metrics = write_class_report(rows, list(predictor.class_names), result.per_image, out_dir,
                                                   head.no_lesion_class if head else None, n_boot=n_boot)
+    if classes == 1:
+        _record_detection(result, out_dir / "metrics.json", {s: r["lesion_found"] for s, r in class_rows.items()})
     if failures:
         (out_dir / "failures.txt").write_text("\n".join(failures) + "\n")
     return result
+
+
+def _record_detection(result, metrics_path: Path, decisions: dict) -> None:
+    """Miss and false-lesion rates (binary models) into the result and metrics.json (``detection``)."""
+    import json
+
+    from sonoseg.evaluate.aggregate import _jsonable
+    from sonoseg.evaluate.detection import detection_summary
+
+    result.detection = detection_summary(result.per_image, decisions)
+    data = json.loads(metrics_path.read_text())
+    data["detection"] = _jsonable(result.detection)
+    metrics_path.write_text(json.dumps(data, indent=2))
 
 
 def _record_spacing(metrics_path: Path, sources: dict) -> None:
