@@ -359,3 +359,116 @@ def test_fit_temperature_script_changes_only_the_temperature(trained):
     p2, l2, _ = mod.read_probs(ev2 / "per_image_class.csv")
     assert (p2.argmax(1) == probs.argmax(1)).all() and (l2 == labels).all()
     np.testing.assert_allclose(p2, mod.apply_temperature(probs, t), atol=2e-4)
+
+
+def test_decision_policy_threshold_mask_or_threshold_and_suspicious():
+    from sonoseg.infer.decision import DecisionPolicy
+
+    names = ["benign", "malignant", "normal"]
+    leaning_normal = np.array([0.25, 0.2, 0.55])  # arg-max says normal
+    thr = DecisionPolicy("threshold", 0.7)
+    d = decide(0, leaning_normal, names, "normal", thr)  # P(normal) 0.55 < 0.7: the head reports a lesion
+    assert (d["lesion_found"], d["class"], d["source"]) == (True, "benign", "class head")
+    d = decide(0, leaning_normal, names, "normal", DecisionPolicy("threshold", 0.5))
+    assert (d["lesion_found"], d["class"]) == (False, "normal")
+    # a segmented region is never overruled under mask_or_threshold, and is said to be so
+    either = DecisionPolicy("mask_or_threshold", 0.5)
+    d = decide(40, leaning_normal, names, "normal", either)
+    assert (d["lesion_found"], d["region_is_finding"], d["source"], d["class"]) == (True, True, "mask", "benign")
+    assert "favours normal" in d["note"]
+    d = decide(0, leaning_normal, names, "normal", either)
+    assert d["lesion_found"] is False
+    # suspicious flag: P(malignant) >= threshold on a found lesion, whatever the arg-max
+    susp = DecisionPolicy("argmax", None, "malignant", 0.3)
+    d = decide(40, np.array([0.6, 0.35, 0.05]), names, "normal", susp)
+    assert (d["class"], d["suspicious"]) == ("benign", True) and "suspicious for malignant" in d["note"]
+    d = decide(40, np.array([0.7, 0.25, 0.05]), names, "normal", susp)
+    assert d["suspicious"] is False
+    d = decide(0, np.array([0.1, 0.35, 0.55]), names, "normal", susp)  # no lesion found: never suspicious
+    assert (d["lesion_found"], d["suspicious"]) == (False, False)
+    assert "suspicious" not in decide(40, np.array([0.6, 0.35, 0.05]), names, "normal")  # no threshold: no flag
+
+
+def test_decision_policy_mask_rule_lets_the_mask_decide():
+    from sonoseg.infer.decision import DecisionPolicy
+
+    names = ["benign", "malignant", "normal"]
+    mask_rule = DecisionPolicy("mask")
+    d = decide(30, np.array([0.1, 0.2, 0.7]), names, "normal", mask_rule)
+    assert (d["lesion_found"], d["class"], d["source"]) == (True, "malignant", "mask")
+    d = decide(0, np.array([0.1, 0.8, 0.1]), names, "normal", mask_rule)
+    assert (d["lesion_found"], d["class"]) == (False, "normal") and "review the image" in d["note"]
+
+
+def test_operating_point_rules_chosen_as_written():
+    """A hand-made validation set where the arg-max rule misses a lesion and a threshold does not."""
+    from sonoseg.evaluate.operating_point import choose_lesion_rule, choose_suspicious
+    from sonoseg.infer.decision import DecisionPolicy
+
+    names = ["benign", "malignant", "normal"]
+
+    def row(src, cls, pn, pm, empty):
+        return {"source": src, "true_class": cls, "probs": {"benign": 1 - pn - pm, "malignant": pm, "normal": pn},
+                "mask_empty": empty}
+
+    rows = [row("a", "benign", 0.2, 0.1, False), row("a", "malignant", 0.6, 0.3, True),  # arg-max misses this one
+            row("a", "normal", 0.9, 0.02, True), row("a", "normal", 0.7, 0.1, False),
+            row("b", "benign", 0.1, 0.2, False), row("b", "malignant", 0.05, 0.5, False),
+            row("b", "normal", 0.95, 0.01, True), row("b", "normal", 0.8, 0.05, True)]
+    res = choose_lesion_rule(rows, names, "normal", max_missed=0.0)
+    argmax = next(r for r in res["table"] if r["rule"] == "argmax")
+    assert argmax["per_source"]["a"]["missed"] == 0.5 and not argmax["qualifies"]
+    # P(normal) >= t -> no lesion: t in (0.6, 0.7] finds the 0.6 malignant and keeps normals 0.9, 0.7 | 0.95, 0.8;
+    # of those equal rules the highest threshold wins
+    assert res["chosen"] == {"lesion_rule": "threshold", "no_lesion_threshold": 0.7}
+    assert res["chosen_row"]["normals_no_lesion"] == 4
+    susp = choose_suspicious(rows, names, "normal", DecisionPolicy("threshold", 0.7), min_sensitivity=1.0)
+    assert susp["threshold"] == 0.3  # the largest threshold that still flags both malignant images (0.3, 0.5)
+    assert susp["per_source"]["a"]["specificity"] == 1.0 and susp["per_source"]["b"]["sensitivity"] == 1.0
+
+
+def test_choose_operating_point_script_stores_the_policy(tmp_path):
+    """scripts/choose_operating_point.py on an evaluate-style folder: policy in the copy, weights unchanged."""
+    import csv
+    import runpy
+    import sys
+
+    import torch
+
+    from sonoseg.config import load_config
+    from sonoseg.models import create_model_from_config
+    from sonoseg.train.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = load_config(None, ["model.name=fpn", "model.encoder=mobilenet_v2",
+                             "model.classification={names: [benign, malignant, normal]}"])
+    torch.manual_seed(0)
+    src = save_checkpoint(tmp_path / "m.pt", config=cfg, model_state=create_model_from_config(cfg.model).state_dict())
+    rows = {"a": [("a1", "benign", 0.2, 0.1, False), ("a2", "malignant", 0.6, 0.3, True), ("a3", "normal", 0.9, 0.02, True)],
+            "b": [("b1", "malignant", 0.05, 0.5, False), ("b2", "normal", 0.95, 0.01, True)]}
+    for s, items in rows.items():
+        d = tmp_path / "ev" / s
+        d.mkdir(parents=True)
+        with open(d / "per_image.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["stem", "dice", "pred_empty"])
+            w.writerows([(stem, 0.5, empty) for stem, *_, empty in items])
+        with open(d / "per_image_class.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["stem", "true_class", "p_benign", "p_malignant", "p_normal"])
+            w.writerows([(stem, c, 1 - pn - pm, pm, pn) for stem, c, pn, pm, _ in items])
+    argv = sys.argv
+    sys.argv = ["choose_operating_point.py", str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"),
+                "--max-missed", "0"]
+    try:
+        with pytest.raises(SystemExit) as ex:
+            runpy.run_path("scripts/choose_operating_point.py", run_name="__main__")
+        assert ex.value.code == 0
+    finally:
+        sys.argv = argv
+    out = load_checkpoint(tmp_path / "p.pt")
+    head = out["config"]["model"]["classification"]
+    assert head["lesion_rule"] == "threshold" and head["no_lesion_threshold"] == 0.9  # 0.95 / 0.9 normals stay
+    assert head["suspicious_class"] == "malignant" and head["suspicious_threshold"] == 0.3
+    before = load_checkpoint(src)
+    assert all(torch.equal(before["model_state"][k], out["model_state"][k]) for k in before["model_state"])
+    assert "Lesion rule: **threshold**" in (tmp_path / "ev" / "operating_point.md").read_text()

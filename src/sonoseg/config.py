@@ -64,6 +64,12 @@ class ClassificationConfig(BaseModel):
     # softmax. 1 = off. Fit on the validation split (sonoseg.evaluate.calibration.fit_temperature,
     # scripts/fit_temperature.py); it changes the probabilities, never the predicted class or an AUC.
     temperature: float = Field(1.0, gt=0)
+    # Decision policy (sonoseg.infer.decision.DecisionPolicy), chosen on validation images at ship time
+    # (sonoseg.evaluate.operating_point): how the heads decide "lesion found", and the "suspicious" flag.
+    lesion_rule: Literal["argmax", "mask", "threshold", "mask_or_threshold"] = "argmax"
+    no_lesion_threshold: Optional[float] = Field(None, gt=0, le=1)
+    suspicious_class: Optional[str] = None
+    suspicious_threshold: Optional[float] = Field(None, ge=0, le=1)
 
 
 class ModelConfig(BaseModel):

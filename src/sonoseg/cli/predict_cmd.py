@@ -49,7 +49,8 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         if has_class:
             cls = s.get("class")
             p = (s.get("class_probabilities") or {}).get(cls)
-            cls_cells = [str(cls or "-"), f"{p:.2f}" if p is not None else "-"]
+            cls_cells = [str(cls or "-") + (" (suspicious)" if s.get("suspicious") else ""),
+                         f"{p:.2f}" if p is not None else "-"]
         table.add_row(Path(r["input"]).name, str(r["frames"]), *cls_cells, str(s.get("max_structures_per_frame", "")), *sizes,
                       "-" if conf is None else f"{conf:.2f}", scope, "yes" if r.get("seg") else "-")
     console.print(table)

@@ -214,11 +214,11 @@ def output_series(predictor, kind: str, source_series: Optional[str]) -> Optiona
 
 def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
     """The lesion / class decision of :mod:`sonoseg.infer.decision` for one input."""
-    from sonoseg.infer.decision import decide
+    from sonoseg.infer.decision import DecisionPolicy, decide
 
     head = predictor.config.model.classification
     return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
-                  head.no_lesion_class if head is not None else None)
+                  head.no_lesion_class if head is not None else None, DecisionPolicy.from_head(head))
 
 
 def decision_label(decision: dict) -> str:
@@ -227,12 +227,14 @@ def decision_label(decision: dict) -> str:
     if cls is None:
         return ""
     p = (decision.get("class_probabilities") or {}).get(cls)
-    return f"{cls} {p:.2f}" + ("" if decision["agreement"] else f" ({decision['note']})")
+    return f"{cls} {p:.2f}" + (" SUSPICIOUS" if decision.get("suspicious") else "") \
+        + ("" if decision["agreement"] else f" ({decision['note']})")
 
 
 def _decision_summary(decision: dict) -> dict:
     return {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
-            "lesion_found": decision["lesion_found"], "decision_source": decision["source"]}
+            "lesion_found": decision["lesion_found"], "decision_source": decision["source"],
+            **({"suspicious": decision["suspicious"]} if "suspicious" in decision else {})}
 
 
 def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):

@@ -1,0 +1,99 @@
+"""Choose the decision policy of a model on validation images: find the lesion first, then flag malignancy.
+
+Two choices, each by a rule fixed before it is applied (docs/breast_v4/v4_rule.md):
+
+1. **Lesion rule** (:class:`sonoseg.infer.decision.DecisionPolicy`): among the arg-max rule, the mask
+   alone, and the head's P(no lesion) >= t (alone, or never overruling a segmented region) with t on a
+   0.05 grid, the rules that miss <= ``max_missed`` of the lesion images of *every* source qualify; of
+   those the one that calls the most normal images "no lesion" (pooled) wins, ties going to the simpler
+   rule, then to the higher threshold (the one further from missing a lesion). When none qualifies, the one with the smallest worst-source miss rate is taken, and said so.
+2. **Suspicious flag**: the largest threshold on P(malignant) (0.01 grid) at which the pooled
+   malignant images reach ``min_sensitivity`` (found by the lesion rule and at or above the threshold).
+
+Inputs are per-image rows: ``source``, ``true_class``, ``probs`` (name -> p), ``mask_empty``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sonoseg.infer.decision import DecisionPolicy, decide
+
+RULE_ORDER = {"argmax": 0, "mask": 1, "threshold": 2, "mask_or_threshold": 3}  # simpler first on ties
+
+
+def candidates(grid_step: float = 0.05) -> list[DecisionPolicy]:
+    grid = [round(t, 4) for t in np.arange(grid_step, 1.0, grid_step)]
+    out = [DecisionPolicy("argmax"), DecisionPolicy("mask")]
+    out += [DecisionPolicy(rule, t) for rule in ("threshold", "mask_or_threshold") for t in grid]
+    return out
+
+
+def _found(rows: Sequence[dict], names: list[str], no_lesion: str, policy: DecisionPolicy) -> np.ndarray:
+    return np.array([decide(0 if r["mask_empty"] else 1, np.array([r["probs"][n] for n in names]), names, no_lesion,
+                            policy)["lesion_found"] for r in rows], dtype=bool)
+
+
+def _rates(rows: Sequence[dict], found: np.ndarray, no_lesion: str) -> dict:
+    lesion = np.array([r["true_class"] != no_lesion for r in rows])
+    normal = ~lesion
+    return {"n_lesion": int(lesion.sum()), "n_normal": int(normal.sum()),
+            "missed": float((~found[lesion]).mean()) if lesion.any() else math.nan,
+            "normals_no_lesion": float((~found[normal]).mean()) if normal.any() else math.nan,
+            "n_normals_no_lesion": int((~found[normal]).sum())}
+
+
+def choose_lesion_rule(rows: Sequence[dict], names: list[str], no_lesion: str, max_missed: float = 0.02) -> dict:
+    """The rule table and the chosen policy (see the module docstring)."""
+    sources = sorted({r["source"] for r in rows})
+    table = []
+    for pol in candidates():
+        found = _found(rows, names, no_lesion, pol)
+        per = {s: _rates([r for r in rows if r["source"] == s], found[[r["source"] == s for r in rows]], no_lesion)
+               for s in sources}
+        worst = max((v["missed"] for v in per.values() if not math.isnan(v["missed"])), default=math.nan)
+        table.append({"rule": pol.lesion_rule, "threshold": pol.no_lesion_threshold, "per_source": per,
+                      "worst_missed": worst, "normals_no_lesion": sum(v["n_normals_no_lesion"] for v in per.values()),
+                      "qualifies": bool(worst <= max_missed + 1e-12)})
+    ok = [row for row in table if row["qualifies"]]
+    if ok:
+        best = max(ok, key=lambda r: (r["normals_no_lesion"], -RULE_ORDER[r["rule"]], r["threshold"] or 0))
+        why = f"misses <= {max_missed:.0%} of lesions on every source; most normals called 'no lesion' among those"
+    else:
+        best = min(table, key=lambda r: (r["worst_missed"], -r["normals_no_lesion"]))
+        why = f"no rule misses <= {max_missed:.0%} on every source: the smallest worst-source miss rate"
+    return {"table": table, "chosen": {"lesion_rule": best["rule"], "no_lesion_threshold": best["threshold"]},
+            "chosen_row": best, "why": why, "max_missed": max_missed}
+
+
+def choose_suspicious(rows: Sequence[dict], names: list[str], no_lesion: str, policy: DecisionPolicy,
+                      cls: str = "malignant", min_sensitivity: float = 0.90) -> dict:
+    """The largest P(cls) threshold giving ``min_sensitivity`` on the pooled rows, with per-source figures."""
+    found = _found(rows, names, no_lesion, policy)
+    p = np.array([r["probs"][cls] for r in rows])
+    pos = np.array([r["true_class"] == cls for r in rows])
+    if not pos.any():
+        return {"class": cls, "threshold": None, "why": f"no {cls} image to choose on"}
+    chosen: Optional[float] = None
+    for t in np.round(np.arange(0.99, 0.0, -0.01), 2):
+        flagged = found & (p >= t)
+        if flagged[pos].mean() >= min_sensitivity - 1e-12:
+            chosen = float(t)
+            break
+    if chosen is None:
+        return {"class": cls, "threshold": None, "why": f"no threshold reaches sensitivity {min_sensitivity:.2f}"}
+    flagged = found & (p >= chosen)
+    per = {}
+    for s in sorted({r["source"] for r in rows}):
+        m = np.array([r["source"] == s for r in rows])
+        neg = m & ~pos
+        benign = m & np.array([r["true_class"] not in (cls, no_lesion) for r in rows])
+        per[s] = {"n_malignant": int((m & pos).sum()),
+                  "sensitivity": float(flagged[m & pos].mean()) if (m & pos).any() else math.nan,
+                  "specificity": float((~flagged[neg]).mean()) if neg.any() else math.nan,
+                  "specificity_benign": float((~flagged[benign]).mean()) if benign.any() else math.nan}
+    return {"class": cls, "threshold": chosen, "min_sensitivity": min_sensitivity,
+            "pooled_sensitivity": float(flagged[pos].mean()), "per_source": per}
