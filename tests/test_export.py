@@ -266,3 +266,11 @@ def test_export_cli_writes_and_refuses(tmp_path):
     err_lines = [ln for ln in bad.output.splitlines() if "error:" in ln]
     assert len(err_lines) == 1 and "not written" in err_lines[0]
     assert not (tmp_path / "bad" / "model.int8.onnx").exists()
+    # a model of several sources: calibration and checks take each source in equal numbers
+    two = base[:3] + ["--dataset", str(tmp_path / "ds"), "--split-file", str(split)] + base[3:]
+    both = runner.invoke(app, two + ["--out", str(tmp_path / "two"), "--tolerance", "1.0", "--no-torchscript"])
+    assert both.exit_code == 0, both.output
+    rep = json.loads((tmp_path / "two" / "export_report.json").read_text())
+    assert rep["n_calib"] == 4 and rep["n_val"] == 8 and "of 2 source(s)" in both.output
+    odd = runner.invoke(app, base[:3] + ["--dataset", str(tmp_path / "ds")] + base[3:] + ["--out", str(tmp_path / "odd")])
+    assert odd.exit_code == 2 and "one per dataset" in odd.output

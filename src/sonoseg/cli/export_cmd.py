@@ -14,7 +14,7 @@ were); 2 bad input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -33,10 +33,11 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @handle_errors
     def export_cmd(
-        dataset: Optional[Path] = typer.Option(None, "--dataset", help="Dataset folder (images/, masks/) the model was "
-                                               "trained on (default: the shipped calibration frames)."),
-        split_file: Optional[Path] = typer.Option(None, "--split-file", help="Split CSV: calibration from train, "
-                                                  "checks on val (needed with --dataset)."),
+        datasets: List[Path] = typer.Option([], "--dataset", help="Dataset folder (images/, masks/) the model was "
+                                            "trained on (default: the shipped calibration frames); repeat for a "
+                                            "model trained on several sources: calibration and checks use every one."),
+        split_files: List[Path] = typer.Option([], "--split-file", help="Split CSV: calibration from train, checks "
+                                               "on val (needed with --dataset; one per --dataset, in order)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model checkpoint (.pt); default: shipped model."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
@@ -69,14 +70,20 @@ def register(app: typer.Typer) -> None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)
         formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
         calib = None
-        if dataset is not None:
-            if split_file is None:
-                fail("--dataset needs --split-file (calibration from its train split, checks on val)", code=2)
+        if datasets:
+            if len(split_files) != len(datasets):
+                fail("--dataset needs --split-file, one per dataset (calibration from its train split, checks on val)",
+                     code=2)
+            calib, val = ([] if int8 else None), []
+            for dataset, split_file in zip(datasets, split_files):  # each source in equal numbers
+                if int8:
+                    calib += [img for img, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg,
+                                                            n=max(1, calib_n // len(datasets)))]
+                val += split_grids(dataset, split_file, cfg.data.val_split, cfg, n=None if val_n is None else max(1, val_n // len(datasets)), seed=1)
             if int8:
-                calib = [img for img, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=calib_n)]
-                say(f"calibration: {len(calib)} images of split {cfg.data.train_split!r} (preprocessed as in training)")
-            val = split_grids(dataset, split_file, cfg.data.val_split, cfg, n=val_n, seed=1)
-            say(f"validation: {len(val)} images of split {cfg.data.val_split!r}")
+                say(f"calibration: {len(calib)} images of split {cfg.data.train_split!r} of {len(datasets)} source(s) "
+                    "(preprocessed as in training)")
+            say(f"validation: {len(val)} images of split {cfg.data.val_split!r} of {len(datasets)} source(s)")
         else:
             from sonoseg.infer.fast_model import calibration_grids
 
