@@ -268,7 +268,7 @@ def pixel_measures_for(ds: Dataset) -> Optional[hd.PixelMeasuresSequence]:
 
 
 def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int], algorithm_name: str,
-                          algorithm_version: str, property_codes) -> list:
+                          algorithm_version: str, property_codes, display=None) -> list:
     algo = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, version=str(algorithm_version), family=codes.cid7162.ArtificialIntelligence
     )
@@ -285,8 +285,12 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
                 segmented_property_type=typ,
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algo,
+                display_color=(hd.color.CIELabColor.from_rgb(*(display or {})[value][0])
+                               if value in (display or {}) else None),
             )
         )
+        if value in (display or {}):
+            out[-1].SegmentDescription = str(display[value][1])[:64]
         if side is not None:  # laterality as a modifier of the property type (DICOM CID 244)
             out[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept(value=side.value, scheme_designator=side.scheme_designator, meaning=side.meaning)]
@@ -321,6 +325,7 @@ def write_dicom_seg(
     *,
     omit_empty_frames: bool = False,
     property_codes: Optional[Mapping[int, tuple]] = None,
+    segment_display: Optional[Mapping[int, tuple]] = None,
     finding: Optional[Mapping] = None,
     series_description: str = "sonoseg segmentation",
     series_number: int = 900,
@@ -337,7 +342,8 @@ def write_dicom_seg(
     stores empty frames too, so the SEG states that every listed frame was analysed and has no
     finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
     codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
-    {label: (category Code, type Code)}. BINARY/FRACTIONAL segment numbers are 1..N in label order;
+    {label: (category Code, type Code)}. ``segment_display`` {label: ((r, g, b), description)}: the
+    segment's recommended display colour and SegmentDescription (the 3D label table's). BINARY/FRACTIONAL segment numbers are 1..N in label order;
     LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
     ``series_instance_uid`` puts the SEG into a given series (several SEGs of one source series, one per
     image, in one SEG series: see :mod:`sonoseg.infer.run`). ``instance_number``: default the source's
@@ -395,7 +401,8 @@ def write_dicom_seg(
                 arr = lut[arr.astype(np.int64)]
             arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
 
-    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes)
+    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes,
+                                         segment_display)
     if finding is not None and finding.get("class") is not None:
         for d in descriptions:
             add_class_finding(d, finding)

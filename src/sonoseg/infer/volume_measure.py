@@ -17,8 +17,8 @@ from typing import Mapping
 import numpy as np
 
 
-def _ras_xyz(labels_zyx: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels reoriented to the closest RAS axes ([x, y, z] with z = S) and that grid's affine."""
+def ras_xyz(labels_zyx: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An array ([z, y, x]) reoriented to the closest RAS axes ([x, y, z] with z = S) and that grid's affine."""
     import nibabel.orientations as ornt
 
     data = np.asarray(labels_zyx).T
@@ -55,7 +55,7 @@ def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 def measure_organs(labels_zyx: np.ndarray, affine: np.ndarray, names: Mapping[int, str]) -> list[dict]:
     """One record per named class: present or not (absent organs report zeros, so a missed organ is visible)."""
-    lab, aff = _ras_xyz(labels_zyx, affine)
+    lab, aff = ras_xyz(labels_zyx, affine)
     sp = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
     voxel_ml = abs(float(np.linalg.det(aff[:3, :3]))) / 1000.0
     out = []
