@@ -38,3 +38,21 @@ def seg_problems(path: Path) -> tuple[list[str], list[str]]:
     errors = [ln for ln in lines if ln.startswith("Error")]
     warnings = [ln for ln in lines if ln.startswith("Warning")]
     return errors, warnings
+
+
+def own_problems(seg: Path, source: Path) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of a SEG that do not come from its source image: a line dciodvfy also prints
+    for the source itself (e.g. its empty Study Date, a retired Person Name form) is the source's, and
+    so is an illegal UID the SEG must copy or reference (the study's, a referenced instance's)."""
+    src_lines = set(sum(seg_problems(source), []))
+    src_text = "\n".join(src_lines)
+
+    def own(line: str) -> bool:
+        if line in src_lines:
+            return False
+        if "Illegal root for UID" in line and '"' in line:
+            return line.split('"')[1] not in src_text
+        return True
+
+    errors, warnings = seg_problems(seg)
+    return [e for e in errors if own(e)], [w for w in warnings if own(w)]

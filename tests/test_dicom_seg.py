@@ -354,3 +354,32 @@ def test_cine_seg_carries_pixel_measures_once_for_all_frames(tmp_path):
     assert np.array_equal(read_dicom_seg(out), masks)
     if dv.available():
         assert dv.seg_problems(out)[0] == []
+
+
+@pytest.mark.parametrize("cls,scheme", [("malignant", "SCT"), ("benign", "SCT"), ("normal", "SCT"),
+                                        ("fibroadenoma", "99SONOSEG")])
+def test_class_finding_is_coded_without_an_unknown_scheme_warning(tmp_path, cls, scheme):
+    """Issue 25 item 8: the class head's classes of the shipped model are SNOMED CT qualifier values
+    (dciodvfy knows SCT); a user's own class name gets the local 99SONOSEG code, declared in
+    CodingSchemeIdentificationSequence (dciodvfy still warns that it does not know that designator)."""
+    import dciodvfy_check as dv
+
+    from sonoseg.infer.seg_class_codes import CLASS_CODES
+
+    name = "US1_UNCR.dcm"
+    src = header(name)
+    m = ellipse_masks(src.Rows, src.Columns, 1)[0]
+    finding = {"class": cls, "class_probabilities": {cls: 0.8}, "lesion_found": True, "source": "both"}
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "c.dcm", finding=finding))
+    (mod,) = ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence
+    assert mod.CodingSchemeDesignator == scheme and ds.SegmentSequence[0].SegmentDescription.startswith(
+        f"class head: {cls} (p=0.80)")
+    if scheme == "SCT":
+        assert mod.CodeValue == CLASS_CODES[cls].value and "CodingSchemeIdentificationSequence" not in ds
+    else:
+        assert mod.CodeValue == cls and ds.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == scheme
+    if dv.available():
+        scheme_warnings = [w for w in dv.seg_problems(tmp_path / "c.dcm")[1] if "Coding Scheme" in w]
+        assert scheme_warnings == ([] if scheme == "SCT" else
+                                   ["Warning - Unrecognized defined term <99SONOSEG> for value 1 of attribute "
+                                    "<Coding Scheme Designator>"] * 2)

@@ -122,7 +122,8 @@ def test_ct_prediction_keeps_training_labels_table_seg_and_overlay(tmp_path):
         got = hd.color.CIELabColor.from_dicom_value(s.RecommendedDisplayCIELabValue).to_rgb()
         assert np.abs(np.array(got, int) - np.array(colours[v])).max() <= 2
     vol = read_volume(series)
-    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in series_sources(series, vol)]
+    heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in series_sources(series, vol)]
+    uids = [str(h.SOPInstanceUID or h.file_meta.MediaStorageSOPInstanceUID) for h in heads]  # blank in this series
     got = seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False, skip_overlap_checks=True,
                                             assert_missing_frames_are_empty=True)
     value_of_segment = np.array([0] + sorted(TRAINED), np.uint8)

@@ -20,9 +20,10 @@ spatial bookkeeping, which it overrides:
 Several frames under a single-frame SOP Class (e.g. Ultrasound Image Storage with NumberOfFrames 2, as
 older scanners and converters write; pydicom-data's ``OBXXXX1A_2frame.dcm``): ReferencedFrameNumber
 is for references to multi-frame SOP Classes (Image SOP Instance Reference Macro, PS3.3 Table 10-3;
-dciodvfy rejects it otherwise), and highdicom decides "multi-frame" by SOP Class as well. Such a SEG keeps one frame per source frame and per segment, references the instance *without* a
-frame number, and says which source frame it is through the Temporal Position Index dimension alone
-(``read_dicom_seg`` and highdicom's ``get_pixels_by_dimension_index_values`` read it back that way).
+dciodvfy rejects it otherwise), and highdicom decides "multi-frame" by SOP Class as well. Such a SEG
+keeps one frame per source frame and per segment, references the instance *without* a frame number,
+and says which source frame it is through the Temporal Position Index dimension alone (``read_dicom_seg``
+and highdicom's ``get_pixels_by_dimension_index_values`` read it back that way).
 The frames are not treated as separate images: they share one SOP Instance UID, so no reference could
 tell them apart.
 
@@ -68,6 +69,7 @@ from pydicom.uid import generate_uid
 from sonoseg import __version__
 from sonoseg.errors import InputError
 from sonoseg.infer.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
+from sonoseg.infer.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
 
 SourceLike = Union[str, Path, Dataset]
 
@@ -239,7 +241,7 @@ def _proxy(ds: Dataset, name: str, no_geometry: bool = False) -> Dataset:
     for elem in ds:
         if elem.tag.group in (0x7FE0, 0x0002) or elem.keyword in drop:
             continue
-        proxy.add(copy.copy(elem))  # shallow: the caller's dataset is never modified
+        proxy.add(copy.copy(current_form(elem)))  # shallow: the caller's dataset is never modified
     for kw in _REQUIRED_EMPTY_OK:  # Type 2 in both IODs: present, possibly empty
         if kw not in proxy:
             setattr(proxy, kw, "")
@@ -277,6 +279,7 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
         name = str(labels[value])
         given = (property_codes or {}).get(value)
         cat, typ, side = (*given, None) if given else property_codes_for(name)
+        shown = (display or {}).get(value)  # ((r, g, b), description) or None
         out.append(
             hd.seg.SegmentDescription(
                 segment_number=numbers[value],
@@ -285,12 +288,11 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
                 segmented_property_type=typ,
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algo,
-                display_color=(hd.color.CIELabColor.from_rgb(*(display or {})[value][0])
-                               if value in (display or {}) else None),
+                display_color=hd.color.CIELabColor.from_rgb(*shown[0]) if shown else None,
             )
         )
-        if value in (display or {}):
-            out[-1].SegmentDescription = str(display[value][1])[:64]
+        if shown:
+            out[-1].SegmentDescription = str(shown[1])[:64]
         if side is not None:  # laterality as a modifier of the property type (DICOM CID 244)
             out[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept(value=side.value, scheme_designator=side.scheme_designator, meaning=side.meaning)]
@@ -343,8 +345,8 @@ def write_dicom_seg(
     finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
     codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
     {label: (category Code, type Code)}. ``segment_display`` {label: ((r, g, b), description)}: the
-    segment's recommended display colour and SegmentDescription (the 3D label table's). BINARY/FRACTIONAL segment numbers are 1..N in label order;
-    LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
+    segment's recommended display colour and SegmentDescription (the 3D label table's).
+    BINARY/FRACTIONAL segment numbers are 1..N in label order; LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
     ``series_instance_uid`` puts the SEG into a given series (several SEGs of one source series, one per
     image, in one SEG series: see :mod:`sonoseg.infer.run`). ``instance_number``: default the source's
     InstanceNumber, so the SEGs of a series sort as their images do.
@@ -357,6 +359,9 @@ def write_dicom_seg(
     if not srcs:
         raise InputError(out_path, "no source image given")
     loaded = [_read_source(s) for s in srcs]
+    retired = {str(d.SOPInstanceUID): str(d.SOPClassUID) for d, _ in loaded
+               if str(d.get("SOPClassUID", "")) in RETIRED_SUCCESSOR and "SOPInstanceUID" in d}
+    loaded = [(with_current_class(d)[0], n) for d, n in loaded]  # highdicom knows no retired class
     ds, name = loaded[0]
     seg_type = hd.seg.SegmentationTypeValues(str(segmentation_type).upper())
     labels = {int(k): str(v) for k, v in labels.items()} if labels else {1: "lesion"}
@@ -464,6 +469,7 @@ def write_dicom_seg(
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
 
+    restore_referenced_classes(seg, retired)
     seg.SeriesDescription = series_description[:64]
     declare_local_scheme(seg)
     if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
