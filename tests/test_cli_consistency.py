@@ -83,3 +83,21 @@ def test_library_warnings_go_to_the_log_file_not_the_terminal(tmp_path, capsys):
                     h.close()
     assert "PersonName value has invalid format" in log.read_text()
     assert "PersonName" not in capsys.readouterr().err
+
+
+def test_models_says_what_every_shipped_model_was_validated_on():
+    """Issue 25 item 12: every shipped model (package and checkout models/) carries its validation
+    record; the CT example says it was validated on the volume it was fitted to, and its 0.11."""
+    res = CliRunner().invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    shipped = {m["name"]: m for m in json.loads(res.output)["shipped"]}
+    assert {"busi_default", "ct_organs_fit"} <= set(shipped)
+    for m in shipped.values():
+        v = m["validation"]
+        assert v and v["validated_on"] and "validated_on_training_data" in v, m["name"]
+    ct = shipped["ct_organs_fit"]
+    assert ct["kind"] == "volume3d" and ct["validation"]["validated_on_training_data"] is True
+    assert "0.11" in ct["validation"]["independent_test"]
+    assert shipped["busi_default"]["validation"]["validated_on_training_data"] is False
+    text = CliRunner().invoke(app, ["models"], env={"COLUMNS": "300"}).output
+    assert "validated on: the same volume it was fitted to" in text and "mean organ Dice 0.11" in text

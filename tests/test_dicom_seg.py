@@ -14,12 +14,18 @@ from sonoseg.errors import InputError
 from sonoseg.infer.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, read_dicom_seg, write_dicom_seg
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"  # single-frame SOP Class (some files hold 2 frames anyway)
+TEMPORAL_POSITION_INDEX = 0x00209128
 VENDOR_FILES = ["US1_UNCR.dcm", "OBXXXX1A.dcm", "OBXXXX1A_2frame.dcm", "OBXXXX1A_rle.dcm",
                 "OBXXXX1A_rle_2frame.dcm", "US1_J2KR.dcm"]
 
 
 def header(name):
     return pydicom.dcmread(dicom_testfile(name), stop_before_pixels=True)
+
+
+def temporal_positions(seg) -> list[int]:
+    return [int(item.FrameContentSequence[0].TemporalPositionIndex) for item in seg.PerFrameFunctionalGroupsSequence]
 
 
 def ellipse_masks(rows, cols, frames):
@@ -55,8 +61,10 @@ def test_vendor_us_round_trip(tmp_path, name):
     assert ref.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
     refs = referenced_frames(ds)
     assert {uid for uid, _ in refs} == {src.SOPInstanceUID}
-    if n > 1:
-        assert [f for _, f in refs] == list(range(1, n + 1))  # per-frame derivation references
+    multiframe_class = src.SOPClassUID != US_IMAGE_STORAGE
+    if n > 1:  # per-frame derivation references; the frame number only where the SOP Class allows it
+        assert [f for _, f in refs] == (list(range(1, n + 1)) if multiframe_class else [None] * n)
+        assert temporal_positions(ds) == list(range(1, n + 1))
     assert ds.Manufacturer == "sonoseg"
     (segment,) = ds.SegmentSequence
     assert segment.SegmentLabel == "lesion" and segment.SegmentAlgorithmType == "AUTOMATIC"
@@ -81,13 +89,44 @@ def test_vendor_us_round_trip(tmp_path, name):
         assert "PixelMeasuresSequence" not in shared
 
     seg = hd.seg.segread(out)
-    if n > 1:
+    if n > 1 and multiframe_class:
         px = seg.get_pixels_by_source_frame(src.SOPInstanceUID, list(range(1, n + 1)))
+    elif n > 1:
+        px = seg.get_pixels_by_dimension_index_values([[i] for i in range(1, n + 1)],
+                                                      dimension_index_pointers=[TEMPORAL_POSITION_INDEX])
     else:
         px = seg.get_pixels_by_source_instance([src.SOPInstanceUID])
     assert px.shape == (n, src.Rows, src.Columns, 1)
     assert np.array_equal(px[..., 0], masks)
     assert np.array_equal(read_dicom_seg(out), masks)
+
+
+@pytest.mark.parametrize("name", ["OBXXXX1A_2frame.dcm", "OBXXXX1A_expb_2frame.dcm"])
+def test_frames_of_a_single_frame_sop_class_without_frame_numbers(tmp_path, name):
+    """Issue 27: 2 frames under Ultrasound Image Storage (a single-frame SOP Class). The SEG has one frame
+    per source frame, references the instance without ReferencedFrameNumber (dciodvfy: 0 errors), and
+    says which frame each is by the Temporal Position Index dimension, which highdicom reads back."""
+    import dciodvfy_check as dv
+
+    src = header(name)
+    assert src.SOPClassUID == US_IMAGE_STORAGE and int(src.NumberOfFrames) == 2
+    masks = ellipse_masks(src.Rows, src.Columns, 2)
+    out = write_dicom_seg(dicom_testfile(name), masks, tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(out)
+    assert referenced_frames(ds) == [(src.SOPInstanceUID, None)] * 2
+    assert temporal_positions(ds) == [1, 2]
+    seg = hd.seg.segread(out)
+    px = seg.get_pixels_by_dimension_index_values([[1], [2]], dimension_index_pointers=[TEMPORAL_POSITION_INDEX],
+                                                  combine_segments=True)
+    assert np.array_equal(px, masks)
+    assert np.array_equal(read_dicom_seg(out), masks)
+    second = write_dicom_seg(dicom_testfile(name), masks[1:], tmp_path / "second.dcm", frame_indices=[1])
+    assert temporal_positions(pydicom.dcmread(second)) == [2]
+    assert np.array_equal(read_dicom_seg(second, source_frames=[0, 1]), np.stack([np.zeros_like(masks[0]), masks[1]]))
+    if not dv.available():
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    for path in (out, second):
+        assert dv.seg_problems(path)[0] == []
 
 
 def test_patient_header_reduced_to_what_seg_requires(tmp_path):
@@ -315,3 +354,32 @@ def test_cine_seg_carries_pixel_measures_once_for_all_frames(tmp_path):
     assert np.array_equal(read_dicom_seg(out), masks)
     if dv.available():
         assert dv.seg_problems(out)[0] == []
+
+
+@pytest.mark.parametrize("cls,scheme", [("malignant", "SCT"), ("benign", "SCT"), ("normal", "SCT"),
+                                        ("fibroadenoma", "99SONOSEG")])
+def test_class_finding_is_coded_without_an_unknown_scheme_warning(tmp_path, cls, scheme):
+    """Issue 25 item 8: the class head's classes of the shipped model are SNOMED CT qualifier values
+    (dciodvfy knows SCT); a user's own class name gets the local 99SONOSEG code, declared in
+    CodingSchemeIdentificationSequence (dciodvfy still warns that it does not know that designator)."""
+    import dciodvfy_check as dv
+
+    from sonoseg.infer.seg_class_codes import CLASS_CODES
+
+    name = "US1_UNCR.dcm"
+    src = header(name)
+    m = ellipse_masks(src.Rows, src.Columns, 1)[0]
+    finding = {"class": cls, "class_probabilities": {cls: 0.8}, "lesion_found": True, "source": "both"}
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "c.dcm", finding=finding))
+    (mod,) = ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence
+    assert mod.CodingSchemeDesignator == scheme and ds.SegmentSequence[0].SegmentDescription.startswith(
+        f"class head: {cls} (p=0.80)")
+    if scheme == "SCT":
+        assert mod.CodeValue == CLASS_CODES[cls].value and "CodingSchemeIdentificationSequence" not in ds
+    else:
+        assert mod.CodeValue == cls and ds.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == scheme
+    if dv.available():
+        scheme_warnings = [w for w in dv.seg_problems(tmp_path / "c.dcm")[1] if "Coding Scheme" in w]
+        assert scheme_warnings == ([] if scheme == "SCT" else
+                                   ["Warning - Unrecognized defined term <99SONOSEG> for value 1 of attribute "
+                                    "<Coding Scheme Designator>"] * 2)

@@ -15,6 +15,15 @@ def _fmt(x, nd=3):
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def _input(d: dict) -> str:
+    i = d["input"]
+    if d.get("kind") == "volume3d":
+        sp = "x".join(f"{v:g}" for v in i.get("spacing_mm") or []) or "own grid"
+        return f"3D volume x{i['channels']}, {sp} mm, window {i.get('window') or 'custom'}"
+    grid = "x".join(str(v) for v in i["grid"] or [])
+    return f"{grid} x{i['channels']}, roi {i['roi']}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("models")
     @handle_errors
@@ -37,18 +46,29 @@ def register(app: typer.Typer) -> None:
             t.add_column(c, justify="left" if c in ("model", "arch / encoder", "input", "image classes") else "right")
         for d in info["shipped"] + info["files"]:
             name = d["name"] + (" (default)" if d.get("default") else "")
-            grid = "x".join(str(v) for v in d["input"]["grid"] or [])
             ci = d["test_dice_ci95"]
             test = _fmt(d["test_dice"]) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
             name += f"\n{d['version']}" if d.get("version") else ""
-            t.add_row(name, f"{d['arch']} / {d['encoder'] or '-'}", f"{grid} x{d['input']['channels']}, roi {d['input']['roi']}",
-                      str(d["classes"]), ", ".join(d["image_classes"]) or "-", _fmt(d["val_dice"]), test,
-                      _fmt(d["test_balanced_accuracy"]), "yes" if d["domain_check"] else "no")
+            val = _fmt(d["val_dice"]) + (" (on its training data)" if (d.get("validation") or {}).get(
+                "validated_on_training_data") else "")
+            t.add_row(name, f"{d['arch']} / {d['encoder'] or '-'}", _input(d), str(d["classes"]),
+                      ", ".join(d["image_classes"]) or "-", val, test, _fmt(d["test_balanced_accuracy"]),
+                      "yes" if d["domain_check"] else "no")
         console.print(t)
+        for d in info["shipped"] + info["files"]:
+            v = d.get("validation")
+            if v is None:
+                console.print(f"{d['name']}: validated on: not recorded (no {d['name']}.validation.json)", soft_wrap=True)
+                continue
+            console.print(f"[bold]{d['name']}[/]: validated on: {v.get('validated_on')}", soft_wrap=True, highlight=False)
+            console.print(f"  independent test: {v.get('independent_test') or 'none'}", soft_wrap=True, highlight=False)
+            if v.get("note"):
+                console.print(f"  note: {v['note']}", soft_wrap=True, highlight=False)
         a = Table(title="architectures (use with train --arch)")
         for c in ("arch", "default encoder"):
             a.add_column(c)
         for d in info["architectures"]:
             a.add_row(d["arch"], d["default_encoder"] or "-")
         console.print(a)
-        console.print(f"shipped models live in {Path(info['shipped'][0]['file']).parent}" if info["shipped"] else "")
+        dirs = sorted({str(Path(d["file"]).parent) for d in info["shipped"]})
+        console.print(f"shipped models live in {' and '.join(dirs)}" if dirs else "", soft_wrap=True)

@@ -20,20 +20,24 @@ def run_predict_3d(inputs, out: Path, model: Path, threads, seg: bool, strict: b
     payload = predict_volumes(list(inputs), out, model, threads=threads, write_seg=seg, log=lambda m: None,
                               keep_largest=keep_largest)
     t = Table(title=f"sonoseg predict (3D) -> {out}")
-    for c in ("input", "organ", "volume mL", "bbox R x A x S mm", "max axial diameter mm"):
+    for c in ("input", "label", "organ", "volume mL", "pieces", "bbox R x A x S mm", "max axial diameter mm"):
         t.add_column(c, justify="left" if c in ("input", "organ") else "right")
     for r in payload["results"]:
         if not r["ok"]:
             continue
-        for o in r["organs"]:
+        for o in r["organs"]:  # bbox and diameter: the largest piece (sonoseg.infer.volume_measure)
             bbox = "x".join(f"{v:.0f}" for v in o["bbox_mm"]) if o["bbox_mm"] else "-"
-            t.add_row(Path(r["input"]).name, o["name"], f"{o['volume_ml']:.1f}", bbox, f"{o['axial_diameter_mm']:.1f}")
+            t.add_row(Path(r["input"]).name, str(o["label"]), o["name"], f"{o['volume_ml']:.1f}", str(o["components"]),
+                      bbox, f"{o['axial_diameter_mm']:.1f}")
     console.print(t)
     for r in payload["results"]:
         if not r["ok"]:
             error_line(r["error"])
         for w in r.get("warnings") or []:
             console.print(f"[yellow]warning:[/] {Path(r['input']).name}: {w}", soft_wrap=True)
+        if r.get("ok"):
+            console.print(f"labels: {r['outputs']['labels']} (tables: {r['outputs']['label_tables']['itksnap']}, "
+                          f"{r['outputs']['label_tables']['slicer']})", soft_wrap=True)
         if r.get("seg"):
             console.print(f"DICOM SEG: {r['seg']}")
     console.print(f"{payload['n_ok']} ok, {payload['n_failed']} failed; model {payload['model_version']}; "

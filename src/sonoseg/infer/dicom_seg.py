@@ -17,6 +17,16 @@ spatial bookkeeping, which it overrides:
 * a second dimension index, FrameContentSequence > TemporalPositionIndex (= source frame number), next
   to ReferencedSegmentNumber so every SEG frame has unique DimensionIndexValues.
 
+Several frames under a single-frame SOP Class (e.g. Ultrasound Image Storage with NumberOfFrames 2, as
+older scanners and converters write; pydicom-data's ``OBXXXX1A_2frame.dcm``): ReferencedFrameNumber
+is for references to multi-frame SOP Classes (Image SOP Instance Reference Macro, PS3.3 Table 10-3;
+dciodvfy rejects it otherwise), and highdicom decides "multi-frame" by SOP Class as well. Such a SEG
+keeps one frame per source frame and per segment, references the instance *without* a frame number,
+and says which source frame it is through the Temporal Position Index dimension alone (``read_dicom_seg``
+and highdicom's ``get_pixels_by_dimension_index_values`` read it back that way).
+The frames are not treated as separate images: they share one SOP Instance UID, so no reference could
+tell them apart.
+
 It relies on three private highdicom hooks (``_prepare_spatial_metadata``, ``_get_pffg_item``,
 ``_get_derivation_source_image_item``); highdicom is pinned (constraints.txt) and
 tests/test_dicom_seg.py round-trips real vendor cine files through ``segread``.
@@ -58,6 +68,8 @@ from pydicom.uid import generate_uid
 
 from sonoseg import __version__
 from sonoseg.errors import InputError
+from sonoseg.infer.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
+from sonoseg.infer.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
 
 SourceLike = Union[str, Path, Dataset]
 
@@ -156,9 +168,14 @@ class _CineSegmentation(hd.seg.Segmentation):
     """
 
     @classmethod
-    def build(cls, frame_numbers: Sequence[int], *args, **kwargs) -> "_CineSegmentation":
+    def build(cls, frame_numbers: Sequence[int], *args, reference_frames: bool = True,
+              **kwargs) -> "_CineSegmentation":
+        """``reference_frames=False`` for a source whose SOP Class is a single-frame one (see the module
+        doc): the source frame is then stated by the Temporal Position Index only."""
         obj = cls.__new__(cls)
         obj.__dict__["_sonoseg_frame_numbers"] = [int(n) for n in frame_numbers]
+        obj.__dict__["_sonoseg_reference_frames"] = bool(reference_frames)
+        obj.__dict__["_sonoseg_frame_of_items"] = {}
         cls.__init__(obj, *args, **kwargs)
         return obj
 
@@ -174,20 +191,23 @@ class _CineSegmentation(hd.seg.Segmentation):
         dim.FunctionalGroupPointer = _FRAME_CONTENT_SEQUENCE
         dim.DimensionDescriptionLabel = "Temporal Position Index"
         self.DimensionIndexSequence.append(dim)
+        with_frame = self.__dict__["_sonoseg_reference_frames"]
         items = [
-            [self._get_derivation_source_image_item(source_image=src, frame_number=n, locations_preserved=True)]
+            [self._get_derivation_source_image_item(source_image=src, frame_number=n if with_frame else None,
+                                                    locations_preserved=True)]
             for n in numbers
         ]
+        # highdicom hands each plane's item list back to _get_pffg_item: its source frame, by identity
+        self.__dict__["_sonoseg_frame_of_items"].update({id(it): n for it, n in zip(items, numbers)})
         # plane positions, orientation, pixel measures, position values, tile positions, order, derivations
         return [None] * len(numbers), None, kwargs["pixel_measures"], np.empty((0,)), np.empty((0,)), np.arange(len(numbers)), items
 
-    @staticmethod
-    def _get_pffg_item(dimension_index_values, plane_position, derivation_source_image_items,
+    def _get_pffg_item(self, dimension_index_values, plane_position, derivation_source_image_items,
                        coordinate_system, derivation):
         item = hd.seg.Segmentation._get_pffg_item(dimension_index_values, plane_position,
                                                   derivation_source_image_items, coordinate_system, derivation)
-        if derivation_source_image_items and "ReferencedFrameNumber" in derivation_source_image_items[0]:
-            n = int(derivation_source_image_items[0].ReferencedFrameNumber)
+        n = self.__dict__["_sonoseg_frame_of_items"].get(id(derivation_source_image_items))
+        if n is not None:
             fc = item.FrameContentSequence[0]
             fc.add(DataElement(0x00209157, "UL", [*dimension_index_values, n]))
             fc.add(DataElement(_TEMPORAL_POSITION_INDEX, "UL", n))
@@ -221,7 +241,7 @@ def _proxy(ds: Dataset, name: str, no_geometry: bool = False) -> Dataset:
     for elem in ds:
         if elem.tag.group in (0x7FE0, 0x0002) or elem.keyword in drop:
             continue
-        proxy.add(copy.copy(elem))  # shallow: the caller's dataset is never modified
+        proxy.add(copy.copy(current_form(elem)))  # shallow: the caller's dataset is never modified
     for kw in _REQUIRED_EMPTY_OK:  # Type 2 in both IODs: present, possibly empty
         if kw not in proxy:
             setattr(proxy, kw, "")
@@ -250,7 +270,7 @@ def pixel_measures_for(ds: Dataset) -> Optional[hd.PixelMeasuresSequence]:
 
 
 def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int], algorithm_name: str,
-                          algorithm_version: str, property_codes) -> list:
+                          algorithm_version: str, property_codes, display=None) -> list:
     algo = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, version=str(algorithm_version), family=codes.cid7162.ArtificialIntelligence
     )
@@ -259,6 +279,7 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
         name = str(labels[value])
         given = (property_codes or {}).get(value)
         cat, typ, side = (*given, None) if given else property_codes_for(name)
+        shown = (display or {}).get(value)  # ((r, g, b), description) or None
         out.append(
             hd.seg.SegmentDescription(
                 segment_number=numbers[value],
@@ -267,38 +288,24 @@ def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int],
                 segmented_property_type=typ,
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algo,
+                display_color=hd.color.CIELabColor.from_rgb(*shown[0]) if shown else None,
             )
         )
+        if shown:
+            out[-1].SegmentDescription = str(shown[1])[:64]
         if side is not None:  # laterality as a modifier of the property type (DICOM CID 244)
             out[-1].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept(value=side.value, scheme_designator=side.scheme_designator, meaning=side.meaning)]
     return out
 
 
-CLASS_SCHEME = "99SONOSEG"  # local coding scheme ("99" prefix: private to the producer, PS3.16 8.2)
-
-
-def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
-    """Put the class head's decision into a segment description.
-
-    - SegmentedPropertyTypeModifierCodeSequence (0062,0011) inside the property type item: code value =
-      the class name, scheme ``99SONOSEG`` (a local scheme). Why not SNOMED CT: the class names come from
-      the training data's labels.csv and their meaning is the dataset's (BUSI's "benign" covers cysts and
-      other non-neoplastic findings, so "benign neoplasm" would overclaim); a local code states exactly
-      what the model says, and a site can map it to SNOMED CT with a one-line table.
-    - SegmentDescription (0062,0006): the same in words with the probability and the decision source,
-      e.g. "class head: malignant (p=0.91); lesion found (both)".
-    """
-    cls = str(finding["class"])
-    p = (finding.get("class_probabilities") or {}).get(cls)
-    item = description.SegmentedPropertyTypeCodeSequence[0]
-    item.SegmentedPropertyTypeModifierCodeSequence = [
-        hd.sr.CodedConcept(value=cls[:16], scheme_designator=CLASS_SCHEME, meaning=cls[:64])
-    ]
-    verdict = "lesion found" if finding.get("lesion_found") else "no lesion found"
-    text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
-    description.SegmentDescription = text[:64]
-    return description
+def _multiframe_class(ds: Dataset) -> bool:
+    """Whether the source's SOP Class is a multi-frame one (its IOD has Number of Frames), which alone
+    decides if a SEG may cite its frames by ReferencedFrameNumber; unknown (private) classes: assumed."""
+    try:
+        return bool(is_multiframe_image(ds))
+    except KeyError:
+        return True
 
 
 def _frames_of(ds: Dataset) -> int:
@@ -320,6 +327,7 @@ def write_dicom_seg(
     *,
     omit_empty_frames: bool = False,
     property_codes: Optional[Mapping[int, tuple]] = None,
+    segment_display: Optional[Mapping[int, tuple]] = None,
     finding: Optional[Mapping] = None,
     series_description: str = "sonoseg segmentation",
     series_number: int = 900,
@@ -336,13 +344,14 @@ def write_dicom_seg(
     stores empty frames too, so the SEG states that every listed frame was analysed and has no
     finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
     codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
-    {label: (category Code, type Code)}. BINARY/FRACTIONAL segment numbers are 1..N in label order;
-    LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
+    {label: (category Code, type Code)}. ``segment_display`` {label: ((r, g, b), description)}: the
+    segment's recommended display colour and SegmentDescription (the 3D label table's).
+    BINARY/FRACTIONAL segment numbers are 1..N in label order; LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
     ``series_instance_uid`` puts the SEG into a given series (several SEGs of one source series, one per
     image, in one SEG series: see :mod:`sonoseg.infer.run`). ``instance_number``: default the source's
     InstanceNumber, so the SEGs of a series sort as their images do.
     ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
-    coded modifier of each segment's property type (see :func:`add_class_finding`).
+    coded modifier of each segment's property type (:mod:`sonoseg.infer.seg_class_codes`).
     """
     out_path = Path(out_path)
     srcs = (list(source_path_or_datasets) if isinstance(source_path_or_datasets, (list, tuple))
@@ -350,6 +359,9 @@ def write_dicom_seg(
     if not srcs:
         raise InputError(out_path, "no source image given")
     loaded = [_read_source(s) for s in srcs]
+    retired = {str(d.SOPInstanceUID): str(d.SOPClassUID) for d, _ in loaded
+               if str(d.get("SOPClassUID", "")) in RETIRED_SUCCESSOR and "SOPInstanceUID" in d}
+    loaded = [(with_current_class(d)[0], n) for d, n in loaded]  # highdicom knows no retired class
     ds, name = loaded[0]
     seg_type = hd.seg.SegmentationTypeValues(str(segmentation_type).upper())
     labels = {int(k): str(v) for k, v in labels.items()} if labels else {1: "lesion"}
@@ -394,7 +406,8 @@ def write_dicom_seg(
                 arr = lut[arr.astype(np.int64)]
             arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
 
-    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes)
+    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes,
+                                         segment_display)
     if finding is not None and finding.get("class") is not None:
         for d in descriptions:
             add_class_finding(d, finding)
@@ -436,7 +449,8 @@ def write_dicom_seg(
             proxy = _proxy(ds, name, no_geometry)
             del proxy.NumberOfFrames  # highdicom's single-frame guard; real frames are referenced by number
             proxy.NumberOfFrames = 1
-            seg = _CineSegmentation.build([i + 1 for i in idx], [proxy], arr, **common)
+            seg = _CineSegmentation.build([i + 1 for i in idx], [proxy], arr,
+                                          reference_frames=_multiframe_class(ds), **common)
         elif multiframe:  # enhanced multi-frame with plane positions: highdicom's own path, all frames
             idx = list(range(n_src)) if frame_indices is None else [int(i) for i in frame_indices]
             _check_indices(idx, arr.shape[0], n_src, name)
@@ -455,7 +469,9 @@ def write_dicom_seg(
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
 
+    restore_referenced_classes(seg, retired)
     seg.SeriesDescription = series_description[:64]
+    declare_local_scheme(seg)
     if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
         # General Image, Type 2C: required when the image has no ImageOrientation/Position (Patient),
         # as in every ultrasound image; the source's value (row/column directions) or empty = unknown
@@ -494,12 +510,20 @@ def read_dicom_seg(seg_path: Union[str, Path], source_frames: Optional[Sequence[
     seg = hd.seg.segread(str(seg_path))
     ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
     uid = ref.ReferencedSOPInstanceUID
-    numbers = set()
+    numbers, temporal = set(), set()
     for item in seg.PerFrameFunctionalGroupsSequence:
         for d in item.get("DerivationImageSequence", []) or []:
             for s in d.get("SourceImageSequence", []) or []:
                 if "ReferencedFrameNumber" in s:
                     numbers.add(int(s.ReferencedFrameNumber))
+        for fc in item.get("FrameContentSequence", []) or []:
+            if "TemporalPositionIndex" in fc:
+                temporal.add(int(fc.TemporalPositionIndex))
+    if not numbers and temporal:  # frames of a single-frame-class source: by temporal position (module doc)
+        frames = (list(range(max(temporal))) if source_frames is None else [int(i) for i in source_frames])
+        return seg.get_pixels_by_dimension_index_values(
+            [[i + 1] for i in frames], dimension_index_pointers=[_TEMPORAL_POSITION_INDEX], combine_segments=True,
+            assert_missing_frames_are_empty=True, skip_overlap_checks=True)
     if not numbers:
         return seg.get_pixels_by_source_instance([uid], combine_segments=True, skip_overlap_checks=True)
     frames = (list(range(max(numbers))) if source_frames is None else [int(i) for i in source_frames])

@@ -78,7 +78,20 @@ class VolumePredictor:
 
     @property
     def names(self) -> dict[int, str]:
+        """Model class (1..K) -> organ name."""
         return self.config.volume.class_names()
+
+    @property
+    def label_names(self) -> dict[int, str]:
+        """Training label value (the mask files' ids, e.g. TotalSegmentator's 5 = liver) -> organ name."""
+        return {int(k): v for k, v in self.config.volume.labels.items()}
+
+    def label_values(self, classes: np.ndarray) -> np.ndarray:
+        """A map of model classes 0..K as the training label values (uint8, or uint16 above 255)."""
+        ids = self.config.volume.class_ids()
+        lut = np.zeros(len(ids) + 1, np.uint16 if max(ids, default=0) > 255 else np.uint8)
+        lut[1:] = ids
+        return lut[classes]
 
     @torch.no_grad()
     def predict(self, volume: Volume) -> VolumePrediction:

@@ -1,6 +1,8 @@
 """``sonoseg predict`` for 3D models: each input volume (NIfTI file or DICOM series folder) ->
-``<stem>.labels.nii.gz`` (original grid and affine), ``<stem>.measurements.json`` (per organ), an axial
-overlay PNG, and for DICOM input a multi-segment DICOM SEG referencing the source series. One bad input
+``<stem>.labels.nii.gz`` (original grid and affine, the training label values), its label table
+(``<stem>.labels.txt`` for ITK-SNAP, ``<stem>.labels.ctbl`` for 3D Slicer), ``<stem>.measurements.json``
+(per organ), an axial overlay PNG with a legend, and for DICOM input a multi-segment DICOM SEG
+referencing the source series, its segments numbered and coloured as the label table. One bad input
 is reported and the rest continue (results.json lists all)."""
 
 from __future__ import annotations
@@ -67,60 +69,62 @@ def _source_headers(files: list[Path]) -> tuple[list, list[str]]:
     return headers, notes
 
 
-def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path,
+def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, entries: list, out_path: Path,
                      model_version: str) -> tuple[Path, list[str]]:
-    """Multi-segment DICOM SEG (BINARY, one segment per organ present in ``names``, coded anatomy from
-    the names, empty frames omitted) referencing every slice of the source series; returns (path, notes)."""
+    """Multi-segment DICOM SEG (BINARY, empty frames omitted) referencing every slice of the source
+    series; ``labels_zyx`` holds the label values of ``entries`` (:mod:`sonoseg.infer.label_table`).
+    Every label of the model is a segment, numbered as its row in the label table (1..K), so a segment
+    number means the same organ in every SEG of one model, with the table's name and colour, and the
+    label value in its description; an organ not found is a segment without frames. Returns (path, notes)."""
     from sonoseg.infer.dicom_seg import write_dicom_seg
 
-    found = {c: n for c, n in names.items() if (labels_zyx == c).any()}
-    if not found:
+    if not any((labels_zyx == e.value).any() for e in entries):
         raise InputError(source, "no organ found: no DICOM SEG written")
     headers, notes = _source_headers(series_sources(source, volume))
-    path = write_dicom_seg(headers, labels_zyx, out_path, labels=found, algorithm_version=str(model_version),
-                           segmentation_type="BINARY", omit_empty_frames=True,
-                           series_description="sonoseg organ segmentation")
+    found = {e.value for e in entries if (labels_zyx == e.value).any()}
+    display = {e.value: (e.color, f"label {e.value} of the label map" + ("" if e.value in found else "; not found"))
+               for e in entries}
+    path = write_dicom_seg(headers, labels_zyx, out_path, labels={e.value: e.name for e in entries},
+                           algorithm_version=str(model_version), segmentation_type="BINARY", omit_empty_frames=True,
+                           series_description="sonoseg organ segmentation", segment_display=display)
     return path, notes
-
-
-def _overlay(volume, labels_zyx: np.ndarray, names: dict[int, str], out_path: Path, vcfg) -> Path:
-    """Axial slice with the most labelled voxels, windowed like the model's input, organs coloured."""
-    from sonoseg.infer.outputs import write_overlay
-
-    z = int(np.argmax((labels_zyx > 0).reshape(labels_zyx.shape[0], -1).sum(1)))
-    lo, hi = vcfg.intensity_range()
-    img = np.clip((volume.array[z].astype(np.float32) - lo) / (hi - lo), 0, 1)
-    present = [names[c] for c in sorted(names) if (labels_zyx[z] == c).any()]
-    return write_overlay((img * 255).astype(np.uint8), labels_zyx[z], out_path,
-                         caption=[f"slice {z}: {', '.join(present) or 'no organ'}"])
 
 
 def predict_volume_file(predictor, path: Path, out: Path, stem: str, write_seg: bool = True) -> dict:
     """One input -> outputs in ``out``; returns its results.json record."""
+    from sonoseg.infer.label_table import as_json, label_table, write_label_tables
     from sonoseg.infer.outputs import write_json
     from sonoseg.infer.volume_measure import measure_organs
+    from sonoseg.infer.volume_overlay import write_volume_overlay
     from sonoseg.io import write_nifti
     from sonoseg.preprocess.volume import read_volume
 
     t0 = time.perf_counter()
     volume = read_volume(path)
     pred = predictor.predict(volume)
-    names = predictor.names
+    labels = predictor.label_values(pred.labels)  # the training label values, not the model's 1..K
+    names = predictor.label_names
+    entries = label_table(names)
     rec = {"input": str(path), "ok": True, "kind": "volume3d", "frames": int(volume.array.shape[0]),
            "shape_xyz": list(volume.array.shape[::-1]), "spacing_xyz_mm": [round(v, 4) for v in volume.spacing[::-1]],
            "model_grid_xyz": list(pred.model_grid_shape), "model_grid_spacing_mm": [round(v, 4) for v in pred.model_grid_spacing],
            "outputs": {}, "warnings": []}
-    rec["outputs"]["labels"] = str(write_nifti(pred.labels, out / f"{stem}.labels.nii.gz", affine=volume.affine))
-    organs = measure_organs(pred.labels, volume.affine, names)
+    rec["outputs"]["labels"] = str(write_nifti(labels, out / f"{stem}.labels.nii.gz", affine=volume.affine))
+    rec["outputs"]["label_tables"] = write_label_tables(entries, out, stem)
+    organs = measure_organs(labels, volume.affine, names)
     rec["organs"] = organs
+    shown = write_volume_overlay(volume.array, labels, volume.affine, entries,
+                                 predictor.config.volume.intensity_range(), out / f"{stem}.overlay.png")
+    rec["outputs"]["overlay"] = str(shown.path)
+    rec["overlay_slice"] = {"index_along_s": shown.slice_index, "s_mm": shown.position_mm, "labels": shown.on_slice}
     rec["outputs"]["measurements"] = str(write_json({"input": path.name, "model_version": predictor.model_version,
                                                      "labels": {str(k): v for k, v in names.items()},
-                                                     "organs": organs}, out / f"{stem}.measurements.json"))
-    rec["outputs"]["overlay"] = str(_overlay(volume, pred.labels, names, out / f"{stem}.overlay.png", predictor.config.volume))
+                                                     "label_table": as_json(entries), "organs": organs},
+                                                    out / f"{stem}.measurements.json"))
     rec["seg"] = None
     if write_seg and getattr(volume.meta, "format", None) == "dicom":
         try:
-            seg_path, notes = write_volume_seg(path, volume, pred.labels, names, out / f"{stem}.seg.dcm",
+            seg_path, notes = write_volume_seg(path, volume, labels, entries, out / f"{stem}.seg.dcm",
                                                predictor.model_version)
             rec["seg"] = str(seg_path)
             rec["warnings"] += notes
@@ -161,7 +165,7 @@ def predict_volumes(inputs: list[str | Path], out_dir: str | Path, model: str | 
             progress(path.name, k + 1, len(paths))
     payload = {"model": str(model), "model_version": predictor.model_version, "kind": "volume3d",
                "keep_largest": predictor.keep_largest,
-               "labels": {str(k): v for k, v in predictor.names.items()}, "threads": n_threads,
+               "labels": {str(k): v for k, v in predictor.label_names.items()}, "threads": n_threads,
                "n_inputs": len(results), "n_ok": sum(r["ok"] for r in results),
                "n_failed": sum(not r["ok"] for r in results), "results": results}
     write_json(payload, out / "results.json")
