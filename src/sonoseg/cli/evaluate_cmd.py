@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta
+from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, say, show_result
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
         measurements: bool = typer.Option(False, "--measurements", help="Also report measurement error vs the ground truth (Bland-Altman)."),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
         biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="Include HC/BPD/OFD in --measurements."),
+        reference: List[str] = typer.Option([], "--reference-column", help="Compare the measurements with this "
+                                            "labels.csv column, e.g. head_circumference_mm (quantity from its name, or "
+                                            "COL:hc|bpd|ofd|area|max_diameter); implies --measurements. Repeatable."),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Output folder."),
         backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | onnx | "
                                     "onnx-int8"),
@@ -67,9 +70,9 @@ def register(app: typer.Typer) -> None:
 
         with frame_progress(progress_bars) as cb:
             result = evaluate_model(dataset, split_file, split, model, out, backend, threads, keep_largest, min_size,
-                                    fill_holes, parse_tta(tta), n_boot, units, log=lambda m: console.print(m, highlight=False),
+                                    fill_holes, parse_tta(tta), n_boot, units, log=say,
                                     progress=cb, spacing=spacing, measurements=measurements, config=config,
-                                    contour=contour, biometry=biometry)
+                                    contour=contour, biometry=biometry, reference=reference)
         table = Table(title=f"{split} split: {len(result.per_image)} images")
         for col in ("metric", "mean", "std", "95% CI", "n"):
             table.add_column(col, justify="right" if col != "metric" else "left")
@@ -78,18 +81,18 @@ def register(app: typer.Typer) -> None:
             if not a:
                 continue
             table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
-        console.print(table)
+        show_result(table)
         if result.measurement_agreement:
-            mt = Table(title="measurement error (predicted - ground truth)")
-            for col in ("quantity", "n", "mean abs error", "bias", "95% limits of agreement"):
-                mt.add_column(col, justify="right" if col != "quantity" else "left")
-            for k, a in result.measurement_agreement.items():
-                if a.get("n"):
-                    mt.add_row(k, str(a["n"]), f"{a['mean_abs_error']:.2f} {a['unit']}", f"{a['bias']:+.2f}",
-                               f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
-            console.print(mt)
+            from sonoseg.evaluate.report import AGREEMENT_HEAD, AGREEMENT_HEADER, agreement_rows
+
+            mt = Table(title=AGREEMENT_HEAD)
+            for col in AGREEMENT_HEADER:
+                mt.add_column(col, justify="right" if col != "Quantity" else "left")
+            for row in agreement_rows(result.measurement_agreement):
+                mt.add_row(*row)
+            show_result(mt)
             console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
         if result.class_metrics:
-            console.print(class_table(result.class_metrics))
+            show_result(class_table(result.class_metrics))
         console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
                       + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))

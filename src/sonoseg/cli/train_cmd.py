@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors
+from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors, say
 
 
 def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra, threads=None) -> list[str]:
@@ -34,11 +33,6 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
     return o + list(extra or [])
 
 
-# 3D default when the dataset holds volumes and no --config is given (configs/ct_organs_fit.yaml is the tuned one)
-VOLUME_RECIPE = {"volume": {}, "model": {"name": "unet3d"}, "augment": {"enabled": False}, "data": {"batch_size": 2},
-                 "train": {"loss": "dice_ce", "epochs": 50, "scheduler": "cosine", "lr": 3e-3, "early_stopping_patience": None}}
-
-
 def _is_volume_dataset(dataset) -> bool:
     from sonoseg.data.volumes import is_volume_dataset
 
@@ -51,7 +45,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         dataset: Optional[Path] = typer.Argument(None, help="Dataset folder with images/ and masks/ (or set data.root)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/); default: the "
-                                              "shipped default model's recipe."),
+                                              "shipped default model's recipe. A config without a model section "
+                                              "(a task: measure, postprocess, ...) is layered over that recipe."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
         split_file: Optional[Path] = typer.Option(None, "--split-file", help="CSV from `sonoseg split` (default: make one)."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Architecture name (`sonoseg models` lists them)."),
@@ -77,27 +72,19 @@ def register(app: typer.Typer) -> None:
         """
         from sonoseg.config import load_config
         from sonoseg.train.kfold import train_kfold
+        from sonoseg.train.recipe import banner, choose_base
         from sonoseg.train.trainer import train
 
         if model is not None:
             deprecated(f"train --model {model}", f"--arch {model}")
             arch = arch or model
         overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
-        log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
-        base = None
+        log = say  # terminal and --log-file
         volumes = dataset is not None and _is_volume_dataset(dataset)
-        if config is None and resume is None and volumes:
-            base = copy.deepcopy(VOLUME_RECIPE)
-            log("no --config: a volume dataset, training the 3D recipe (unet3d, DiceCE, 3 mm, abdomen window)")
-        elif config is None and resume is None:  # a resumed run keeps the config stored in it
-            from sonoseg.models import default_recipe
-
-            base = default_recipe()
-            log("no --config: training the shipped default model's recipe "
-                f"({base['model']['name']} + {base['model'].get('encoder')}, {base['train']['epochs']} epochs)")
-            if any(o.startswith("model.name=") for o in overrides):
-                base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
+        base, recipe_kind = choose_base(config, overrides, volumes, resume)
         cfg = load_config(config, overrides, base=base)
+        if recipe_kind:
+            log(banner(recipe_kind, cfg, config))
         if volumes and resume is None and not cfg.is_3d:
             from sonoseg.errors import ConfigError
 
@@ -108,7 +95,7 @@ def register(app: typer.Typer) -> None:
             return
         result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
                        init=init, init_partial=init_partial)
-        console.print(
+        say(
             f"[green]done[/]: best {result.monitor} {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"
         )

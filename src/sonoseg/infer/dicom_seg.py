@@ -295,7 +295,7 @@ def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
     item.SegmentedPropertyTypeModifierCodeSequence = [
         hd.sr.CodedConcept(value=cls[:16], scheme_designator=CLASS_SCHEME, meaning=cls[:64])
     ]
-    verdict = "lesion found" if finding.get("lesion_found") else "no lesion found"
+    verdict = finding.get("verdict") or ("lesion found" if finding.get("lesion_found") else "no lesion found")
     text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
     description.SegmentDescription = text[:64]
     return description
