@@ -101,7 +101,7 @@ def test_measure_cli_png_phys_and_spacing_override(tmp_path):
     from sonoseg.cli.main import app
     from sonoseg.io.spacing import save_png_with_spacing
 
-    m = centre_inside((300, 300), (150, 150), 100, 70, 0) * 255
+    m = outline_drawn((300, 300), (150, 150), 100, 70, 0) * 255  # HC18-style, as the fetal config's contour expects
     save_png_with_spacing(m, tmp_path / "head.png", (0.1, 0.1))
     res = CliRunner().invoke(app, ["measure", str(tmp_path / "head.png"), "-o", str(tmp_path / "o"),
                                    "-c", "configs/fetal_head_biometry.yaml", "--no-progress"])

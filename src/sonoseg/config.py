@@ -228,18 +228,35 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The YAML mapping of a config file; ConfigError naming the file when it is missing or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections (preprocess:, model:, ...), not {type(data).__name__}")
+    return data
+
+
+def layered(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, key by key inside sections (a mapping merges, any other value replaces)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = layered(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
                 base: Optional[dict] = None) -> SonosegConfig:
-    """YAML at ``path`` (or ``base``, or the defaults, when there is none) + ``key=value`` overrides."""
+    """``base`` (default: the built-in defaults), the YAML at ``path`` layered over it, then ``key=value``
+    overrides."""
     data: dict = dict(base or {})
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+        data = layered(data, read_config_file(path))
     data = apply_overrides(data, overrides or [])
     try:
         return SonosegConfig.model_validate(data)

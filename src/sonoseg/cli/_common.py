@@ -25,9 +25,49 @@ THREADS_OPTION = typer.Option(
     None, "--threads", min=1,
     help="CPU threads (default: $SONOSEG_THREADS, else the cores this process may use minus those already busy).")
 
+def say(message: str) -> None:
+    """A progress or result line (an epoch, a metric): on the terminal unless --quiet, and in the
+    --log-file as INFO of ``sonoseg.cli`` (markup removed)."""
+    import logging
+
+    console.print(message, highlight=False)
+    log = logging.getLogger("sonoseg.cli")
+    if log.isEnabledFor(logging.INFO):
+        from rich.errors import MarkupError
+        from rich.text import Text
+
+        try:
+            plain = Text.from_markup(str(message)).plain
+        except MarkupError:
+            plain = str(message)
+        log.info(plain)
+
+
+def show_result(renderable) -> None:
+    """A verb's result (a table of metrics): on the terminal even with --quiet, which removes the chatter
+    around a result, not the result; and in the --log-file as plain text."""
+    import io
+    import logging
+
+    quiet, console.quiet = console.quiet, False
+    try:
+        console.print(renderable)
+    finally:
+        console.quiet = quiet
+    log = logging.getLogger("sonoseg.cli")
+    if log.isEnabledFor(logging.INFO):
+        buf = io.StringIO()
+        Console(file=buf, width=160, color_system=None, highlight=False, soft_wrap=True).print(renderable)
+        log.info("\n%s", buf.getvalue().rstrip())
+
+
 def error_line(message: str) -> None:
-    """Print one red line on stderr (first line of the message only)."""
+    """Print one red line on stderr (first line of the message only); also into the --log-file."""
+    import logging
+
     first = str(message).splitlines()[0] if str(message) else "error"
+    if logging.getLogger().handlers:  # set up by the CLI (else logging's last resort would print it twice)
+        logging.getLogger("sonoseg.cli").error(first)
     err_console.print(f"[bold red]error:[/] {first}", markup=True, highlight=False, soft_wrap=True)
 
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta
+from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, say, show_result
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         measurements: bool = typer.Option(False, "--measurements", help="Also report measurement error vs the ground truth (Bland-Altman)."),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
         biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="Include HC/BPD/OFD in --measurements."),
+        reference: List[str] = typer.Option([], "--reference-column", help="Compare the measurements with this "
+                                            "labels.csv column, e.g. head_circumference_mm (quantity from its name, or "
+                                            "COL:hc|bpd|ofd|area|max_diameter); implies --measurements. Repeatable."),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Output folder."),
         backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | onnx | "
                                     "onnx-int8"),
@@ -80,8 +83,8 @@ def register(app: typer.Typer) -> None:
             with frame_progress(progress_bars) as cb:
                 result = evaluate_model(dataset, split_file, split, model, where, backend, threads, keep_largest,
                                         min_size, fill_holes, parse_tta(tta), n_boot, units,
-                                        log=lambda m: console.print(m, highlight=False), progress=cb, spacing=spacing,
-                                        measurements=measurements, config=config, contour=contour, biometry=biometry)
+                                        log=say, progress=cb, spacing=spacing, measurements=measurements,
+                                        config=config, contour=contour, biometry=biometry, reference=reference)
             _print_result(result, split, where)
             if len(pairs) > 1:
                 from sonoseg.evaluate.per_source import source_summary
@@ -90,7 +93,10 @@ def register(app: typer.Typer) -> None:
         if summaries:
             from sonoseg.evaluate.per_source import write_per_source
 
-            console.print(write_per_source(summaries, out, f"{split} split per source" if split_files else "all images per source"), highlight=False, markup=False)
+            from rich.markdown import Markdown
+
+            show_result(Markdown(write_per_source(summaries, out, f"{split} split per source" if split_files
+                                                  else "all images per source")))
             console.print(f"[green]wrote[/] {out / 'per_source.md'}, {out / 'per_source.json'}")
 
 
@@ -106,22 +112,22 @@ def _print_result(result, split: str, out: Path) -> None:
         if not a:
             continue
         table.add_row(key, f"{a['mean']:.4f}", f"{a['std']:.4f}", f"[{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]", str(a["n"]))
-    console.print(table)
+    show_result(table)
     if result.detection:
         from sonoseg.evaluate.detection import detection_line
 
-        console.print(detection_line(result.detection), highlight=False)
+        show_result(detection_line(result.detection))
     if result.measurement_agreement:
-        mt = Table(title="measurement error (predicted - ground truth)")
-        for col in ("quantity", "n", "mean abs error", "bias", "95% limits of agreement"):
-            mt.add_column(col, justify="right" if col != "quantity" else "left")
-        for k, a in result.measurement_agreement.items():
-            if a.get("n"):
-                mt.add_row(k, str(a["n"]), f"{a['mean_abs_error']:.2f} {a['unit']}", f"{a['bias']:+.2f}",
-                           f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]")
-        console.print(mt)
+        from sonoseg.evaluate.report import AGREEMENT_HEAD, AGREEMENT_HEADER, agreement_rows
+
+        mt = Table(title=AGREEMENT_HEAD)
+        for col in AGREEMENT_HEADER:
+            mt.add_column(col, justify="right" if col != "Quantity" else "left")
+        for row in agreement_rows(result.measurement_agreement):
+            mt.add_row(*row)
+        show_result(mt)
         console.print(f"[green]wrote[/] {out / 'measurement_agreement.json'}, {out / 'bland_altman.png'}")
     if result.class_metrics:
-        console.print(class_table(result.class_metrics))
+        show_result(class_table(result.class_metrics))
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}"
                   + (f", {out / 'class_metrics.json'}" if result.class_metrics else ""))

@@ -9,8 +9,11 @@ import typer
 
 from sonoseg.cli._common import console, error_line, frame_progress, handle_errors
 
-SPACING_HELP = ("Pixel spacing ROW_MM[,COL_MM]; overrides the file's own (DICOM, NIfTI, PNG pHYs) and "
-                "labels.csv. The source used is recorded in every output.")
+SPACING_HELP = ("Pixel spacing ROW_MM[,COL_MM] for every input; overrides the spacing table (--spacing-file, or "
+                "the dataset's labels.csv) and the file's own (DICOM, NIfTI, PNG pHYs). The source used is "
+                "recorded in every output.")
+SPACING_FILE_HELP = ("CSV of per-image spacing (an image column and a spacing column, as in labels.csv); default: "
+                     "a labels.csv beside the inputs (or beside their images/ or masks/ folder).")
 CONTOUR_HELP = "Boundary convention: edge (outer pixel edge) | centre (pixel-centre boundary); default: config/model."
 
 
@@ -43,6 +46,7 @@ def register(app: typer.Typer) -> None:
         masks: List[Path] = typer.Argument(..., help="Mask files or folders: PNG/TIFF (0/1, 0/255 or labels), NIfTI."),
         out: Path = typer.Option(Path("measurements"), "--out", "-o", help="Output folder."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
+        spacing_file: Optional[Path] = typer.Option(None, "--spacing-file", help=SPACING_FILE_HELP),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections."),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
         biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="HC/BPD/OFD of the largest structure."),
@@ -55,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         with frame_progress(progress_bars) as cb:
             payload = measure_masks(list(masks), out, spacing=spacing, config=config, contour=contour,
-                                    biometry=biometry, ellipse_fit=ellipse_fit, progress=cb)
+                                    biometry=biometry, ellipse_fit=ellipse_fit, progress=cb, spacing_file=spacing_file)
         console.print(measurement_table(payload, f"sonoseg measure -> {out}"))
         for r in payload["results"]:
             if not r["ok"]:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from sonoseg.cli._common import THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
-from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
+from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_FILE_HELP, SPACING_HELP
 
 
 def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Foreground probability cut-off (default: the model's)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
+        spacing_file: Optional[Path] = typer.Option(None, "--spacing-file", help=SPACING_FILE_HELP),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
         biometry: Optional[bool] = typer.Option(None, "--biometry/--no-biometry", help="HC/BPD/OFD of the largest structure, ellipse on the overlay."),
         ellipse_fit: Optional[bool] = typer.Option(None, "--ellipse-fit/--no-ellipse-fit", help="Replace each structure by its fitted ellipse (elliptical structures)."),
@@ -119,4 +120,4 @@ def register(app: typer.Typer) -> None:
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
                     strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,
                     biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,
-                    domain=domain, resume=resume, overlay_sc=overlay_sc)
+                    domain=domain, resume=resume, overlay_sc=overlay_sc, spacing_file=spacing_file)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors
+from sonoseg.cli._common import THREADS_OPTION, console, deprecated, handle_errors, say
 
 
 def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, device, extra, threads=None) -> list[str]:
@@ -32,11 +31,6 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
     if threads is not None:
         o.append(f"train.threads={threads}")
     return o + list(extra or [])
-
-
-# 3D default when the dataset holds volumes and no --config is given (configs/ct_organs_fit.yaml is the tuned one)
-VOLUME_RECIPE = {"volume": {}, "model": {"name": "unet3d"}, "augment": {"enabled": False}, "data": {"batch_size": 2},
-                 "train": {"loss": "dice_ce", "epochs": 50, "scheduler": "cosine", "lr": 3e-3, "early_stopping_patience": None}}
 
 
 def _sources(datasets: list[Path], split_files: list[Path], weights: list[float]) -> list:
@@ -65,7 +59,8 @@ def register(app: typer.Typer) -> None:
                                                         "data.root); several folders train one model on all of them, "
                                                         "each keeping its own split (multi-source)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/); default: the "
-                                              "shipped default model's recipe."),
+                                              "shipped default model's recipe. A config without a model section "
+                                              "(a task: measure, postprocess, ...) is layered over that recipe."),
         set_: List[str] = typer.Option([], "--set", "-s", help="Override, e.g. --set train.lr=3e-4 (repeatable)."),
         split_files: List[Path] = typer.Option([], "--split-file", help="CSV from `sonoseg split` (default: make one); "
                                                "with several datasets one per dataset, in the same order."),
@@ -95,6 +90,7 @@ def register(app: typer.Typer) -> None:
         """
         from sonoseg.config import load_config
         from sonoseg.train.kfold import train_kfold
+        from sonoseg.train.recipe import banner, choose_base
         from sonoseg.train.trainer import train
 
         if model is not None:
@@ -108,23 +104,14 @@ def register(app: typer.Typer) -> None:
         dataset = datasets[0] if len(datasets) == 1 else None
         split_file = split_files[0] if len(datasets) <= 1 and split_files else None
         overrides = _overrides(dataset, split_file, arch, encoder, epochs, batch_size, lr, device, set_, threads)
-        log = lambda msg: console.print(msg, highlight=False)  # noqa: E731
-        base = None
+        log = say  # terminal and --log-file
         volumes = bool(datasets) and _is_volume_dataset(datasets[0])
-        if config is None and resume is None and volumes:
-            base = copy.deepcopy(VOLUME_RECIPE)
-            log("no --config: a volume dataset, training the 3D recipe (unet3d, DiceCE, 3 mm, abdomen window)")
-        elif config is None and resume is None:  # a resumed run keeps the config stored in it
-            from sonoseg.models import default_recipe
-
-            base = default_recipe()
-            log("no --config: training the shipped default model's recipe "
-                f"({base['model']['name']} + {base['model'].get('encoder')}, {base['train']['epochs']} epochs)")
-            if any(o.startswith("model.name=") for o in overrides):
-                base["model"] = {}  # another architecture: the recipe's encoder and params do not apply
+        base, recipe_kind = choose_base(config, overrides, volumes, resume)
         cfg = load_config(config, overrides, base=base)
         if len(datasets) > 1:
             cfg.data.sources = _sources(datasets, split_files, source_weights)
+        if recipe_kind:
+            log(banner(recipe_kind, cfg, config))
         if volumes and resume is None and not cfg.is_3d:
             from sonoseg.errors import ConfigError
 
@@ -135,7 +122,7 @@ def register(app: typer.Typer) -> None:
             return
         result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
                        init=init, init_partial=init_partial)
-        console.print(
+        say(
             f"[green]done[/]: best {result.monitor} {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"
         )

@@ -6,6 +6,12 @@ same code path as ``predict``/``measure`` (:func:`sonoseg.infer.frames.measure_f
 error, the signed bias (mean of predicted - truth), its SD and the 95 % limits of agreement
 (bias ± 1.96 SD). An image where either mask is empty has no pair for that quantity and is counted
 in ``n_missing``.
+
+Reference values (``--reference-column COL[:QUANTITY]``, a column of the dataset's labels.csv such as
+the official head circumference of each image) are compared the same way, twice: the prediction's
+quantity against them ("hc vs COL"), and the ground-truth mask's ("hc (truth mask) vs COL"), which
+shows how far the masks' own boundary convention is from the reference (see ``bench/contour.py``).
+They are taken in the measurements' unit (mm when the images have a pixel spacing).
 """
 
 from __future__ import annotations
@@ -39,6 +45,62 @@ def measurement_row(stem: str, pred_rec: dict, gt_rec: dict, unit: str, spacing_
     return row
 
 
+# reference column name -> quantity, when not given as COL:QUANTITY (first matching word wins)
+REFERENCE_WORDS = (("circumference", "hc"), ("hc", "hc"), ("biparietal", "bpd"), ("bpd", "bpd"),
+                   ("occipit", "ofd"), ("ofd", "ofd"), ("area", "area"), ("diameter", "max_diameter"))
+
+
+def parse_reference(spec: str) -> tuple[str, str]:
+    """``"head_circumference_mm"`` -> (column, "hc"); ``"col:bpd"`` -> ("col", "bpd")."""
+    from sonoseg.errors import ConfigError
+
+    col, _, quantity = spec.partition(":")
+    col, quantity = col.strip(), quantity.strip().lower()
+    if not quantity:
+        low = col.lower()
+        quantity = next((q for word, q in REFERENCE_WORDS if word in low), "")
+    if quantity not in BASE_KEYS + BIOMETRY_KEYS:
+        raise ConfigError(f"--reference-column {spec!r}: say which quantity it holds as COL:QUANTITY, QUANTITY one of "
+                          f"{', '.join(BASE_KEYS + BIOMETRY_KEYS)}")
+    return col, quantity
+
+
+def read_reference(labels_csv: Path, column: str) -> dict[str, float]:
+    """stem -> value of ``column`` in a labels.csv (empty cells skipped); InputError naming the file."""
+    from sonoseg.data.layout import IMAGE_COLUMNS, file_stem, pick_column, read_csv_records
+    from sonoseg.errors import InputError
+
+    header, records = read_csv_records(labels_csv, "labels file")
+    img, col = pick_column(header, IMAGE_COLUMNS), pick_column(header, (column.lower(),))
+    if img is None or col is None:
+        missing = "an image column" if img is None else f"the column {column!r}"
+        raise InputError(labels_csv, f"no {missing} (columns: {', '.join(header) or 'none'})")
+    out = {}
+    for rec in records:
+        name, raw = (rec.get(img) or "").strip(), (rec.get(col) or "").strip()
+        if not name or not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InputError(labels_csv, f"image {name!r}: {column} value {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise InputError(labels_csv, f"image {name!r}: {column} value {raw!r} is not a finite number")
+        out[file_stem(name.replace("\\", "/").split("/")[-1])] = value
+    return out
+
+
+def add_reference(rows: list[dict], column: str, quantity: str, values: dict[str, float]) -> list[str]:
+    """Pair each row's predicted and truth-mask ``quantity`` with the reference value of its image;
+    returns the two agreement keys it added."""
+    keys = [f"{quantity} vs {column}", f"{quantity} (truth mask) vs {column}"]
+    for r in rows:
+        ref = values.get(r["image"])
+        for key, side in zip(keys, ("pred", "gt")):
+            r[f"{key}_pred"], r[f"{key}_gt"] = r.get(f"{quantity}_{side}"), ref
+    return keys
+
+
 def agreement(rows: list[dict], keys: Iterable[str]) -> dict:
     out = {}
     for k in keys:
@@ -55,7 +117,7 @@ def agreement(rows: list[dict], keys: Iterable[str]) -> dict:
         out[k] = {"n": len(d), "n_missing": n_missing, "mean_abs_error": float(np.abs(d).mean()), "bias": bias,
                   "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd,
                   "mean_abs_percent_error": float(np.mean(np.abs(d) / np.maximum(np.abs(g), 1e-12)) * 100),
-                  "unit": rows[0]["unit"] + ("²" if k == "area" else "")}
+                  "unit": rows[0]["unit"] + ("²" if k.split(" ")[0] == "area" else "")}
     return out
 
 

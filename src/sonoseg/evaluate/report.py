@@ -228,6 +228,24 @@ def _write_gallery(result: EvalResult, gallery: Gallery, out: Path) -> list[tupl
     return done
 
 
+AGREEMENT_HEADER = ["Quantity", "n", "Mean abs error", "Bias", "95% limits of agreement"]
+BLAND_ALTMAN = "bland_altman.png"  # written by sonoseg.evaluate.agreement.write_agreement
+
+
+def agreement_rows(stats: dict) -> list[list[str]]:
+    """One row per compared quantity of ``measurement_agreement`` (pairs with both values only)."""
+    rows = []
+    for k, a in stats.items():
+        if a.get("n"):
+            rows.append([k, str(a["n"]), f"{_fmt(a['mean_abs_error'], 2)} {a['unit']}", f"{a['bias']:+.2f}",
+                         f"[{_fmt(a['loa_low'], 2)}, {_fmt(a['loa_high'], 2)}]"])
+    return rows
+
+
+AGREEMENT_HEAD = ("Measurement agreement (differences: quantity = predicted - truth mask; "
+                  "'quantity vs COL' = predicted (or truth mask) - labels.csv reference column)")
+
+
 def _sections(result: EvalResult) -> list[tuple[str, list[str], list[list[str]]]]:
     """(heading, header, rows) for every table of the report."""
     what = "binary" if result.classes == 1 else f"macro mean over classes 1..{result.classes - 1}"
@@ -260,6 +278,11 @@ def write_report(result: EvalResult, out_dir: str | Path, gallery: Optional[Gall
               f"95% CI: percentile bootstrap of the mean ({result.n_boot} resamples, seed {result.seed}).")  # fmt: skip
     for head, header, rows in secs:
         md += ["", f"## {head}", "", _md_table(header, rows)]
+    ma_rows = agreement_rows(result.measurement_agreement or {})
+    ba = out / BLAND_ALTMAN if ma_rows and (out / BLAND_ALTMAN).is_file() else None
+    if ma_rows:
+        md += ["", f"## {AGREEMENT_HEAD}", "", _md_table(AGREEMENT_HEADER, ma_rows)]
+        md += ["", f"![Bland-Altman]({BLAND_ALTMAN})"] if ba else []
     md += ["", "## Per-image Dice", "", f"![Per-image Dice]({hist.name})"]
     if shots:
         md += ["", "## Gallery (best, median, worst by Dice)", ""]
@@ -281,6 +304,9 @@ def write_report(result: EvalResult, out_dir: str | Path, gallery: Optional[Gall
     ]
     for head, header, rows in secs:
         h += [f"<h2>{e(head)}</h2>", _html_table(header, rows)]
+    if ma_rows:
+        h += [f"<h2>{e(AGREEMENT_HEAD)}</h2>", _html_table(AGREEMENT_HEADER, ma_rows)]
+        h += [f'<img src="{BLAND_ALTMAN}" alt="Bland-Altman plots">'] if ba else []
     h += ["<h2>Per-image Dice</h2>", f'<img src="{e(hist.name)}" alt="Per-image Dice histogram">']
     if shots:
         h.append("<h2>Gallery (best, median, worst by Dice)</h2>")

@@ -26,7 +26,7 @@ def _class_row(predictor, sample, pred) -> dict:
     head = predictor.config.model.classification
     return {"stem": sample.stem, "true_class": sample.cls, "probs": [float(p) for p in pred.class_probabilities],
             "head_no_lesion": head is not None and d["class"] == head.no_lesion_class,
-            "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d["lesion_found"])}
+            "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d.get("lesion_found", d["found"]))}
 
 
 def _auto_units(samples, log) -> str:
@@ -71,13 +71,16 @@ def evaluate_model(
     biometry: Optional[bool] = None,
     progress: Optional[Callable[[str, int, int], None]] = None,
     report: bool = True,
+    reference: Sequence[str] = (),
 ):
     """Returns the EvalResult and writes metrics.json, per_image.csv and report.md/.html to ``out_dir``.
 
     ``spacing`` (ROW_MM[,COL_MM]) overrides every image's spacing (then labels.csv, then the file);
     ``measurements``: also compare predicted vs ground-truth measurements (measurement_agreement.json,
     measurements_per_image.csv, bland_altman.png; see :mod:`sonoseg.evaluate.agreement`);
-    ``config`` supplies the ``measure``/``postprocess.ellipse_fit`` settings for them.
+    ``config`` supplies the ``measure``/``postprocess.ellipse_fit`` settings for them;
+    ``reference``: ``COL[:QUANTITY]`` columns of the dataset's labels.csv to compare them with (implies
+    ``measurements``; :func:`sonoseg.evaluate.agreement.add_reference`).
     ``progress(label, done, total)`` is called per image (``show_progress`` is ignored; kept for callers).
     ``report=False`` skips report.md/.html and its gallery (studies score many sets; the figures cost
     most of a small evaluation)."""
@@ -99,6 +102,10 @@ def evaluate_model(
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
 
     _apply_config(predictor, config, None, keep_largest, min_size, fill_holes, tta)
+    refs = _references(Path(dataset), reference)
+    measurements = measurements or bool(refs)
+    if biometry is None and any(q in ("hc", "bpd", "ofd") for _, q, _ in refs):
+        biometry = True  # a reference HC/BPD/OFD needs the biometry of every mask
     override = parse_spacing(spacing) if spacing is not None else None
     sources: dict[str, int] = {}
     meas_rows: list[dict] = []
@@ -170,10 +177,13 @@ def evaluate_model(
     write_metrics(result, out_dir)
     _record_spacing(out_dir / "metrics.json", sources)
     if measurements and meas_rows:
-        from sonoseg.evaluate.agreement import BASE_KEYS, BIOMETRY_KEYS, write_agreement
+        from sonoseg.evaluate.agreement import BASE_KEYS, BIOMETRY_KEYS, add_reference, write_agreement
 
         use_bio = biometry if biometry is not None else predictor.config.measure.biometry
-        result.measurement_agreement = write_agreement(meas_rows, BASE_KEYS + (BIOMETRY_KEYS if use_bio else ()), out_dir)
+        keys = BASE_KEYS + (BIOMETRY_KEYS if use_bio else ())
+        for column, quantity, values in refs:
+            keys += tuple(add_reference(meas_rows, column, quantity, values))
+        result.measurement_agreement = write_agreement(meas_rows, keys, out_dir)
 
     def gallery(stem: str) -> GalleryItem:  # called by the report for best/median/worst only
         img, gt, pred, _ = run_one(evaluated[stem])
@@ -206,6 +216,23 @@ def _record_detection(result, metrics_path: Path, decisions: dict) -> None:
     data = json.loads(metrics_path.read_text())
     data["detection"] = _jsonable(result.detection)
     metrics_path.write_text(json.dumps(data, indent=2))
+
+
+def _references(dataset: Path, specs: Sequence[str]) -> list[tuple[str, str, dict]]:
+    """[(column, quantity, stem -> value)] of the ``--reference-column`` specs, from dataset/labels.csv."""
+    if not specs:
+        return []
+    from sonoseg.data.layout import LABELS_FILE
+    from sonoseg.evaluate.agreement import parse_reference, read_reference
+
+    path = dataset / LABELS_FILE
+    if not path.is_file():
+        raise InputError(path, "not found: --reference-column reads the reference values from the dataset's labels.csv")
+    out = []
+    for spec in specs:
+        column, quantity = parse_reference(spec)
+        out.append((column, quantity, read_reference(path, column)))
+    return out
 
 
 def _record_spacing(metrics_path: Path, sources: dict) -> None:

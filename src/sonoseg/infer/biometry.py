@@ -72,8 +72,10 @@ def ellipse_fit_mask(mask: np.ndarray, spacing: Optional[Sequence[float]] = None
     """Replace each label's largest component by its fitted ellipse (others dropped).
 
     For structures known to be elliptical (the fetal skull): a notch or bulge of the network's mask
-    no longer reaches the measurement. The ellipse is filled with the pixel-centre-inside rule, so the
-    ``edge`` contour convention measures it back unchanged."""
+    no longer reaches the measurement. The ellipse is filled the way the ``contour`` convention reads
+    it back unchanged: ``edge``, the pixels whose centre is inside; ``centre``, with the outline pixels
+    the curve passes through (as cv2.ellipse draws HC18-style annotations). Filled the edge way, a
+    ``centre`` measurement read the fitted head 0.3 % small again (bench/contour.py)."""
     from skimage.draw import polygon
 
     from sonoseg.infer.measure import measure_mask
@@ -86,6 +88,12 @@ def ellipse_fit_mask(mask: np.ndarray, spacing: Optional[Sequence[float]] = None
             continue
         seen.add(s["label"])
         poly = ellipse_polygon(s["ellipse"], spacing)
+        if contour == "centre":
+            import cv2
+
+            pts = np.round(poly[:, ::-1] * 16).astype(np.int32)  # (x, y) with 4 bits of sub-pixel precision
+            cv2.fillPoly(out, [pts], int(s["label"]), cv2.LINE_8, 4)
+            continue
         rr, cc = polygon(poly[:, 0], poly[:, 1], shape=mask.shape)
         out[rr, cc] = s["label"]
     return out

@@ -18,7 +18,12 @@ a lesion class                  empty               lesion suspected, not locali
 
 So "no lesion found" always comes from the class head when the model has one; the mask is used for
 where, and ``agreement`` says whether the two heads agree. Without a class head (or without a
-no-lesion class) the mask alone decides: no lesion iff it is empty (source "mask").
+no-lesion class) the mask alone decides: nothing found iff it is empty (source "mask").
+
+Words: every decision has ``found`` and ``structure`` (what the model segments, from
+:mod:`sonoseg.infer.structures`: "fetal head", "lesion", "structure"), and a short ``verdict`` /
+``note`` in those words ("fetal head segmented", "no fetal head found"); ``lesion_found`` is there only
+when the model says lesion, so a fetal-head model's outputs never speak of lesions.
 
 A model may carry a :class:`DecisionPolicy` chosen on validation images (issue 22: a missed lesion
 costs more than a false alarm), stored in ``model.classification``:
@@ -66,10 +71,11 @@ def _head_says_lesion(probs: list[float], names: Sequence[str], no_lesion: str, 
 
 
 def decide(mask_pixels: int, class_probs: Optional[np.ndarray], class_names: Sequence[str],
-           no_lesion_class: Optional[str], policy: Optional[DecisionPolicy] = None) -> dict:
+           no_lesion_class: Optional[str], policy: Optional[DecisionPolicy] = None, structure: str = "lesion") -> dict:
     """The decision for one image (or one cine, with the largest frame's mask). JSON-ready dict:
-    ``lesion_found``, ``source``, ``agreement``, ``class``, ``class_probabilities``,
-    ``region_is_finding``, ``note``, and with a suspicious threshold ``suspicious``."""
+    ``found``, ``structure``, ``lesion_found`` (lesion models only), ``source``, ``agreement``, ``class``,
+    ``class_probabilities``, ``region_is_finding``, ``verdict``, ``note``, and with a suspicious threshold
+    ``suspicious``."""
     policy = policy or DecisionPolicy()
     mask_lesion = int(mask_pixels) > 0
     out: dict = {"class": None, "class_probabilities": None}
@@ -80,8 +86,11 @@ def decide(mask_pixels: int, class_probs: Optional[np.ndarray], class_names: Seq
         out["class"] = cls
         out["class_probabilities"] = {n: round(p, 4) for n, p in zip(class_names, probs)}
     if out["class"] is None or no_lesion_class is None or no_lesion_class not in class_names:
-        out.update(lesion_found=mask_lesion, source="mask", agreement=True, region_is_finding=mask_lesion,
-                   note="lesion segmented" if mask_lesion else "no lesion found")
+        out.update(found=mask_lesion, structure=structure, source="mask", agreement=True, region_is_finding=mask_lesion,
+                   verdict=f"{structure} found" if mask_lesion else f"no {structure} found",
+                   note=f"{structure} segmented" if mask_lesion else f"no {structure} found")
+        if structure == "lesion":
+            out["lesion_found"] = mask_lesion
         return _suspicious(out, probs, class_names, policy)
     head_lesion = _head_says_lesion(probs, class_names, no_lesion_class, policy)
     if policy.lesion_rule == "mask":
@@ -102,8 +111,10 @@ def decide(mask_pixels: int, class_probs: Optional[np.ndarray], class_names: Seq
         note = "no lesion segmented (the class head suggests a lesion): review the image"
     else:
         note = "no lesion found"
-    out.update(lesion_found=found, source="both" if agree else ("mask" if found == mask_lesion else "class head"),
-               agreement=agree, region_is_finding=found and mask_lesion, note=note)
+    out.update(found=found, structure="lesion", lesion_found=found,
+               source="both" if agree else ("mask" if found == mask_lesion else "class head"),
+               agreement=agree, region_is_finding=found and mask_lesion,
+               verdict="lesion found" if found else "no lesion found", note=note)
     return _suspicious(out, probs, class_names, policy)
 
 
@@ -112,7 +123,7 @@ def _suspicious(out: dict, probs: list[float], names: Sequence[str], policy: Dec
     if policy.suspicious_threshold is None or policy.suspicious_class not in names or not probs:
         return out
     p = probs[list(names).index(policy.suspicious_class)]
-    out["suspicious"] = bool(out["lesion_found"] and p >= policy.suspicious_threshold)
+    out["suspicious"] = bool(out["found"] and p >= policy.suspicious_threshold)
     out["suspicious_threshold"] = {"class": policy.suspicious_class, "threshold": policy.suspicious_threshold}
     if out["suspicious"]:
         out["note"] += f"; suspicious for {policy.suspicious_class} (p {p:.2f} >= {policy.suspicious_threshold:.2f})"

@@ -62,6 +62,16 @@ def measure_frame(mask: np.ndarray, index: int, opts: MeasureOptions) -> tuple[n
     return mask, rec
 
 
+def chosen_reason(rec: dict, opts: MeasureOptions) -> str:
+    """Why this frame is shown, in the model's words: "largest fetal head", "no fetal head found"
+    (names from ``measure.names``; "structure" where the labels have none)."""
+    if not rec["structures"]:
+        names = set(opts.names.values())
+        return f"no {names.pop() if len(names) == 1 else 'structure'} found"
+    s = max(rec["structures"], key=lambda x: x["area"])
+    return f"largest {s.get('name') or 'structure'}"
+
+
 def frame_area(rec: dict) -> float:
     return max((float(s["area"]) for s in rec["structures"]), default=0.0)
 

@@ -65,20 +65,30 @@ def _check_labels(a: np.ndarray, path: Path) -> np.ndarray:
     return a.astype(np.uint8) if a.size and a.max() <= 255 else a
 
 
+def _table_row(table, path: Path) -> tuple:
+    spacing, source = table.lookup(path)
+    return (spacing, source) if source else (None,)
+
+
 def measure_masks(masks: list[str | Path], out_dir: str | Path, spacing=None, config=None,
                   contour: Optional[str] = None, biometry: Optional[bool] = None,
-                  ellipse_fit: Optional[bool] = None, progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
-    """Measure every mask; writes ``<stem>.measurements.json``, ``<stem>.overlay.png`` and ``results.json``."""
+                  ellipse_fit: Optional[bool] = None, progress: Optional[Callable[[str, int, int], None]] = None,
+                  spacing_file=None) -> dict:
+    """Measure every mask; writes ``<stem>.measurements.json``, ``<stem>.overlay.png`` and ``results.json``.
+    Spacing per mask: ``spacing``, else ``spacing_file`` / a dataset's labels.csv (io.spacing_table), else its own."""
     from sonoseg.config import SonosegConfig, load_config
-    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
+                                      summary)
     from sonoseg.infer.outputs import unique_stem, write_json, write_overlay
     from sonoseg.io import find_inputs
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
+    from sonoseg.io.spacing_table import SpacingTable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config if isinstance(config, SonosegConfig) else load_config(config) if config is not None else SonosegConfig()
     sp = parse_spacing(spacing) if spacing is not None else None
+    table = SpacingTable(spacing_file)
     results, taken, files = [], set(), []
     for p in masks:
         try:
@@ -90,7 +100,7 @@ def measure_masks(masks: list[str | Path], out_dir: str | Path, spacing=None, co
         stem = unique_stem(out, path, taken)
         try:
             kind, frames, n, fsp, fsrc, ft = read_mask_frames(path)
-            s, src = resolve_spacing(fsp, fsrc, sp)
+            s, src = resolve_spacing(fsp, fsrc, sp, *_table_row(table, path))
             opts = MeasureOptions.from_config(cfg, s, src, ft, contour=contour, biometry=biometry, ellipse_fit=ellipse_fit)
             recs, best = [], (-1.0, 0, None)
             for i, m in enumerate(frames):
@@ -101,7 +111,7 @@ def measure_masks(masks: list[str | Path], out_dir: str | Path, spacing=None, co
                 if progress is not None:
                     progress(path.name, i + 1, n)
             chosen = best[1]
-            why = "largest structure" if best[0] > 0 else "no structure found"
+            why = chosen_reason(recs[chosen], opts)
             mpath = write_json(payload(path.name, kind, recs, opts, chosen, chosen_frame_reason=why),
                                out / f"{stem}.measurements.json")
             view = (best[2] > 0).astype(np.uint8) * 60  # the mask itself, dimmed, as the overlay's background

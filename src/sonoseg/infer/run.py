@@ -52,6 +52,14 @@ class RunSettings:
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
     overlay_sc: bool = False  # also the overlay picture as a DICOM Secondary Capture (infer.dicom_sc)
+    spacing_table: object = None  # io.spacing_table.SpacingTable: per-image spacing (labels.csv, --spacing-file)
+
+    def resolve_spacing(self, path: Path, own, own_source):
+        """(spacing, source): --spacing, else the spacing table's row for ``path``, else the file's own."""
+        from sonoseg.io.spacing import resolve_spacing
+
+        table, table_source = self.spacing_table.lookup(path) if self.spacing_table is not None else (None, None)
+        return resolve_spacing(own, own_source, self.spacing, table, table_source or "labels.csv")
 
 
 def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
@@ -78,15 +86,15 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                             tmpdir: Optional[Path] = None) -> InputResult:
     from sonoseg.infer.cine_outputs import OverlayVideo, temporal_smooth
     from sonoseg.infer.domain import confidence
-    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
+                                      summary)
     from sonoseg.infer.outputs import render_overlay, write_json, write_mask_nifti, write_mask_png, write_overlay
     from sonoseg.io import iter_frames, read_meta
-    from sonoseg.io.spacing import resolve_spacing
 
     st = settings or RunSettings()
     meta = read_meta(path)
     n = max(int(meta.frames or 1), 1)
-    spacing, source = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, st.spacing)
+    spacing, source = st.resolve_spacing(path, meta.pixel_spacing_mm, meta.spacing_source)
     opts = MeasureOptions.from_config(predictor.config, spacing, source, meta.frame_time_ms if n > 1 else None,
                                       **st.measure)
     res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n, warnings=list(meta.warnings))
@@ -138,7 +146,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             _output(res, "mask", lambda: write_mask_png(masks[0], out / f"{stem}.mask.png", spacing=opts.spacing))
         domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
         in_scope = None if domain is None else domain["in_scope"]
-        why = "largest structure" if best[0] > 0 else "no structure found"
+        why = chosen_reason(per_frame[chosen], opts)
         banner = None if in_scope in (None, True) else f"OUT OF SCOPE (score {domain['score']:.1f} > {domain['threshold']:.1f}): not a finding"
         decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
                                   None if class_sum is None else class_sum / len(per_frame))
@@ -155,8 +163,9 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg and in_scope is not False:
             from sonoseg.infer.dicom_seg import write_dicom_seg
+            from sonoseg.infer.structures import structure_names
 
-            labels = {c: f"class {c}" for c in range(1, predictor.classes)} if predictor.classes > 1 else {1: "lesion"}
+            labels = structure_names(predictor.config)
             seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
             def seg() -> Path:
                 from sonoseg.io.safety import atomic_path
@@ -213,12 +222,15 @@ def output_series(predictor, kind: str, source_series: Optional[str]) -> Optiona
 
 
 def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
-    """The lesion / class decision of :mod:`sonoseg.infer.decision` for one input."""
+    """The found / class decision of :mod:`sonoseg.infer.decision` for one input, in the model's words."""
     from sonoseg.infer.decision import DecisionPolicy, decide
+
+    from sonoseg.infer.structures import structure_name
 
     head = predictor.config.model.classification
     return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
-                  head.no_lesion_class if head is not None else None, DecisionPolicy.from_head(head))
+                  head.no_lesion_class if head is not None else None, DecisionPolicy.from_head(head),
+                  structure_name(predictor.config))
 
 
 def decision_label(decision: dict) -> str:
@@ -232,9 +244,12 @@ def decision_label(decision: dict) -> str:
 
 
 def _decision_summary(decision: dict) -> dict:
-    return {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
-            "lesion_found": decision["lesion_found"], "decision_source": decision["source"],
-            **({"suspicious": decision["suspicious"]} if "suspicious" in decision else {})}
+    out = {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
+           "found": decision["found"], "structure": decision["structure"], "decision_source": decision["source"]}
+    for key in ("lesion_found", "suspicious"):  # lesion models only; the flag only with an operating point
+        if key in decision:
+            out[key] = decision[key]
+    return out
 
 
 def _paired(frames: Iterable[np.ndarray], predictor, meta, batch_size: int):
@@ -257,11 +272,11 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     import nibabel as nib
 
     from sonoseg.infer.domain import confidence
-    from sonoseg.infer.frames import MeasureOptions, frame_area, measure_frame, overlay_caption, payload, summary
+    from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
+                                      summary)
     from sonoseg.infer.outputs import save_nifti, write_json, write_overlay
     from sonoseg.io.budget import check_finite, sane_spacing
     from sonoseg.io.nifti import _open
-    from sonoseg.io.spacing import resolve_spacing
 
     st = settings or RunSettings()
     img = _open(path)  # checks the declared size against the budget before any voxel is read
@@ -279,7 +294,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     own, why = sane_spacing((float(zooms[1]), float(zooms[0])))  # slice[x, y].T -> rows = y
     if why:
         notes.append(f"calibration from the NIfTI header dropped: {why}; sizes are in pixels")
-    spacing, source = resolve_spacing(own, "NIfTI pixdim" if own else None, st.spacing)
+    spacing, source = st.resolve_spacing(path, own, "NIfTI pixdim" if own else None)
     opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
     per, best = [], (-1.0, 0, None, None, None)
@@ -302,7 +317,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
     in_scope = None if domain is None else domain["in_scope"]
     chosen = best[1]
-    why = "largest structure" if best[0] > 0 else "no structure found"
+    why = chosen_reason(per[chosen], opts)
     decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
                               None if class_sum is None else class_sum / data.shape[2])
     caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
@@ -330,7 +345,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
                    temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
                    progress: Optional[Callable[[str, int, int], None]] = None,
                    notify: Optional[Callable[[str], None]] = None, predictor=None, resume: bool = False,
-                   overlay_sc: bool = False) -> dict:
+                   overlay_sc: bool = False, spacing_file=None) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
 
     ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
@@ -342,7 +357,9 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
     Predictor to reuse (a long-running server loads it once). ``resume``: reuse the inputs a previous
     run in ``out_dir`` finished (its results.jsonl journal); every finished input is journalled at once.
-    ``overlay_sc``: for DICOM inputs also the overlay picture as a DICOM Secondary Capture."""
+    ``overlay_sc``: for DICOM inputs also the overlay picture as a DICOM Secondary Capture.
+    Per-image spacing: a ``spacing_file`` CSV (file -> spacing), else a dataset's ``labels.csv`` beside
+    the inputs (:mod:`sonoseg.io.spacing_table`); ``spacing`` overrides both."""
     from sonoseg.infer.inputs import expand_inputs
     from sonoseg.infer.journal import Journal
     from sonoseg.infer.outputs import unique_stem, write_json
@@ -378,8 +395,10 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         own = model if model is not None else getattr(predictor, "path", None)
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
+    from sonoseg.io.spacing_table import SpacingTable
+
     settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress,
-                           overlay_sc=bool(overlay_sc))
+                           overlay_sc=bool(overlay_sc), spacing_table=SpacingTable(spacing_file))
     files, unusable = expand_inputs(inputs)
     results, taken, complete = [], set(), False
 

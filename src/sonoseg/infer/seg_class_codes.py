@@ -42,7 +42,7 @@ def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
     p = (finding.get("class_probabilities") or {}).get(cls)
     item = description.SegmentedPropertyTypeCodeSequence[0]
     item.SegmentedPropertyTypeModifierCodeSequence = [class_code(cls)]
-    verdict = "lesion found" if finding.get("lesion_found") else "no lesion found"
+    verdict = finding.get("verdict") or ("lesion found" if finding.get("lesion_found") else "no lesion found")
     text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
     description.SegmentDescription = text[:64]
     return description

@@ -5,7 +5,8 @@ output):
 
 1. ``--spacing ROW_MM[,COL_MM]`` given on the command line (``"cli --spacing"``);
 2. a ``spacing`` column (``ROW_MM`` or ``ROW_MM,COL_MM``) or ``spacing_row``/``spacing_col`` columns
-   in a dataset's ``labels.csv`` (``"labels.csv"``);
+   in a dataset's ``labels.csv`` (``"labels.csv"``) or a ``--spacing-file`` (``"spacing file"``), per
+   image by file stem (:mod:`sonoseg.io.spacing_table`);
 3. the file itself: DICOM PixelSpacing / SequenceOfUltrasoundRegions / ImagerPixelSpacing, NIfTI
    pixdim, PNG ``pHYs`` (``"PNG pHYs"``);
 4. none: sizes are reported in pixels.
@@ -63,12 +64,14 @@ def png_phys_spacing(info: dict) -> Optional[tuple[float, float]]:
     return (round(25.4 / dy, 4), round(25.4 / dx, 4))  # pHYs is integer px/m: ~1e-4 relative
 
 
-def resolve_spacing(file_spacing, file_source: Optional[str], override=None, table_spacing=None):
-    """``(spacing, source)`` by the precedence above; ``(None, None)`` when nothing is known."""
+def resolve_spacing(file_spacing, file_source: Optional[str], override=None, table_spacing=None,
+                    table_source: str = LABELS_SOURCE):
+    """``(spacing, source)`` by the precedence above; ``(None, None)`` when nothing is known.
+    ``table_source`` names the table (labels.csv or a --spacing-file, :mod:`sonoseg.io.spacing_table`)."""
     if override is not None:
         return parse_spacing(override), CLI_SOURCE
     if table_spacing is not None:
-        return parse_spacing(table_spacing), LABELS_SOURCE
+        return parse_spacing(table_spacing), table_source
     if file_spacing is not None:
         return (float(file_spacing[0]), float(file_spacing[1])), file_source
     return None, None

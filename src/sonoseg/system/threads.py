@@ -57,9 +57,49 @@ def _load() -> Optional[float]:
         return None
 
 
+def _running_others() -> Optional[int]:
+    """Threads of other processes running or runnable now: /proc/loadavg's running count minus this
+    process's own running threads (None where /proc is not there)."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        tasks = list(Path("/proc/self/task").iterdir())
+    except (OSError, IndexError, ValueError):
+        return None
+    own = 0
+    for t in tasks:
+        try:
+            own += (t / "stat").read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return max(0, running - own)
+
+
+def sustained_load(average: Optional[float] = None, now: Optional[list] = None, samples: int = 3) -> Optional[float]:
+    """Load that other processes keep up: the 1-minute load average, capped by the threads of other
+    processes running right now (fewest of ``samples`` readings 20 ms apart).
+
+    The average alone remembers the past minute, so the user's own job that just finished (a training
+    run, the previous verb) read as load 0.6 on an idle machine and took a core away from the default
+    and warned about oversubscription; the cap counts only work that is still running."""
+    import time
+
+    average = _load() if average is None else average
+    if average is None:
+        return None
+    if now is None:
+        now = []
+        for i in range(samples):
+            if i:
+                time.sleep(0.02)
+            now.append(_running_others())
+    if not now or any(n is None for n in now):
+        return average
+    return min(float(average), float(min(now)))
+
+
 def default_threads(cpus: Optional[int] = None, load: Optional[float] = None) -> int:
     """``$SONOSEG_THREADS`` if set, else the available cores minus the ones other work already
-    keeps busy (1-minute load average, rounded), at least 1."""
+    keeps busy (:func:`sustained_load`, rounded), at least 1."""
     env = os.environ.get(ENV, "").strip()
     if env:
         try:
@@ -70,20 +110,21 @@ def default_threads(cpus: Optional[int] = None, load: Optional[float] = None) ->
             raise ConfigError(f"${ENV}={env!r}: threads must be >= 1")
         return n
     cpus = available_cpus() if cpus is None else cpus
-    load = _load() if load is None else load
+    load = sustained_load() if load is None else load
     busy = int(round(load)) if load is not None else 0
     return max(1, cpus - busy)
 
 
 def oversubscription_warning(threads: int, cpus: Optional[int] = None, load: Optional[float] = None) -> Optional[str]:
-    """A one-line warning when ``threads`` plus the load already present exceed the available cores."""
+    """A one-line warning when ``threads`` plus the load other processes keep up (:func:`sustained_load`)
+    exceed the available cores."""
     cpus = available_cpus() if cpus is None else cpus
-    load = _load() if load is None else load
+    load = sustained_load() if load is None else load
     if threads <= 1 or load is None:
         return None
     if threads > cpus or threads + load > cpus + 0.5:
-        return (f"{threads} threads on {cpus} available core(s) with load {load:.1f} already: expect it to be "
-                f"slower than fewer threads (set --threads or ${ENV}, e.g. 1)")
+        return (f"{threads} threads on {cpus} available core(s) with load {load:.1f} from other processes: "
+                f"expect it to be slower than fewer threads (set --threads or ${ENV}, e.g. 1)")
     return None
 
 
