@@ -146,24 +146,45 @@ def test_since_until_with_an_offset_on_both_backends(tmp_path, store_url):
 
 # --- item 11: disconnects and database errors ---------------------------------------------------
 
-def test_client_hanging_up_mid_upload_logs_one_line(tmp_path, caplog):
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_client_hanging_up_mid_upload_logs_one_line(tmp_path):
+    from _serve import wait_until
+
     st = make_store(tmp_path / "data")
     app = make_app(st)
     with TestClient(app) as c:
         token = login(c, "operator")["Authorization"]
-    caplog.set_level(logging.INFO)
+    seen = _Records()
     with ThreadServer(app) as srv:
-        boundary = uuid.uuid4().hex
-        head = (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}\r\n"
-                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.dcm\"\r\n\r\n")
-        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
-            sock.sendall(head.encode() + b"\x00" * 5000)
-        from _serve import wait_until
-
-        wait_until(lambda: any("disconnected" in r.getMessage() for r in caplog.records), 30, what="the log line")
-    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
-    assert sum("disconnected" in r.getMessage() for r in caplog.records) == 1
+        # uvicorn's own loggers do not propagate (its dictConfig): listen on them after it configured them
+        loggers = [logging.getLogger(n) for n in ("uvicorn.error", "sonoseg.serve")]
+        old_level = loggers[1].level
+        loggers[1].setLevel(logging.INFO)
+        for lg in loggers:
+            lg.addHandler(seen)
+        try:
+            boundary = uuid.uuid4().hex
+            head = (f"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n"
+                    f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.dcm\"\r\n\r\n")
+            with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+                sock.sendall(head.encode() + b"\x00" * 5000)
+            wait_until(lambda: any("disconnected" in r.getMessage() or r.exc_info for r in seen.records), 30,
+                       what="a log record of the disconnect")
+        finally:
+            for lg in loggers:
+                lg.removeHandler(seen)
+            loggers[1].setLevel(old_level)
+    assert not [r for r in seen.records if r.exc_info], [r.getMessage() for r in seen.records]
+    assert sum("disconnected" in r.getMessage() for r in seen.records) == 1
     assert list(st.spool.iterdir()) == [] and list(st.work.iterdir()) == []
     st.dispose()
 
