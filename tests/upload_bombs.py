@@ -153,6 +153,7 @@ def all_bombs() -> list[Bomb]:
         Bomb("png-65535x65535-rgb-header", png(65535, 65535, colour=2, full=False), ".png"),
         Bomb("png-12000x12000-rgb-full", png(12000, 12000, colour=2), ".png"),
         Bomb("png-9000x9000-grey-full", png(9000, 9000), ".png"),
+        Bomb("png-4000x4000-grey-full-within-budget", png(4000, 4000), ".png"),
         Bomb("jpeg-65000x65000-header", jpeg(65000, 65000), ".jpg"),
         Bomb("jpeg-20000x20000-header", jpeg(20000, 20000), ".jpg"),
         Bomb("jpeg-9000x9000-header", jpeg(9000, 9000), ".jpg"),

@@ -18,12 +18,13 @@ from sonoseg.errors import InputError, reason
 from sonoseg.serve.uploads import UploadRejected
 
 MB = 1024 * 1024
-# Estimated peak memory of one job (bench/job_memory.py measured the worker's run_job on this
-# machine; the factors are rounded up over the largest ratio of measured to declared):
-PER_FRAME_BYTES = 40  # per pixel of the largest frame (decode, model input, overlay, PNG renders)
-PER_VOXEL_BYTES = 4  # per pixel of every frame (cine masks, SEG frames, mask read back for renders)
-VOLUME_VOXEL_BYTES = 4  # a NIfTI volume is read whole: plus its own sample size per voxel
-FIXED_BYTES = 64 * MB  # writers, SEG building, Python objects
+# Estimated peak memory of one job. bench/job_memory.py measured the worker's run_job (predict, SEG,
+# frame renders) growing by at most 19 bytes per pixel of a single image, ~2 bytes per pixel of
+# every cine frame over ~90 MB (writers and libraries loaded on first use), 4 bytes per voxel of a
+# NIfTI volume; the factors below stay 1.2-2x above every measurement (bench/results/job_memory.json).
+PER_FRAME_BYTES = 24  # per pixel of one frame (decode, model input, overlay, PNG renders)
+PER_VOXEL_BYTES = 3  # per pixel of every frame of a cine or volume (masks, SEG frames, mask read back)
+FIXED_BYTES = 96 * MB
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Declared:
     frames: int = 1
     samples: int = 1
     sample_bytes: int = 1
-    volume: bool = False  # NIfTI: read whole, not frame by frame
+    volume: bool = False  # NIfTI: read whole (in its own sample size), not frame by frame
 
     @property
     def frame_pixels(self) -> int:
@@ -42,10 +43,8 @@ class Declared:
     def job_bytes(self) -> int:
         """Estimated peak memory of processing this input (see the factors above)."""
         per_frame = self.frame_pixels * max(PER_FRAME_BYTES, self.samples * self.sample_bytes * 4)
-        whole = self.frame_pixels * self.frames * (PER_VOXEL_BYTES if self.frames > 1 else 0)
-        if self.volume:
-            whole += self.frame_pixels * self.frames * (VOLUME_VOXEL_BYTES + self.sample_bytes)
-        return FIXED_BYTES + per_frame + whole
+        per_voxel = (PER_VOXEL_BYTES if self.frames > 1 else 0) + (self.sample_bytes if self.volume else 0)
+        return FIXED_BYTES + per_frame + self.frame_pixels * self.frames * per_voxel
 
 
 @dataclass(frozen=True)
