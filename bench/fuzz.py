@@ -3,6 +3,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/fuzz.py                 # table on stdout, JSON in bench/results/fuzz.json
     .venv/bin/python bench/fuzz.py --seed 1 --flips 12 --timeout 60 --json /tmp/fuzz.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fuzz.py --service       # pixel bombs through `sonoseg serve`
+                                                                     # (bench/fuzz_service.py; JSON in bench/results/fuzz_service.json)
 
 The corpus comes from tests/fuzz_corpus.py (built in a temporary folder at run time from pydicom /
 pydicom-data files, never committed). One worker process loads the model once and runs
@@ -120,8 +122,18 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model file (default: the shipped model)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="only the first N variants (0 = all)")
-    ap.add_argument("--json", default=str(REPO / "bench" / "results" / "fuzz.json"))
+    ap.add_argument("--json", default=None, help="default: bench/results/fuzz.json (fuzz_service.json with --service)")
+    ap.add_argument("--service", action="store_true", help="upload-path bombs through a running `sonoseg serve`")
+    ap.add_argument("--job-memory-mb", type=float, default=None, help="--service: the server's SONOSEG_JOB_MEMORY_MB")
+    ap.add_argument("--max-seconds", type=float, default=900, help="--service: wait at most this long for the jobs")
     args = ap.parse_args()
+    if args.service:
+        sys.path.insert(0, str(REPO / "bench"))
+        from fuzz_service import print_summary, run_service
+
+        print_summary(run_service(args), _cpu(), Path(args.json or REPO / "bench" / "results" / "fuzz_service.json"))
+        return
+    args.json = args.json or str(REPO / "bench" / "results" / "fuzz.json")
 
     import warnings
 

@@ -135,3 +135,14 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("pg_server").new_database()
+
+
+@pytest.fixture
+def store(tmp_path, store_url):
+    """An opened (migrated) results store on SQLite or PostgreSQL (see ``store_url``)."""
+    from sonoseg.store import Store
+
+    st = Store(tmp_path / "data", store_url)
+    st.open()
+    yield st
+    st.dispose()

@@ -137,9 +137,10 @@ def test_login_is_rate_limited(env):
         assert c.post("/api/v1/auth/token", data={"username": "viewer", "password": "wrong-password"}).status_code == 401
     r = c.post("/api/v1/auth/token", data={"username": "viewer", "password": PASSWORDS["viewer"]})
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
-    # the same client address is throttled for every user name while the window lasts
+    # the lockout is per (user name, client): the same client may still sign in as another user
+    # (tests/test_serve_trust.py: back-off, the per-user ceiling, the admin from another client)
     r = c.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORDS["admin"]})
-    assert r.status_code == 429
+    assert r.status_code == 200
     events = c.get("/api/v1/audit", params={"action": "login"}, headers=admin).json()["items"]
     assert sum(e["outcome"] == "denied" for e in events) == 5
     assert any(e["outcome"] == "throttled" for e in events)

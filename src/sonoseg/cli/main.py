@@ -71,6 +71,7 @@ COMMAND_MODULES = [
     "listen",
     "users",
     "keys",
+    "audit",
 ]
 
 for _name in COMMAND_MODULES:

@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         docs: bool = typer.Option(False, "--docs/--no-docs", help="Serve the OpenAPI schema (to signed-in users only)."),
         worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the prediction worker in this process."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+        accept_broken_audit: bool = typer.Option(False, "--accept-broken-audit",
+                                                 help="Start although `sonoseg audit verify` finds a broken chain "
+                                                      "(the break is recorded in the trail)."),
     ) -> None:
         """Serve the API under /api/v1 and the viewer under /viewer; create users with `sonoseg users add`."""
         import uvicorn
@@ -30,9 +33,12 @@ def register(app: typer.Typer) -> None:
         from sonoseg.serve.app import create_app
         from sonoseg.serve.settings import Settings
 
-        settings = Settings.from_env(data, db, docs=docs, worker=worker)
+        from sonoseg.serve.startup import preflight
+
+        settings = Settings.from_env(data, db, docs=docs, worker=worker, accept_broken_audit=accept_broken_audit)
         if model is not None:
             settings.model = model
+        preflight(settings.data_dir, settings.db_url, accept_broken_audit)  # one line, not a traceback
         if host not in LOOPBACK:
             console.print(f"[yellow]warning:[/] binding {host}: serve plain HTTP only behind a TLS reverse proxy")
         console.print(f"sonoseg serve: http://{host}:{port}/viewer/  (data: {settings.data_dir})")

@@ -1,4 +1,4 @@
-"""``sonoseg users add|list|disable|enable``: accounts of the results service."""
+"""``sonoseg users add|list|role|disable|enable``: accounts of the results service."""
 
 from __future__ import annotations
 
@@ -65,6 +65,20 @@ def _set_disabled(username: str, disabled: bool, db, data) -> None:
         u = accounts.set_disabled(s, username, disabled)
         audit.record(s, "cli", "user:change", f"user:{u.id}", "local", detail=f"disabled={disabled}")
     console.print(f"user {username} {'disabled' if disabled else 'enabled'}")
+
+
+@users.command("role")
+@handle_errors
+def role_(username: str = typer.Argument(..., help="User name."),
+          role: str = typer.Argument(..., help="viewer | operator | admin"),
+          db: Optional[str] = DB, data: Optional[Path] = DATA) -> None:
+    """Change a user's role (the last enabled admin cannot be demoted)."""
+    from sonoseg.store import accounts, audit
+
+    with admin_session(data, db) as (st, s):
+        u = accounts.change_user(s, username, role=role)
+        audit.record(s, "cli", "user:change", f"user:{u.id}", "local", detail=f"role={role}")
+    console.print(f"user {username} is now {role}")
 
 
 @users.command("disable")

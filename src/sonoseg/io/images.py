@@ -72,11 +72,26 @@ def _meta(path: Path, shape: tuple[int, ...], dtype: np.dtype, frames: int) -> I
     )
 
 
+def _check_header(p: Path) -> None:
+    """PNG/JPEG: the declared size against the budget from the raw header, before Pillow (which
+    raises past its own bomb limit, and the fallback below would then decode with OpenCV)."""
+    from sonoseg.io.budget import check_declared
+    from sonoseg.io.image_header import read_image_header
+
+    try:
+        h = read_image_header(p)
+    except ValueError:
+        return  # malformed: Pillow, then OpenCV, give the reason
+    if h is not None:
+        check_declared(p, h.rows, h.columns, h.frames, 1 if h.samples == 1 else 3)
+
+
 def read_image_meta(path: str | Path) -> ImageMeta:
     """Size/mode from the file header (Pillow, lazy); falls back to a full decode."""
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such file")
+    _check_header(p)
     try:
         from PIL import Image
 

@@ -1,25 +1,31 @@
 """``create_app``: the FastAPI application (API under /api/v1, the viewer under /viewer, /health).
 
-Start-up migrates the database, re-queues or fails jobs a stopped server left running, removes what a
+Start-up migrates the database, checks the audit chain, re-queues or fails jobs a stopped server left running, removes what a
 crash can leave behind, then starts the worker thread."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.body_limit import RequestBodyLimitResponder
+from starlette.requests import ClientDisconnect
 
-from sonoseg.serve.security import LoginLimiter, Viewer
+from sonoseg.serve.redirects import RelativeRedirects
+from sonoseg.serve.security import Viewer
 from sonoseg.serve.settings import Settings
+from sonoseg.serve.startup import check_audit, retry_refusal
+from sonoseg.serve.throttle import LoginLimiter
 from sonoseg.serve.views import API
 from sonoseg.store import Store, jobs
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("sonoseg.serve")
 PUBLIC_PATHS = ("/health", f"{API}/auth/token", "/", "/viewer")  # everything else needs credentials
 
 
@@ -70,11 +76,13 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         st.migrate()
+        check_audit(st, settings.accept_broken_audit)
         with st.session() as s:
-            app.state.recovered = jobs.recover(s)
+            app.state.recovered = jobs.recover(s, retry=lambda j: retry_refusal(st, j, settings.job_limits()))
         app.state.cleaned = st.cleanup()
         if settings.worker:
-            app.state.worker = Worker(st, settings.model, settings.poll_s, settings.max_view_frames)
+            app.state.worker = Worker(st, settings.model, settings.poll_s, settings.max_view_frames,
+                                      settings.job_limits())
             app.state.worker.start()
         try:
             yield
@@ -87,7 +95,7 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
     app = FastAPI(title="sonoseg", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.store, app.state.settings, app.state.worker = st, settings, None
-    app.state.limiter = LoginLimiter(settings.login_attempts, settings.login_window_s)
+    app.state.limiter = LoginLimiter(settings.login_policy())
     for r in (auth.router, jobs_router.router, results.router, admin.router):
         app.include_router(r, prefix=API)
 
@@ -96,6 +104,12 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
         def openapi_schema(p: Viewer) -> dict:
             """The OpenAPI schema, for signed-in users only."""
             return app.openapi()
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        """A client that hangs up mid-request (e.g. an upload cancelled): one line, no traceback."""
+        log.info("client disconnected during %s %s; request dropped", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict:
@@ -108,6 +122,7 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
     app.mount("/viewer", StaticFiles(directory=STATIC, html=True), name="viewer")
     app.add_middleware(BodyLimits, default=settings.max_body_bytes, upload=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RelativeRedirects, public_url=settings.public_url)
     return app
 
 

@@ -102,26 +102,3 @@ def require(role: str):
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
-
-
-class LoginLimiter:
-    """Failed logins per client address and per user name in a sliding window (in this process)."""
-
-    def __init__(self, attempts: int, window_s: float):
-        self.attempts, self.window = attempts, window_s
-        self._fails: dict[str, list[float]] = {}
-
-    def _recent(self, key: str, now: float) -> list[float]:
-        ts = [t for t in self._fails.get(key, []) if now - t < self.window]
-        self._fails[key] = ts
-        return ts
-
-    def retry_after(self, *keys: str) -> Optional[int]:
-        now = time.monotonic()
-        waits = [self.window - (now - ts[0]) for k in keys if len(ts := self._recent(k, now)) >= self.attempts]
-        return int(max(waits)) + 1 if waits else None
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for k in keys:
-            self._recent(k, now).append(now)

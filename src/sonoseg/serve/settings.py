@@ -21,12 +21,28 @@ class Settings:
     max_body_bytes: int = 1024 * 1024  # every other request
     max_files: int = 64
     docs: bool = False  # OpenAPI schema served (behind auth) only when asked
-    login_attempts: int = 5  # failed logins allowed per client and per user name ...
-    login_window_s: float = 60.0  # ... within this window, then 429
+    login_attempts: int = 5  # failed logins per (user name, client), then 429 for that pair ...
+    login_window_s: float = 60.0  # ... for this long, doubling with each further failure (serve/throttle.py)
+    login_user_ceiling: int = 20  # failures per user name from all clients in the window: then slowed, not refused
+    login_slow_s: float = 2.0
     worker: bool = True
     poll_s: float = 0.5
     model: Optional[Path] = None  # None: the shipped default model
     max_view_frames: int = 64  # cine frames rendered for the viewer (evenly sampled beyond this)
+    job_memory_mb: float = 512  # estimated peak memory one job may need (serve/guard.py); larger inputs get 413
+    accept_broken_audit: bool = False  # start although the audit chain is broken (the break is recorded)
+    public_url: Optional[str] = None  # e.g. https://sonoseg.example.org: redirects use it, never the Host header
+
+    def job_limits(self):
+        from sonoseg.serve.guard import Limits
+
+        return Limits.of(self.job_memory_mb)
+
+    def login_policy(self):
+        from sonoseg.serve.throttle import LoginPolicy
+
+        return LoginPolicy(attempts=self.login_attempts, lock_s=self.login_window_s,
+                           user_ceiling=self.login_user_ceiling, slow_s=self.login_slow_s)
 
     @classmethod
     def from_env(cls, data_dir: Optional[Path] = None, db_url: Optional[str] = None, **kw) -> "Settings":
@@ -38,6 +54,10 @@ class Settings:
             s.max_upload_bytes = int(float(env["SONOSEG_MAX_UPLOAD_MB"]) * 1024 * 1024)
         if env.get("SONOSEG_DOCS", "").lower() in ("1", "true", "yes"):
             s.docs = True
+        if "SONOSEG_JOB_MEMORY_MB" in env:
+            s.job_memory_mb = float(env["SONOSEG_JOB_MEMORY_MB"])
+        if env.get("SONOSEG_PUBLIC_URL"):
+            s.public_url = env["SONOSEG_PUBLIC_URL"]
         if "SONOSEG_MODEL" in env:
             s.model = Path(env["SONOSEG_MODEL"])
         return s

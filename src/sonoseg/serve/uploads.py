@@ -13,6 +13,7 @@ from pathlib import Path
 from sonoseg.errors import SonosegError
 
 CHUNK = 1 << 20
+DEFAULT_JOB_MB = 512  # the worker's memory budget per job (Settings.job_memory_mb)
 
 
 class UploadRejected(SonosegError):
@@ -84,10 +85,13 @@ def spool(fileobj, work_dir: Path, max_bytes: int) -> Spooled:
         raise
 
 
-def validate(sp: Spooled) -> dict:
-    """Header and first frame must decode; returns frames/rows/columns. Raises UploadRejected(422)."""
+def validate(sp: Spooled, limits=None) -> dict:
+    """Declared size within the budgets (413, from the header alone: serve/guard.py), then header and
+    first frame must decode; returns frames/rows/columns. Raises UploadRejected."""
     from sonoseg.io import iter_frames, read_meta
+    from sonoseg.serve.guard import Limits, check
 
+    check(sp.path, sp.fmt, limits or Limits.of(DEFAULT_JOB_MB))
     try:
         meta = read_meta(sp.path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault here

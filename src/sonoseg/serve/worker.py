@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Optional
 
+from sonoseg.errors import SonosegError
 from sonoseg.store import Store, jobs
 
 log = logging.getLogger("sonoseg.serve")
@@ -29,8 +30,15 @@ def load_model(path=None):
 
 
 class Worker:
-    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64):
+    """``limits``: the memory budget each job is checked against from its header before anything is
+    decoded (serve/guard.py), whatever queued it (upload, ``pacs --store``, a restart's re-queue)."""
+
+    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64, limits=None):
+        from sonoseg.serve.guard import Limits
+        from sonoseg.serve.uploads import DEFAULT_JOB_MB
+
         self.store, self.model_path, self.poll_s, self.max_frames = store, model, poll_s, max_frames
+        self.limits = limits or Limits.of(DEFAULT_JOB_MB)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -57,6 +65,7 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when the queue is empty."""
+        from sonoseg.serve.guard import check
         from sonoseg.serve.processing import run_job
 
         with self.store.session() as s:
@@ -64,11 +73,15 @@ class Worker:
         if job is None:
             return False
         try:
+            src = self.store.find_spooled(job.id)
+            if src is not None:
+                check(src, job.format, self.limits)  # refused from the header: never decoded
             predictor, info = self._load()
             run_job(self.store, job, predictor, info, self.max_frames)
             log.info("job %s done", job.id)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the worker
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+            reason = (str(exc) if isinstance(exc, SonosegError) else f"{type(exc).__name__}: {exc}").splitlines()[0] \
+                if str(exc) else type(exc).__name__
             with self.store.session() as s, s.begin():
                 jobs.fail(s, job.id, reason)
             log.warning("job %s failed: %s", job.id, reason)

@@ -71,12 +71,33 @@ def authenticate(s: Session, username: str, password: str) -> Optional[User]:
     return u
 
 
-def set_disabled(s: Session, username: str, disabled: bool = True) -> User:
+def _keep_an_admin(s: Session, u: User, role: str, disabled: bool) -> None:
+    """Refuse a change that would leave no enabled admin (nobody could manage accounts any more).
+    The other admins' rows are locked (PostgreSQL), so two admins demoting each other at once cannot
+    both pass; SQLite writers are serialised already."""
+    if u.role != "admin" or u.disabled or (role == "admin" and not disabled):
+        return
+    others = s.scalars(select(User.id).where(User.role == "admin", User.disabled.is_(False), User.id != u.id)
+                       .with_for_update()).all()
+    if not others:
+        raise AccountError(f"{u.username} is the last enabled admin: make another user admin first")
+
+
+def change_user(s: Session, username: str, role: Optional[str] = None, disabled: Optional[bool] = None) -> User:
+    """Change a user's role and/or enabled state (None keeps it)."""
     u = get_user(s, username)
     if u is None:
         raise AccountError(f"no user {username}")
-    u.disabled = disabled
+    if role is not None and role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    new_role, new_disabled = role or u.role, u.disabled if disabled is None else disabled
+    _keep_an_admin(s, u, new_role, new_disabled)
+    u.role, u.disabled = new_role, new_disabled
     return u
+
+
+def set_disabled(s: Session, username: str, disabled: bool = True) -> User:
+    return change_user(s, username, disabled=disabled)
 
 
 def _key_hash(secret: bytes, key: str) -> str:

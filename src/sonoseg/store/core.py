@@ -8,6 +8,7 @@ from typing import Optional
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sonoseg.store.audit import KEY_INFO, chain_key
 from sonoseg.store.blobs import ArtefactError, ArtefactStore
 from sonoseg.store.db import READ_ONLY, make_engine, sqlite_url, upgrade
 from sonoseg.store.models import Artefact, Job, Result
@@ -21,12 +22,14 @@ class Store:
         self.data = private_dir(data_dir)
         self.url = url or sqlite_url(self.data / DB_FILE)
         self.engine = make_engine(self.url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self.secret = load_secret(self.data)
+        info = {KEY_INFO: chain_key(self.secret)}  # audit.record seals each event with it
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False,
+                                     info=info)
         self.blobs = ArtefactStore(self.data / "artefacts")
         self.spool = private_dir(self.data / "spool")
         self.work = private_dir(self.data / "work")
-        self.secret = load_secret(self.data)
 
     @property
     def dialect(self) -> str:
@@ -40,7 +43,14 @@ class Store:
         return self._readers()
 
     def migrate(self, revision: str = "head") -> None:
-        upgrade(self.engine, revision)
+        upgrade(self.engine, revision, chain_key(self.secret))
+
+    def verify_audit(self):
+        """The audit chain's report (``ok``, ``first_line()``); see store/audit.py."""
+        from sonoseg.store.audit import verify
+
+        with self.reader() as s:
+            return verify(s, chain_key(self.secret))
 
     def open(self) -> dict:
         """Start-up: migrate, then remove what a crash can leave behind (see ``cleanup``)."""

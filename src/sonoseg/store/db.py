@@ -36,6 +36,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA recursive_triggers=ON")  # REPLACE's implicit delete fires the audit triggers
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -55,20 +56,21 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def _alembic_config(connection):
+def _alembic_config(connection, audit_key: bytes | None = None):
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
+    cfg.attributes["audit_key"] = audit_key  # migration 0003 seals the existing audit rows with it
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", audit_key: bytes | None = None) -> None:
     from alembic import command
 
     with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), revision)
+        command.upgrade(_alembic_config(conn, audit_key), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -52,13 +52,19 @@ def fail(s: Session, job_id: str, reason: str) -> None:
                       finished_at=utcnow()))
 
 
-def recover(s: Session, max_attempts: int = MAX_ATTEMPTS) -> dict:
+def recover(s: Session, max_attempts: int = MAX_ATTEMPTS, retry=None) -> dict:
     """At start-up: jobs left 'running' by a stopped server are re-queued, or failed with a reason
-    once they have been tried ``max_attempts`` times (a job that kills the server is not retried forever)."""
-    requeued = s.execute(update(Job).where(Job.status == "running", Job.attempts < max_attempts)
-                         .values(status="queued", started_at=None)).rowcount
-    failed = s.execute(update(Job).where(Job.status == "running")
-                       .values(status="failed", finished_at=utcnow(),
-                               error=f"interrupted by a server stop {max_attempts} times")).rowcount
+    once they have been tried ``max_attempts`` times (a job that kills the server is not retried forever)
+    or when ``retry(job)`` gives a reason not to retry it (e.g. it may have exhausted memory)."""
+    requeued = failed = 0
+    for job in s.scalars(select(Job).where(Job.status == "running")).all():
+        why = (f"interrupted by a server stop {max_attempts} times" if job.attempts >= max_attempts
+               else retry(job) if retry is not None else None)
+        if why:
+            job.status, job.finished_at, job.error = "failed", utcnow(), why[:300]
+            failed += 1
+        else:
+            job.status, job.started_at = "queued", None
+            requeued += 1
     s.commit()
     return {"requeued": requeued, "failed": failed}

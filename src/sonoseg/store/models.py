@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ROLES = ("viewer", "operator", "admin")
@@ -21,6 +22,26 @@ ARTEFACT_KINDS = ("mask", "overlay", "seg", "measurements", "frame_image", "fram
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware on both backends. PostgreSQL has ``timestamptz``; SQLite has no offset, so values
+    are stored as UTC and read back tagged UTC (without this, SQLite returned naive times and compared
+    ``since=...+01:00`` as local clock time). Naive inputs are taken as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -35,7 +56,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     classes: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)  # "benign,malignant"; None = all
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     def allowed_classes(self) -> Optional[list[str]]:
         return [c for c in self.classes.split(",") if c] if self.classes else None
@@ -48,8 +69,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256 of the whole key
     name: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
     user: Mapped[User] = relationship()
 
 
@@ -58,7 +79,7 @@ class Study(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pseudonym: Mapped[str] = mapped_column(String(32), unique=True)
     uid_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Series(Base):
@@ -89,9 +110,9 @@ class Job(Base):
     input_sha256: Mapped[str] = mapped_column(String(64))
     input_size: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[Optional[str]] = mapped_column(String(300), nullable=True)
 
@@ -112,7 +133,7 @@ class Result(Base):
     max_area: Mapped[float] = mapped_column(Float)
     max_diameter: Mapped[float] = mapped_column(Float)
     summary: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     artefacts: Mapped[list["Artefact"]] = relationship(order_by="Artefact.id")
     instance: Mapped[Instance] = relationship()
 
@@ -130,15 +151,16 @@ class Artefact(Base):
 
 
 class AuditEvent(Base):
-    """Append-only (database triggers refuse UPDATE/DELETE). Actor is a user name or key prefix,
+    """Append-only (database triggers refuse UPDATE/DELETE) and chained (``mac``). Actor is a user name or key prefix,
     target an internal id (result:12, job:ab12..., user:3): never a patient identifier."""
 
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[Optional[str]] = mapped_column(String(80), nullable=True)
     ip: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    mac: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)  # chained HMAC (store/audit.py)

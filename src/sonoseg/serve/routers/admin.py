@@ -58,13 +58,12 @@ def add_user(request: Request, body: NewUser, p: Admin) -> dict:
 @router.patch("/users/{username}")
 def change_user(request: Request, body: UserChange, p: Admin, username: str = Name) -> dict:
     with request.app.state.store.session() as s, s.begin():
-        u = accounts.get_user(s, username)
-        if u is None:
+        if accounts.get_user(s, username) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such user")
-        if body.disabled is not None:
-            u.disabled = body.disabled
-        if body.role is not None:
-            u.role = body.role
+        try:
+            u = accounts.change_user(s, username, body.role, body.disabled)
+        except accounts.AccountError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         audit.record(s, p.actor, "user:change", f"user:{u.id}", _ip(request),
                      detail=body.model_dump_json(exclude_none=True))
         return user_view(u)

@@ -45,7 +45,7 @@ async def upload(request: Request, p: Operator) -> dict:
             try:
                 sp = await run_in_threadpool(spool, f.file, st.work, settings.max_upload_bytes)
                 accepted.append(sp)
-                await run_in_threadpool(validate, sp)
+                await run_in_threadpool(validate, sp, settings.job_limits())
             except UploadRejected as exc:
                 raise HTTPException(exc.status, f"file {i} ({_label(f.filename)}): {exc}") from None
         ids = await run_in_threadpool(enqueue, st, accepted, p.actor, request.client.host if request.client else None)
