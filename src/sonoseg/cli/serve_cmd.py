@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         docs: bool = typer.Option(False, "--docs/--no-docs", help="Serve the OpenAPI schema (to signed-in users only)."),
         worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the prediction worker in this process."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+        keep_identifiers: bool = typer.Option(False, "--keep-identifiers", help="Also keep each SEG with the source's "
+                                              "identifiers (e.g. to push back to the site's PACS): admins only, "
+                                              "audited. Default: de-identified only."),
     ) -> None:
         """Serve the API under /api/v1 and the viewer under /viewer; create users with `sonoseg users add`."""
         import uvicorn
@@ -33,6 +36,7 @@ def register(app: typer.Typer) -> None:
         settings = Settings.from_env(data, db, docs=docs, worker=worker)
         if model is not None:
             settings.model = model
+        settings.keep_identifiers = settings.keep_identifiers or keep_identifiers
         if host not in LOOPBACK:
             console.print(f"[yellow]warning:[/] binding {host}: serve plain HTTP only behind a TLS reverse proxy")
         console.print(f"sonoseg serve: http://{host}:{port}/viewer/  (data: {settings.data_dir})")

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.body_limit import RequestBodyLimitResponder
 
+from sonoseg.serve import validation
 from sonoseg.serve.security import LoginLimiter, Viewer
 from sonoseg.serve.settings import Settings
 from sonoseg.serve.views import API
@@ -53,8 +54,8 @@ class SecurityHeaders:
                       (b"referrer-policy", b"no-referrer"),
                       (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; "
                                                    b"object-src 'none'; frame-ancestors 'none'")]
-                if api:
-                    h.append((b"cache-control", b"no-store"))
+                if api:  # one cache-control, no-store: API answers carry patient data (frame PNGs too)
+                    h = [(k, v) for k, v in h if k.lower() != b"cache-control"] + [(b"cache-control", b"no-store")]
                 message["headers"] = h
             await send(message)
 
@@ -74,7 +75,8 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
             app.state.recovered = jobs.recover(s)
         app.state.cleaned = st.cleanup()
         if settings.worker:
-            app.state.worker = Worker(st, settings.model, settings.poll_s, settings.max_view_frames)
+            app.state.worker = Worker(st, settings.model, settings.poll_s, settings.max_view_frames,
+                                      settings.keep_identifiers)
             app.state.worker.start()
         try:
             yield
@@ -88,6 +90,7 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
                   openapi_url=None)
     app.state.store, app.state.settings, app.state.worker = st, settings, None
     app.state.limiter = LoginLimiter(settings.login_attempts, settings.login_window_s)
+    validation.install(app)
     for r in (auth.router, jobs_router.router, results.router, admin.router):
         app.include_router(r, prefix=API)
 

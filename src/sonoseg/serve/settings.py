@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,10 +28,13 @@ class Settings:
     poll_s: float = 0.5
     model: Optional[Path] = None  # None: the shipped default model
     max_view_frames: int = 64  # cine frames rendered for the viewer (evenly sampled beyond this)
+    keep_identifiers: bool = False  # also keep each SEG with the source's identifiers (admins only, audited)
 
     @classmethod
     def from_env(cls, data_dir: Optional[Path] = None, db_url: Optional[str] = None, **kw) -> "Settings":
         env = os.environ
+        if db_url and _has_password(db_url):
+            print(DB_PASSWORD_WARNING, file=sys.stderr)
         s = cls(Path(data_dir) if data_dir else default_data_dir(), db_url or env.get("SONOSEG_DB_URL") or None, **kw)
         if "SONOSEG_TOKEN_MINUTES" in env:
             s.token_minutes = float(env["SONOSEG_TOKEN_MINUTES"])
@@ -38,6 +42,21 @@ class Settings:
             s.max_upload_bytes = int(float(env["SONOSEG_MAX_UPLOAD_MB"]) * 1024 * 1024)
         if env.get("SONOSEG_DOCS", "").lower() in ("1", "true", "yes"):
             s.docs = True
+        if env.get("SONOSEG_KEEP_IDENTIFIERS", "").lower() in ("1", "true", "yes"):
+            s.keep_identifiers = True
         if "SONOSEG_MODEL" in env:
             s.model = Path(env["SONOSEG_MODEL"])
         return s
+
+
+DB_PASSWORD_WARNING = ("warning: a password in --db is visible to every user of this machine (ps); put the URL in "
+                       "$SONOSEG_DB_URL, or the password in ~/.pgpass (0600), instead")
+
+
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return bool(make_url(url).password)
+    except Exception:  # noqa: BLE001 - not a URL: the store reports that itself
+        return False

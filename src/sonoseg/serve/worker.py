@@ -29,8 +29,10 @@ def load_model(path=None):
 
 
 class Worker:
-    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64):
+    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64,
+                 keep_identifiers: bool = False):
         self.store, self.model_path, self.poll_s, self.max_frames = store, model, poll_s, max_frames
+        self.keep_identifiers = keep_identifiers
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -65,7 +67,7 @@ class Worker:
             return False
         try:
             predictor, info = self._load()
-            run_job(self.store, job, predictor, info, self.max_frames)
+            run_job(self.store, job, predictor, info, self.max_frames, self.keep_identifiers)
             log.info("job %s done", job.id)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the worker
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
