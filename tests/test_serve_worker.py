@@ -45,7 +45,11 @@ def test_upload_predict_store_and_download(tmp_path):
             assert hashlib.sha256(f.content).hexdigest() == f.headers["x-checksum-sha256"] == res["checksums"][kind]
         seg = pydicom.dcmread(__import__("io").BytesIO(c.get(res["files"]["seg"], headers=h).content))
         src = pydicom.dcmread(sample, stop_before_pixels=True)
-        assert seg.Modality == "SEG" and seg.StudyInstanceUID == src.StudyInstanceUID
+        from sonoseg.store.deid import Deidentifier
+
+        # stored de-identified (issue 24 item 4): the study UID as the source's, de-identified
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == Deidentifier(st.secret).uid(src.StudyInstanceUID)
+        assert seg.PatientIdentityRemoved == "YES" and seg.PatientName != src.PatientName
         img = c.get(f"/api/v1/results/{res['id']}/frames/0/image", headers=h)
         layer = c.get(f"/api/v1/results/{res['id']}/frames/0/mask", headers=h)
         import cv2

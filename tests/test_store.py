@@ -54,7 +54,7 @@ def test_migrations_reach_head_and_match_models(store):
 
     from sonoseg.store.models import Base
 
-    assert current_revision(store.engine) == head_revision() == "0003"
+    assert current_revision(store.engine) == head_revision() == "0004"
     with store.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
 
@@ -70,7 +70,7 @@ def test_upgrade_from_first_release_keeps_data(tmp_path, store_url):
                   {"t": datetime.now(timezone.utc)})
         c.execute(text("UPDATE audit_events SET actor='edited'"))  # allowed before 0002
     st.migrate()
-    assert current_revision(st.engine) == "0003"
+    assert current_revision(st.engine) == "0004"
     with st.session() as s:
         assert accounts.get_user(s, "old").role == "admin"
         assert s.scalar(select(AuditEvent.actor)) == "edited"

@@ -18,6 +18,7 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     from sonoseg.infer.default_model import sample_dicom_dir
     from sonoseg.infer.run import predict_inputs
 
+    show_withheld = options.pop("show_withheld", False)
     if not inputs:
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
@@ -35,33 +36,22 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         table.add_column(c, justify="left" if c in ("input", "class") else "right")
     for r in rows:
         s = r["summary"]
-        unit = s.get("unit", "px")
-        out_of_scope = s.get("in_scope") is False
-        sizes = [f"{s.get('max_area', 0):.1f} {unit}²", f"{s.get('max_diameter', 0):.1f} {unit}"]
-        if bio:
-            b = s.get("biometry") or {}
-            sizes += [f"{b[k]:.1f} {unit}" if b.get(k) is not None else "-" for k in ("hc", "bpd", "ofd")]
-        if out_of_scope:  # not presented as findings
-            sizes = ["(not a finding)"] + ["-"] * (len(sizes) - 1)
-        conf = s.get("confidence")
-        scope = {True: "yes", False: "[bold red]NO[/]", None: "n/a"}[s.get("in_scope")]
-        cls_cells = []
-        if has_class:
-            cls = s.get("class")
-            p = (s.get("class_probabilities") or {}).get(cls)
-            cls_cells = [str(cls or "-") + (" (suspicious)" if s.get("suspicious") else ""),
-                         f"{p:.2f}" if p is not None else "-"]
-        table.add_row(Path(r["input"]).name, str(r["frames"]), *cls_cells, str(s.get("max_structures_per_frame", "")), *sizes,
-                      "-" if conf is None else f"{conf:.2f}", scope, "yes" if r.get("seg") else "-")
+        table.add_row(Path(r["input"]).name, str(r["frames"]), *_cells(s, has_class, bio, show_withheld),
+                      {True: "yes", False: "[bold red]NO[/]", None: "n/a"}[s.get("in_scope")], "yes" if r.get("seg") else "-")
     console.print(table)
     for r in payload["results"]:
         if r.get("status", "ok" if r["ok"] else "failed") != "ok":
             error_line(r["error"])
         for w in r.get("warnings") or []:
             console.print(f"[yellow]warning:[/] {Path(r['input']).name}: {w}", soft_wrap=True)
+    for r in rows:
+        if r["summary"].get("in_scope") is False:
+            console.print(f"[yellow]{Path(r['input']).name}: out of scope, not a finding: {r['summary'].get('scope_reason')}[/]",
+                          soft_wrap=True)
     if payload.get("n_out_of_scope"):
-        console.print(f"[yellow]{payload['n_out_of_scope']} input(s) do not look like the model's training images "
-                      "(out of scope): their masks are not findings.[/]")
+        console.print(f"[yellow]{payload['n_out_of_scope']} input(s) out of scope: no class, probability or size is "
+                      "shown for them" + (" (withheld values marked)" if show_withheld else
+                                          "; --show-withheld prints them, marked") + ".[/]", soft_wrap=True)
     units = {r["summary"].get("spacing_source") or "none (sizes in px)" for r in rows}
     console.print(f"pixel spacing from: {', '.join(sorted(units))}" if rows else "")
     partial, resumed = payload.get("n_partial", 0), payload.get("n_resumed", 0)
@@ -71,6 +61,31 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
     if payload["n_ok"] + partial == 0 or (strict and (payload["n_failed"] or partial)):
         raise typer.Exit(1)
     return payload
+
+
+def _cells(s: dict, has_class: bool, bio: bool, show_withheld: bool) -> list[str]:
+    """The class, size and confidence cells of one row. Out of scope: "out of scope" and dashes, or
+    with ``show_withheld`` the withheld values, each marked "(withheld)"."""
+    out_of_scope = s.get("in_scope") is False
+    if out_of_scope and not show_withheld:
+        n = (2 if has_class else 0) + 3 + (3 if bio else 0) + 1
+        return (["out of scope"] if has_class else []) + ["-"] * (n - (1 if has_class else 0))
+    v = {**s, **(s.get("withheld") or {})} if out_of_scope else s
+    mark = (lambda x: f"{x} (withheld)" if x != "-" else x) if out_of_scope else (lambda x: x)
+    unit = v.get("unit", "px")
+    cells = []
+    if has_class:
+        cls = v.get("class")
+        p = (v.get("class_probabilities") or {}).get(cls)
+        cells = [str(cls or "-") + (" (suspicious)" if v.get("suspicious") else ""), f"{p:.2f}" if p is not None else "-"]
+    cells += [str(v.get("max_structures_per_frame", "")), f"{v.get('max_area') or 0:.1f} {unit}²",
+              f"{v.get('max_diameter') or 0:.1f} {unit}"]
+    if bio:
+        b = v.get("biometry") or {}
+        cells += [f"{b[k]:.1f} {unit}" if b.get(k) is not None else "-" for k in ("hc", "bpd", "ofd")]
+    conf = v.get("confidence")
+    cells.append("-" if conf is None else f"{conf:.2f}")
+    return [mark(c) for c in cells]
 
 
 def register(app: typer.Typer) -> None:
@@ -94,6 +109,8 @@ def register(app: typer.Typer) -> None:
         temporal_window: Optional[int] = typer.Option(None, "--temporal-window", min=1, help="Cine: average probabilities over this many frames (1 = off)."),
         video: bool = typer.Option(False, "--video", help="Cine: also write an overlay video (animated WebP)."),
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check", help="Flag inputs unlike the model's training images."),
+        show_withheld: bool = typer.Option(False, "--show-withheld", help="Out-of-scope inputs: also print the class, "
+                                           "probability and sizes withheld for them, marked (not findings)."),
         seg: bool = typer.Option(True, "--seg/--no-seg", help="Write a DICOM SEG for DICOM inputs (not for out-of-scope inputs)."),
         overlay_sc: bool = typer.Option(False, "--overlay-sc", help="DICOM inputs: also the overlay as a DICOM Secondary "
                                                                     "Capture, for viewers without SEG support."),
@@ -118,6 +135,6 @@ def register(app: typer.Typer) -> None:
             run_predict_3d(inputs, out, model, threads, seg, strict, keep_largest)
             return
         run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                    strict, progress_bars, threshold=threshold, spacing=spacing, config=config, contour=contour,
+                    strict, progress_bars, show_withheld=show_withheld, threshold=threshold, spacing=spacing, config=config, contour=contour,
                     biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,
                     domain=domain, resume=resume, overlay_sc=overlay_sc, spacing_file=spacing_file)

@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
         accept_broken_audit: bool = typer.Option(False, "--accept-broken-audit",
                                                  help="Start although `sonoseg audit verify` finds a broken chain "
                                                       "(the break is recorded in the trail)."),
+        keep_identifiers: bool = typer.Option(False, "--keep-identifiers", help="Also keep each SEG with the source's "
+                                              "identifiers (e.g. to push back to the site's PACS): admins only, "
+                                              "audited. Default: de-identified only."),
     ) -> None:
         """Serve the API under /api/v1 and the viewer under /viewer; create users with `sonoseg users add`."""
         import uvicorn
@@ -39,6 +42,7 @@ def register(app: typer.Typer) -> None:
         if model is not None:
             settings.model = model
         preflight(settings.data_dir, settings.db_url, accept_broken_audit)  # one line, not a traceback
+        settings.keep_identifiers = settings.keep_identifiers or keep_identifiers
         if host not in LOOPBACK:
             console.print(f"[yellow]warning:[/] binding {host}: serve plain HTTP only behind a TLS reverse proxy")
         console.print(f"sonoseg serve: http://{host}:{port}/viewer/  (data: {settings.data_dir})")

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from sonoseg.errors import InputError, OutputError, SonosegError, reason
+from sonoseg.infer import scope
 
 
 @dataclass
@@ -147,18 +148,19 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
         in_scope = None if domain is None else domain["in_scope"]
         why = chosen_reason(per_frame[chosen], opts)
-        banner = None if in_scope in (None, True) else f"OUT OF SCOPE (score {domain['score']:.1f} > {domain['threshold']:.1f}): not a finding"
         decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
                                   None if class_sum is None else class_sum / len(per_frame))
         caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
-        _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
-                                                      caption=caption,
-                                                      biometry=per_frame[chosen].get("biometry"), spacing=opts.spacing,
-                                                      banner=banner))
-        if video is not None:
+        shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per_frame[chosen].get("biometry"), domain)
+        _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
+                                                      biometry=bio, spacing=opts.spacing, banner=banner))
+        if video is not None and scope.out_of_scope(domain):
+            res.warnings.append("overlay video not written: out of scope")
+        elif video is not None:
             _output(res, "video", video.close)
         extra = {"chosen_frame_reason": why, "temporal_window": window, "domain": domain, "in_scope": in_scope,
-                 "warnings": res.warnings, "model_version": predictor.model_version, "decision": decision}
+                 "warnings": res.warnings, "model_version": predictor.model_version,
+                 **scope.decision_fields(decision, domain)}
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg and in_scope is not False:
@@ -195,6 +197,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         res.summary = summary(per_frame, opts, chosen)
         res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
                             "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
+        res.summary = scope.present(res.summary, domain)
         return _finish_status(res)
     finally:
         if video is not None:
@@ -321,17 +324,18 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
                               None if class_sum is None else class_sum / data.shape[2])
     caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
-    _output(res, "overlay", lambda: write_overlay(best[2], best[3], out / f"{stem}.overlay.png",
-                                                  caption=caption,
-                                                  biometry=per[chosen].get("biometry"), spacing=opts.spacing,
-                                                  banner=None if in_scope in (None, True) else "OUT OF SCOPE: not a finding"))
+    shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per[chosen].get("biometry"), domain)
+    _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
+                                                  biometry=bio, spacing=opts.spacing, banner=banner))
     _output(res, "measurements", lambda: write_json(payload(path.name, "volume", per, opts, chosen, chosen_frame_reason=why,
                                                             domain=domain, in_scope=in_scope, warnings=res.warnings,
-                                                            model_version=predictor.model_version, decision=decision),
+                                                            model_version=predictor.model_version,
+                                                            **scope.decision_fields(decision, domain)),
                                                     out / f"{stem}.measurements.json"))
     res.summary = summary(per, opts, chosen)
     res.summary.update({"confidence": per[chosen].get("confidence"), "in_scope": in_scope,
                         "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
+    res.summary = scope.present(res.summary, domain)
     return _finish_status(res)
 
 

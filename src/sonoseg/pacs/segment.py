@@ -55,7 +55,9 @@ def segment_study(study: str, files: Sequence[Path], out_dir: Path, predictor, *
         if r.get("seg"):
             res.segs.append(Path(r["seg"]))
         elif r.get("ok") and (r.get("summary") or {}).get("in_scope") is False:
-            res.out_of_scope += 1
+            res.out_of_scope += 1  # no verdict: no SEG, no class; the reason only
+            if log is not None:
+                log(f"{study}: instance {i}: out of scope, not a finding: {r['summary'].get('scope_reason')}")
         else:
             why = r.get("error") or "; ".join(f"{k}: {v}" for k, v in (r.get("output_errors") or {}).items())
             res.failed.append(f"instance {i}: " + (why or "no SEG written").replace(str(r["input"]), "instance"))

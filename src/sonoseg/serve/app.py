@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.body_limit import RequestBodyLimitResponder
 from starlette.requests import ClientDisconnect
 
+from sonoseg.serve import validation
 from sonoseg.serve.redirects import RelativeRedirects
 from sonoseg.serve.security import Viewer
 from sonoseg.serve.settings import Settings
@@ -59,8 +60,8 @@ class SecurityHeaders:
                       (b"referrer-policy", b"no-referrer"),
                       (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; "
                                                    b"object-src 'none'; frame-ancestors 'none'")]
-                if api:
-                    h.append((b"cache-control", b"no-store"))
+                if api:  # one cache-control, no-store: API answers carry patient data (frame PNGs too)
+                    h = [(k, v) for k, v in h if k.lower() != b"cache-control"] + [(b"cache-control", b"no-store")]
                 message["headers"] = h
             await send(message)
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
         app.state.cleaned = st.cleanup()
         if settings.worker:
             app.state.worker = Worker(st, settings.model, settings.poll_s, settings.max_view_frames,
-                                      settings.job_limits())
+                                      settings.job_limits(), settings.keep_identifiers)
             app.state.worker.start()
         try:
             yield
@@ -96,6 +97,7 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
                   openapi_url=None)
     app.state.store, app.state.settings, app.state.worker = st, settings, None
     app.state.limiter = LoginLimiter(settings.login_policy())
+    validation.install(app)
     for r in (auth.router, jobs_router.router, results.router, admin.router):
         app.include_router(r, prefix=API)
 

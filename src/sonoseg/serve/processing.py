@@ -124,7 +124,9 @@ def _masks(kind: str, mask_path: Path):
     return lambda i: np.asarray(data[:, :, i]).T
 
 
-def render_frames(src: Path, kind: str, n: int, mask_path: Path, max_frames: int) -> list[ArtefactIn]:
+def render_frames(src: Path, kind: str, n: int, mask_path: Path, max_frames: int,
+                  with_masks: bool = True) -> list[ArtefactIn]:
+    """Frame pictures and their mask layers; ``with_masks`` False (out of scope): pictures only."""
     from sonoseg.io import iter_frames
 
     want = set(_frame_indices(n, max_frames))
@@ -135,13 +137,19 @@ def render_frames(src: Path, kind: str, n: int, mask_path: Path, max_frames: int
             break
         if i in want:
             out.append(ArtefactIn("frame_image", "image/png", data=_png(_to_uint8(frame)), frame=i))
-            out.append(ArtefactIn("frame_mask", "image/png", data=_png(_mask_layer(mask_of(i))), frame=i))
+            if with_masks:
+                out.append(ArtefactIn("frame_mask", "image/png", data=_png(_mask_layer(mask_of(i))), frame=i))
     return out
 
 
-def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int = 64) -> int:
+def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int = 64,
+            keep_identifiers: bool = False) -> int:
     """Predict one spooled upload and store its result in one transaction; returns the result id.
-    Raises with a one-line reason on failure (the caller marks the job failed)."""
+    Raises with a one-line reason on failure (the caller marks the job failed).
+
+    The SEG is stored de-identified (store.deid); ``keep_identifiers`` also keeps it as written, with
+    the source's identifiers ("seg_original", for admins, audited). An out-of-scope input is stored
+    without class or probabilities and without mask layers for the viewer (no verdict)."""
     from sonoseg.infer.run import predict_inputs
 
     src = store.find_spooled(job.id)
@@ -154,18 +162,25 @@ def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int
         r = payload["results"][0]
         if not r["ok"] or not all(r.get(k) for k in ("mask", "overlay", "measurements")):  # partial: an output missing
             raise RuntimeError((r.get("error") or "prediction failed").replace(str(src), "upload"))
-        label, probs = classification(r)
         s = r.get("summary") or summarize(Path(r["measurements"]))
+        in_scope = s.get("in_scope")
+        label, probs = (None, None) if in_scope is False else classification(r)
+        sizes = {**s, **(s.get("withheld") or {})}  # out of scope: the withheld sizes, never shown unasked
         arts = [ArtefactIn("mask", MEDIA[".png"] if r["mask"].endswith(".png") else MEDIA[".nii.gz"], Path(r["mask"])),
                 ArtefactIn("overlay", MEDIA[".png"], Path(r["overlay"])),
                 ArtefactIn("measurements", MEDIA[".json"], Path(r["measurements"]))]
         if r.get("seg"):
-            arts.append(ArtefactIn("seg", MEDIA[".dcm"], Path(r["seg"])))
-        arts += render_frames(src, r["kind"], int(r["frames"]), Path(r["mask"]), max_frames)
+            from sonoseg.store.deid import Deidentifier
+
+            arts.append(ArtefactIn("seg", MEDIA[".dcm"], Deidentifier(store.secret).file(Path(r["seg"]), out / "seg.dcm")))
+            if keep_identifiers:
+                arts.append(ArtefactIn("seg_original", MEDIA[".dcm"], Path(r["seg"])))
+        arts += render_frames(src, r["kind"], int(r["frames"]), Path(r["mask"]), max_frames, in_scope is not False)
         res = ResultIn(model_name=model.name, model_version=model.version, model_sha256=model.sha256,
                        kind=r["kind"], frames=int(r["frames"]), unit=s.get("unit", "mm"),
-                       max_area=float(s.get("max_area", 0.0)), max_diameter=float(s.get("max_diameter", 0.0)),
-                       summary=s, label=label, probabilities=probs, artefacts=arts)
+                       max_area=float(sizes.get("max_area") or 0.0), max_diameter=float(sizes.get("max_diameter") or 0.0),
+                       summary=s, label=label, probabilities=probs, artefacts=arts, in_scope=in_scope,
+                       scope_reason=s.get("scope_reason"))
         meta = {"frames": int(r["frames"])}
         ids = identify(src, job.format, store.secret, job.input_sha256)
         return save_result(store, job.id, ids, res, meta)

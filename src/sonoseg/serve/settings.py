@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -43,10 +44,13 @@ class Settings:
 
         return LoginPolicy(attempts=self.login_attempts, lock_s=self.login_window_s,
                            user_ceiling=self.login_user_ceiling, slow_s=self.login_slow_s)
+    keep_identifiers: bool = False  # also keep each SEG with the source's identifiers (admins only, audited)
 
     @classmethod
     def from_env(cls, data_dir: Optional[Path] = None, db_url: Optional[str] = None, **kw) -> "Settings":
         env = os.environ
+        if db_url and _has_password(db_url):
+            print(DB_PASSWORD_WARNING, file=sys.stderr)
         s = cls(Path(data_dir) if data_dir else default_data_dir(), db_url or env.get("SONOSEG_DB_URL") or None, **kw)
         if "SONOSEG_TOKEN_MINUTES" in env:
             s.token_minutes = float(env["SONOSEG_TOKEN_MINUTES"])
@@ -58,6 +62,21 @@ class Settings:
             s.job_memory_mb = float(env["SONOSEG_JOB_MEMORY_MB"])
         if env.get("SONOSEG_PUBLIC_URL"):
             s.public_url = env["SONOSEG_PUBLIC_URL"]
+        if env.get("SONOSEG_KEEP_IDENTIFIERS", "").lower() in ("1", "true", "yes"):
+            s.keep_identifiers = True
         if "SONOSEG_MODEL" in env:
             s.model = Path(env["SONOSEG_MODEL"])
         return s
+
+
+DB_PASSWORD_WARNING = ("warning: a password in --db is visible to every user of this machine (ps); put the URL in "
+                       "$SONOSEG_DB_URL, or the password in ~/.pgpass (0600), instead")
+
+
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return bool(make_url(url).password)
+    except Exception:  # noqa: BLE001 - not a URL: the store reports that itself
+        return False

@@ -63,7 +63,7 @@ def spool(fileobj, work_dir: Path, max_bytes: int) -> Spooled:
     tmp = work_dir / f"{uuid.uuid4().hex}.part"
     h, size, head = hashlib.sha256(), 0, b""
     try:
-        with open(tmp, "wb") as out:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:  # owner-only
             while chunk := fileobj.read(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:

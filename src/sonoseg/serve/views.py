@@ -16,11 +16,15 @@ def job_view(j: Job, result: Result | None = None) -> dict:
             "created_at": _iso(j.created_at), "started_at": _iso(j.started_at), "finished_at": _iso(j.finished_at),
             "attempts": j.attempts, "error": j.error,
             "result_id": result.id if result else None, "label": result.label if result else None,
+            "in_scope": result.in_scope if result else None, "scope_reason": result.scope_reason if result else None,
             "url": f"{API}/jobs/{j.id}", "result_url": f"{API}/results/{result.id}" if result else None}
 
 
-def result_view(r: Result, study: str | None = None, measurements: dict | None = None) -> dict:
-    files = {a.kind: f"{API}/results/{r.id}/{a.kind}" for a in r.artefacts if a.frame < 0 and a.kind != "measurements"}
+def result_view(r: Result, study: str | None = None, measurements: dict | None = None, raw: bool = False) -> dict:
+    """One result. Out of scope (``in_scope`` false): no class, probabilities, sizes or measurements,
+    only ``scope_reason``; ``raw`` adds them under ``withheld`` for whoever asks explicitly."""
+    files = {a.kind: f"{API}/results/{r.id}/{a.kind}" for a in r.artefacts
+             if a.frame < 0 and a.kind not in ("measurements", "seg_original")}
     frames = sorted({a.frame for a in r.artefacts if a.kind == "frame_image"})
     out = {"id": r.id, "job_id": r.job_id, "study": study, "created_at": _iso(r.created_at),
            "model": {"name": r.model_name, "version": r.model_version, "sha256": r.model_sha256},
@@ -28,9 +32,21 @@ def result_view(r: Result, study: str | None = None, measurements: dict | None =
            "unit": r.unit, "max_area": r.max_area, "max_diameter": r.max_diameter, "summary": r.summary,
            "files": files, "view_frames": frames,
            "checksums": {f"{a.kind}" + (f"[{a.frame}]" if a.frame >= 0 else ""): a.sha256
-                         for a in r.artefacts if a.frame < 0}}
+                         for a in r.artefacts if a.frame < 0 and a.kind != "seg_original"}}
     if measurements is not None:
         out["measurements"] = measurements
+    out.update(in_scope=r.in_scope, scope_reason=r.scope_reason)
+    if r.in_scope is False:
+        withheld = {"max_area": r.max_area, "max_diameter": r.max_diameter, "summary": r.summary,
+                    **({"measurements": measurements} if measurements is not None else {})}
+        s = r.summary or {}
+        withheld.update(label=(s.get("withheld") or {}).get("class"),
+                        probabilities=(s.get("withheld") or {}).get("class_probabilities"))
+        out.update(label=None, probabilities=None, max_area=None, max_diameter=None,
+                   summary={k: v for k, v in s.items() if k != "withheld"})
+        out.pop("measurements", None)
+        if raw:
+            out["withheld"] = withheld
     return out
 
 

@@ -33,12 +33,14 @@ class Worker:
     """``limits``: the memory budget each job is checked against from its header before anything is
     decoded (serve/guard.py), whatever queued it (upload, ``pacs --store``, a restart's re-queue)."""
 
-    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64, limits=None):
+    def __init__(self, store: Store, model=None, poll_s: float = 0.5, max_frames: int = 64, limits=None,
+                 keep_identifiers: bool = False):
         from sonoseg.serve.guard import Limits
         from sonoseg.serve.uploads import DEFAULT_JOB_MB
 
         self.store, self.model_path, self.poll_s, self.max_frames = store, model, poll_s, max_frames
         self.limits = limits or Limits.of(DEFAULT_JOB_MB)
+        self.keep_identifiers = keep_identifiers
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -77,7 +79,7 @@ class Worker:
             if src is not None:
                 check(src, job.format, self.limits)  # refused from the header: never decoded
             predictor, info = self._load()
-            run_job(self.store, job, predictor, info, self.max_frames)
+            run_job(self.store, job, predictor, info, self.max_frames, self.keep_identifiers)
             log.info("job %s done", job.id)
         except Exception as exc:  # noqa: BLE001 - one bad job must not stop the worker
             reason = (str(exc) if isinstance(exc, SonosegError) else f"{type(exc).__name__}: {exc}").splitlines()[0] \

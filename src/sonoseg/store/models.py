@@ -17,7 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 ROLES = ("viewer", "operator", "admin")
 CLASSES = ("normal", "benign", "malignant")
 JOB_STATES = ("queued", "running", "done", "failed")
-ARTEFACT_KINDS = ("mask", "overlay", "seg", "measurements", "frame_image", "frame_mask")
+ARTEFACT_KINDS = ("mask", "overlay", "seg", "seg_original", "measurements", "frame_image", "frame_mask")
+OUT_OF_SCOPE = "out_of_scope"  # the worklist/results filter value for results without a verdict
 
 
 def utcnow() -> datetime:
@@ -134,6 +135,8 @@ class Result(Base):
     max_diameter: Mapped[float] = mapped_column(Float)
     summary: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    in_scope: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)  # False: no verdict (label NULL)
+    scope_reason: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     artefacts: Mapped[list["Artefact"]] = relationship(order_by="Artefact.id")
     instance: Mapped[Instance] = relationship()
 

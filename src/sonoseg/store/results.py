@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sonoseg.store.models import Artefact, Instance, Job, Result, Series, Study, utcnow
+from sonoseg.store.models import OUT_OF_SCOPE, Artefact, Instance, Job, Result, Series, Study, utcnow
 from sonoseg.store.pseudonym import InstanceIds
 
 UNCLASSIFIED = "unclassified"
@@ -41,6 +41,8 @@ class ResultIn:
     label: Optional[str] = None
     probabilities: Optional[dict] = None
     artefacts: list[ArtefactIn] = field(default_factory=list)
+    in_scope: Optional[bool] = None  # False: no label or probabilities may be given (no verdict)
+    scope_reason: Optional[str] = None
 
 
 def _get_or_create(s: Session, model, lookup: dict, extra: dict | None = None):
@@ -59,6 +61,8 @@ def _get_or_create(s: Session, model, lookup: dict, extra: dict | None = None):
 def save_result(store, job_id: str, ids: InstanceIds, r: ResultIn, meta: dict) -> int:
     """Artefact files first (content-addressed, idempotent), then every row and the job's 'done' in
     one transaction. A crash before the commit leaves only unreferenced files, removed at next start."""
+    if r.in_scope is False and (r.label is not None or r.probabilities is not None):
+        raise ValueError("an out-of-scope result carries no class")
     stored = []
     for a in r.artefacts:
         sha, size = store.blobs.put_file(a.path) if a.path is not None else store.blobs.put_bytes(a.data)
@@ -73,7 +77,7 @@ def save_result(store, job_id: str, ids: InstanceIds, r: ResultIn, meta: dict) -
         res = Result(job_id=job_id, instance_id=inst.id, model_name=r.model_name, model_version=r.model_version,
                      model_sha256=r.model_sha256, label=r.label, probabilities=r.probabilities, kind=r.kind,
                      frames=r.frames, unit=r.unit, max_area=float(r.max_area), max_diameter=float(r.max_diameter),
-                     summary=r.summary)
+                     summary=r.summary, in_scope=r.in_scope, scope_reason=(r.scope_reason or None) and r.scope_reason[:200])
         s.add(res)
         s.flush()
         for a, sha, size in stored:
@@ -88,7 +92,7 @@ def save_result(store, job_id: str, ids: InstanceIds, r: ResultIn, meta: dict) -
 
 @dataclass
 class ResultFilter:
-    label: Optional[str] = None  # a class, or "unclassified"
+    label: Optional[str] = None  # a class, "unclassified" or "out_of_scope"
     model: Optional[str] = None
     since: Optional[datetime] = None
     until: Optional[datetime] = None
@@ -104,16 +108,26 @@ def class_clause(allowed: Optional[Sequence[str]]):
     return None if allowed is None else Result.label.in_(list(allowed))
 
 
+IN_SCOPE = Result.in_scope.is_not(False)  # in scope, or no domain check ran
+
+
+def label_clauses(label: Optional[str]) -> list:
+    """SQL conditions for a class filter: a class, "unclassified" (in scope, no class) or
+    "out_of_scope" (no verdict). The worklist and the results listing share them."""
+    if label == UNCLASSIFIED:
+        return [Result.label.is_(None), IN_SCOPE]
+    if label == OUT_OF_SCOPE:
+        return [Result.in_scope.is_(False)]
+    return [Result.label == label] if label else []
+
+
 def query_results(s: Session, f: ResultFilter, allowed: Optional[Sequence[str]], offset: int, limit: int):
     q = select(Result)
     conds = []
     cc = class_clause(allowed)
     if cc is not None:
         conds.append(cc)
-    if f.label == UNCLASSIFIED:
-        conds.append(Result.label.is_(None))
-    elif f.label:
-        conds.append(Result.label == f.label)
+    conds += label_clauses(f.label)
     if f.model:
         conds.append(Result.model_name == f.model)
     if f.since:
@@ -121,6 +135,8 @@ def query_results(s: Session, f: ResultFilter, allowed: Optional[Sequence[str]],
     if f.until:
         conds.append(Result.created_at < f.until)
     for col, lo, hi in ((Result.max_diameter, f.min_diameter, f.max_diameter), (Result.max_area, f.min_area, f.max_area)):
+        if lo is not None or hi is not None:
+            conds.append(IN_SCOPE)  # out of scope: its sizes are not findings, no size filter matches it
         if lo is not None:
             conds.append(col >= lo)
         if hi is not None:

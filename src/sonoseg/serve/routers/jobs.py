@@ -14,7 +14,8 @@ from sonoseg.serve.security import Operator, Viewer
 from sonoseg.serve.uploads import UploadRejected, spool, validate
 from sonoseg.serve.views import job_view
 from sonoseg.store.jobs import enqueue
-from sonoseg.store.models import CLASSES, Job, Result
+from sonoseg.store.models import CLASSES, OUT_OF_SCOPE, Job, Result
+from sonoseg.store.results import label_clauses
 
 router = APIRouter(tags=["jobs"])
 MAX_UPLOAD = 256 * 1024 * 1024  # per-route body limit, replaced by the settings at app creation
@@ -70,18 +71,17 @@ def _visible(q, p):
 
 @router.get("/jobs")
 def list_jobs(request: Request, p: Viewer, status_: Optional[Literal["queued", "running", "done", "failed"]] = Query(None, alias="status"),
-              label: Optional[Literal[CLASSES + ("unclassified",)]] = None,  # type: ignore[valid-type]
+              label: Optional[Literal[CLASSES + ("unclassified", OUT_OF_SCOPE)]] = None,  # type: ignore[valid-type]
               offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
-    """The worklist: jobs with their result's class, newest first, filtered by status and class."""
+    """The worklist: jobs with their result's class, newest first, filtered by status and class
+    (a class, "unclassified", or "out_of_scope": results without a verdict)."""
     st = request.app.state.store
     q = select(Job, Result).outerjoin(Result, Result.job_id == Job.id)
     q = _visible(q, p)
     if status_:
         q = q.where(Job.status == status_)
-    if label == "unclassified":
-        q = q.where(Job.status == "done", Result.label.is_(None))
-    elif label:
-        q = q.where(Result.label == label)
+    if label:  # a class filter matches finished jobs only; out-of-scope results match no class
+        q = q.where(Job.status == "done", *label_clauses(label))
     with st.reader() as s:
         total = s.scalar(select(func.count()).select_from(q.subquery()))
         rows = s.execute(q.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)).all()

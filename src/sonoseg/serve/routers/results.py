@@ -13,11 +13,11 @@ from sonoseg.serve.security import Principal, Viewer
 from sonoseg.serve.views import result_view
 from sonoseg.store import audit
 from sonoseg.store.blobs import ArtefactError
-from sonoseg.store.models import CLASSES, Instance, Series, Study
+from sonoseg.store.models import CLASSES, OUT_OF_SCOPE, Instance, Series, Study
 from sonoseg.store.results import ResultFilter, artefact, query_results, visible_result
 
 router = APIRouter(tags=["results"])
-LabelQ = Optional[Literal[CLASSES + ("unclassified",)]]  # type: ignore[valid-type]
+LabelQ = Optional[Literal[CLASSES + ("unclassified", OUT_OF_SCOPE)]]  # type: ignore[valid-type]
 FILES = {"mask": None, "overlay": "overlay.png", "seg": "seg.dcm", "measurements": "measurements.json"}
 
 
@@ -59,26 +59,39 @@ def _read(request: Request, sha: str) -> bytes:
 
 
 @router.get("/results/{result_id}")
-def get_result(request: Request, p: Viewer, result_id: int = Path(ge=1, le=2**62)) -> dict:
+def get_result(request: Request, p: Viewer, result_id: int = Path(ge=1, le=2**62),
+               raw: bool = Query(False, description="out of scope: add the withheld class, probabilities and "
+                                                     "measurements under 'withheld' (not findings)")) -> dict:
     st = request.app.state.store
     with st.session() as s, s.begin():
         r = _load(request, p, result_id, s)
         m = artefact(r, "measurements")
         meas = json.loads(_read(request, m.sha256)) if m else None
-        audit.record(s, p.actor, "read", f"result:{r.id}", _ip(request))
-        return result_view(r, _study(s, r), meas)
+        audit.record(s, p.actor, "read", f"result:{r.id}", _ip(request), detail="raw" if raw else None)
+        return result_view(r, _study(s, r), meas, raw=raw)
 
 
 @router.get("/results/{result_id}/{kind}")
 def get_file(request: Request, p: Viewer, kind: Literal["mask", "overlay", "seg", "measurements"],
-             result_id: int = Path(ge=1, le=2**62)) -> Response:
+             result_id: int = Path(ge=1, le=2**62),
+             identifiers: Literal["removed", "original"] = Query(
+                 "removed", description="seg only: 'original' = the SEG with the source's identifiers (admin "
+                                        "role, server kept them: --keep-identifiers; audited)")) -> Response:
     st = request.app.state.store
+    original = identifiers == "original"
+    if original and (kind != "seg" or p.role != "admin"):
+        with st.session() as s, s.begin():
+            audit.record(s, p.actor, "download:seg:original", f"result:{result_id}", _ip(request), "denied")
+        raise HTTPException(status.HTTP_403_FORBIDDEN if kind == "seg" else 422,
+                            "original identifiers: the SEG only, for the admin role")
     with st.session() as s, s.begin():
         r = _load(request, p, result_id, s)
-        a = artefact(r, kind)
+        a = artefact(r, "seg_original" if original else kind)
         if a is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"this result has no {kind}")
-        audit.record(s, p.actor, f"download:{kind}", f"result:{r.id}", _ip(request))
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no SEG with original identifiers kept for this result "
+                                "(server setting --keep-identifiers)" if original else f"this result has no {kind}")
+        audit.record(s, p.actor, "download:seg:original" if original else f"download:{kind}", f"result:{r.id}",
+                     _ip(request))
     name = FILES[kind] or ("mask.png" if a.media_type == "image/png" else "mask.nii.gz")
     return Response(_read(request, a.sha256), media_type=a.media_type,
                     headers={"Content-Disposition": f'attachment; filename="result-{r.id}-{name}"',
@@ -95,4 +108,4 @@ def get_frame(request: Request, p: Viewer, layer: Literal["image", "mask"], resu
         a = artefact(r, f"frame_{layer}", frame)
         if a is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such frame")
-    return Response(_read(request, a.sha256), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(_read(request, a.sha256), media_type="image/png")  # patient pixels: the API's no-store only

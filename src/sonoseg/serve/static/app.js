@@ -4,7 +4,8 @@
 "use strict";
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
-let me = null, current = null, pollTimer = null, objectUrls = [];
+let me = null, current = null, pollTimer = null, objectUrls = [], measRows = [], measPage = 0;
+const MEAS_PAGE = 10;  // measurement rows per page (a cine has one or more per frame)
 
 function token() { return sessionStorage.getItem("sonoseg-token"); }
 
@@ -100,7 +101,8 @@ async function loadWorklist() {
     tr.dataset.job = j.id;
     tr.dataset.status = j.status;
     tr.append(el("td", j.id.slice(0, 8)), el("td", new Date(j.created_at).toLocaleString()),
-              el("td", j.status, "status-" + j.status), el("td", j.label || (j.status === "done" ? "unclassified" : "")),
+              el("td", j.status, "status-" + j.status),
+              el("td", j.in_scope === false ? "out of scope" : j.label || (j.status === "done" ? "unclassified" : "")),
               el("td", j.error || ""));
     if (j.result_id) {
       tr.className = "clickable";
@@ -120,9 +122,13 @@ async function openStudy(resultId) {
   current = await (await api("/results/" + resultId)).json();
   $("study").hidden = false;
   $("study-id").textContent = current.study + " · result " + current.id;
+  // out of scope: no verdict (no class, probability, measurement or mask), only the reason
+  const outOfScope = current.in_scope === false;
+  $("scope-note").hidden = !outOfScope;
+  $("scope-reason").textContent = outOfScope ? current.scope_reason || "" : "";
   // class and probabilities (present when the model classifies)
   const cl = $("class-label");
-  cl.textContent = current.label || "not classified by this model";
+  cl.textContent = outOfScope ? "out of scope: no class" : current.label || "not classified by this model";
   cl.className = current.label ? "class" : "class none";
   cl.dataset.label = current.label || "";
   const pb = $("probabilities").querySelector("tbody");
@@ -131,9 +137,12 @@ async function openStudy(resultId) {
     const tr = el("tr"); tr.append(el("td", k), el("td", (100 * v).toFixed(1) + " %")); pb.append(tr);
   }
   renderMeasurements(current);
-  $("model-line").textContent = "model " + current.model.name + " v" + current.model.version +
-    " (sha256 " + current.model.sha256.slice(0, 12) + "…), " + current.kind + ", " + current.frames + " frame(s)";
+  // the model's version names itself ("busi_default v3"): no "v" in front of it
+  $("model-line").textContent = "model " + current.model.name + " · " + current.model.version +
+    " · sha256 " + current.model.sha256.slice(0, 12) + "… · " + current.kind + ", " + current.frames + " frame(s)";
   $("seg-download").hidden = !current.files.seg;
+  $("overlay-ctl").hidden = outOfScope;
+  $("frame-mask").hidden = outOfScope || !$("overlay-toggle").checked;
   const frames = current.view_frames;
   $("frame-slider").max = String(Math.max(frames.length - 1, 0));
   $("frame-slider").value = "0";
@@ -146,33 +155,78 @@ async function showFrame(i) {
   const f = current.view_frames[i];
   $("frame-label").textContent = (i + 1) + " / " + current.view_frames.length + " (frame " + f + ")";
   const base = "/results/" + current.id + "/frames/" + f + "/";
-  const [img, mask] = await Promise.all([blobUrl(base + "image"), blobUrl(base + "mask")]);
-  $("frame-img").src = img;
-  $("frame-mask").src = mask;
+  if (current.in_scope === false) {  // no mask layer: the picture only
+    $("frame-img").src = await blobUrl(base + "image");
+  } else {
+    const [img, mask] = await Promise.all([blobUrl(base + "image"), blobUrl(base + "mask")]);
+    $("frame-img").src = img;
+    $("frame-mask").src = mask;
+  }
+  followFrame(f);
 }
 
+// Measurements: one row per structure, or one "no structure" row per frame, in pages of MEAS_PAGE
+// rows; the page follows the frame slider and the shown frame's rows are marked.
 function renderMeasurements(r) {
-  const tb = $("measurements").querySelector("tbody");
-  tb.replaceChildren();
   const m = r.measurements || {};
   const unit = m.unit || r.unit;
-  const frames = m.frames || m.slices || [{frame: 0, structures: m.structures || []}];
-  $("measurements").querySelector("thead tr").children[2].textContent = "Area (" + unit + "²)";
-  $("measurements").querySelector("thead tr").children[3].textContent = "Max diameter (" + unit + ")";
-  $("measurements").querySelector("thead tr").children[4].textContent = "Perpendicular (" + unit + ")";
-  for (const fr of frames) {
-    for (const s of fr.structures || []) {
-      const tr = el("tr");
-      tr.append(el("td", String(fr.index ?? fr.frame ?? fr.slice ?? 0)), el("td", String(s.component)), el("td", fmt(s.area)),
-                el("td", fmt(s.max_diameter)), el("td", fmt(s.perpendicular_diameter)));
-      tb.append(tr);
+  const head = $("measurements").querySelector("thead tr").children;
+  head[2].textContent = "Area (" + unit + "²)";
+  head[3].textContent = "Max diameter (" + unit + ")";
+  head[4].textContent = "Perpendicular (" + unit + ")";
+  measRows = [];
+  if (r.in_scope !== false) {
+    const frames = m.frames || m.slices || [{index: 0, structures: m.structures || []}];
+    for (const fr of frames) {
+      const f = fr.index ?? fr.frame ?? fr.slice ?? 0;
+      const ss = fr.structures || [];
+      if (!ss.length && frames.length > 1) measRows.push({frame: f, cells: [String(f), "–", "no structure", "", ""]});
+      for (const s of ss) {
+        measRows.push({frame: f, cells: [String(f), String(s.component), fmt(s.area), fmt(s.max_diameter),
+                                         fmt(s.perpendicular_diameter)]});
+      }
     }
   }
-  if (!tb.children.length) { const tr = el("tr"); tr.append(el("td", "no structure found")); tb.append(tr); }
+  measPage = 0;
+  drawMeasurements(null);
 }
 
+function measPages() { return Math.max(1, Math.ceil(measRows.length / MEAS_PAGE)); }
+
+function drawMeasurements(frame) {
+  const tb = $("measurements").querySelector("tbody");
+  tb.replaceChildren();
+  for (const row of measRows.slice(measPage * MEAS_PAGE, (measPage + 1) * MEAS_PAGE)) {
+    const tr = el("tr", undefined, row.frame === frame ? "current" : "");
+    tr.dataset.frame = String(row.frame);
+    for (const c of row.cells) tr.append(el("td", c));
+    tb.append(tr);
+  }
+  if (!measRows.length) {
+    const tr = el("tr");
+    tr.append(el("td", current && current.in_scope === false ? "not shown: out of scope" : "no structure found"));
+    tb.append(tr);
+  }
+  $("meas-pager").hidden = measPages() < 2;
+  $("meas-page").textContent = "page " + (measPage + 1) + " / " + measPages();
+  $("meas-prev").disabled = measPage === 0;
+  $("meas-next").disabled = measPage >= measPages() - 1;
+}
+
+function followFrame(frame) {
+  const at = measRows.findIndex((r) => r.frame === frame);
+  if (at >= 0) measPage = Math.floor(at / MEAS_PAGE);
+  drawMeasurements(frame);
+}
+
+function currentFrame() { return current ? current.view_frames[Number($("frame-slider").value)] : null; }
+$("meas-prev").addEventListener("click", () => { measPage = Math.max(0, measPage - 1); drawMeasurements(currentFrame()); });
+$("meas-next").addEventListener("click", () => { measPage = Math.min(measPages() - 1, measPage + 1); drawMeasurements(currentFrame()); });
+
 $("frame-slider").addEventListener("input", (ev) => showFrame(Number(ev.target.value)));
-$("overlay-toggle").addEventListener("change", (ev) => { $("frame-mask").hidden = !ev.target.checked; });
+$("overlay-toggle").addEventListener("change", (ev) => {
+  $("frame-mask").hidden = !ev.target.checked || (current && current.in_scope === false);
+});
 $("overlay-opacity").addEventListener("input", (ev) => { $("frame-mask").style.opacity = String(ev.target.value / 100); });
 $("close-study").addEventListener("click", () => { $("study").hidden = true; loadWorklist(); });
 $("seg-download").addEventListener("click", async () => {
