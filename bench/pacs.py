@@ -4,6 +4,7 @@ model -> SEG C-STOREd back into a real Orthanc (the same throw-away server the t
 
     .venv/bin/python bench/pacs.py                          # 2 threads, 24 instances in 4 studies
     .venv/bin/python bench/pacs.py --threads 1 --instances 6 --studies 2
+    .venv/bin/python bench/pacs.py --repeat 3                # the same studies sent three times
 
 Instances are real vendor ultrasound files (pydicom-data: OBXXXX1A 600x800 palette, US1_J2KR 480x640
 RGB JPEG 2000) with fresh study / series / instance UIDs, sent by a DIMSE client as one association per
@@ -14,6 +15,9 @@ out-of-scope image gets no SEG), so every instance takes the full path. Figures:
                        period (--quiet-period) per study, during which the next study is already segmented
   * segment inst/s   - instances / time the listener's worker spent segmenting and sending
   * SEG latency s    - last instance of a study received -> its SEG stored (median over studies)
+  * with --repeat N: the same studies are sent N times in all; SEGs in Orthanc counts what the PACS
+    holds at the end (one per image expected: re-deliveries are recognised, nothing is sent again) and
+    resend s the time the listener took to receive and pass over the N-1 re-deliveries
 The model loads once before the clock starts. Bounded by --max-seconds.
 """
 
@@ -98,7 +102,15 @@ def run(args) -> dict:
         t_recv = time.perf_counter() - t0
         ok = listener.wait_idle(args.max_seconds)
         t_end = max(stored_at.values(), default=time.perf_counter())
+        t1 = time.perf_counter()
+        for _ in range(args.repeat - 1):  # the same studies again: nothing new must reach Orthanc
+            for g in groups:
+                dimse.store(to_listener, g)
+            ok = listener.wait_idle(args.max_seconds) and ok
+        t_resend = time.perf_counter() - t1 - (args.quiet_period if args.repeat > 1 else 0.0)
         stats = listener.stats
+        in_orthanc = sum(len(x["Instances"]) for x in orthanc.post("/tools/find", {"Level": "Series", "Expand": True,
+                                                                                 "Query": {"Modality": "SEG"}}))
     finally:
         listener.stop(flush=False)
         orthanc.stop()
@@ -114,6 +126,9 @@ def run(args) -> dict:
         "segment_inst_per_s": round(stats.segmented / stats.busy_s, 3) if stats.busy_s else None,
         "seg_latency_median_s": round(statistics.median(lat), 2) if lat else None,
         "wall_s": round(t_end - t0, 2),
+        "repeat": args.repeat, "received_in_all": stats.received, "passed_over": stats.duplicates,
+        "segs_in_orthanc": in_orthanc, "one_seg_per_image": in_orthanc == args.instances,
+        "resend_s": round(t_resend, 2) if args.repeat > 1 else None,
     }
 
 
@@ -126,17 +141,22 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--max-seconds", type=float, default=600)
+    ap.add_argument("--repeat", type=int, default=1, help="send the same studies this many times in all")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "pacs.json")
     args = ap.parse_args()
     r = run(args)
     cols = [("threads", "threads", "{}"), ("backend", "backend", "{}"), ("instances", "instances", "{}"),
             ("studies", "studies", "{}"), ("receive inst/s", "receive_inst_per_s", "{:.1f}"),
             ("e2e inst/s", "e2e_inst_per_s", "{:.2f}"), ("segment inst/s", "segment_inst_per_s", "{:.2f}"),
-            ("SEG latency s", "seg_latency_median_s", "{:.1f}"), ("SEGs stored", "segs_stored", "{}")]
+            ("SEG latency s", "seg_latency_median_s", "{:.1f}"), ("SEGs stored", "segs_stored", "{}"),
+            ("sent in all", "repeat", "{}x"), ("passed over", "passed_over", "{}"),
+            ("SEGs in Orthanc", "segs_in_orthanc", "{}"), ("resend s", "resend_s", "{:.1f}")]
     print(f"sonoseg listen -> Orthanc, end to end; CPU {r['cpu']}; quiet period {r['quiet_period_s']} s")
     print("| " + " | ".join(c[0] for c in cols) + " |")
     print("| " + " | ".join("---" for _ in cols) + " |")
     print("| " + " | ".join(f.format(r[k]) if r[k] is not None else "-" for _, k, f in cols) + " |")
+    if args.repeat > 1 and not r["one_seg_per_image"]:
+        print(f"DUPLICATES: {r['segs_in_orthanc']} SEGs in Orthanc for {r['instances']} images")
     if not r["complete"]:
         print(f"INCOMPLETE: {r['segs_stored']} of {r['instances']} SEGs stored, {r['failures']} failure(s)")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -36,14 +36,19 @@ def dicomweb_plugin() -> str | None:
 
 
 class Orthanc:
-    def __init__(self):
+    """``extra``: configuration entries over the defaults (HTTPS, DICOM TLS, Lua scripts ...); ``ca_file``:
+    the CA this helper trusts for HTTPS; ``auth``: the Authorization header it sends (default: basic)."""
+
+    def __init__(self, extra: dict | None = None, ca_file: Path | None = None, auth: str | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="sonoseg-orthanc-"))
         self.http_port, self.dicom_port, self.listener_port = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra, self.ca_file, self.auth = dict(extra or {}), ca_file, auth
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.extra.get("SslEnabled") else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def dicomweb_url(self) -> str:
@@ -61,6 +66,7 @@ class Orthanc:
             "DicomModalities": {"sonoseg": [CLIENT_AET, "127.0.0.1", self.listener_port]},
             "DicomAssociationCloseDelay": 0, "StableAge": 1, "SyncStorageArea": False,
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Host": "127.0.0.1"},
+            **self.extra,
         }
 
     def start(self, timeout: float = 60.0) -> "Orthanc":
@@ -96,11 +102,15 @@ class Orthanc:
         import base64
         import urllib.request
 
+        import ssl
+
         req = urllib.request.Request(self.url + path, data=body, method=method)
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+        req.add_header("Authorization", self.auth or
+                       "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
         if body is not None:
             req.add_header("Content-Type", ctype)
-        with urllib.request.urlopen(req, timeout=30) as r:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
             data = r.read()
         return json.loads(data) if data else None
 

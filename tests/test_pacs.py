@@ -25,62 +25,10 @@ from sonoseg.pacs import dicomweb, dimse, exchange  # noqa: E402
 from sonoseg.pacs.config import PacsServer, load_servers  # noqa: E402
 from sonoseg.pacs.query import Query, study_tag  # noqa: E402
 
+from _pacs_fixtures import (CINE, OTHER, SINGLE, _Counting, _listener, _loose_series, _orthanc_sends,  # noqa: E402,F401
+                            _seg_uids, _wait, header, orthanc, predictor, servers_yaml, srv)
+
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-SINGLE = "US1_J2KR.dcm"  # JPEG 2000 lossless, one frame, no US regions
-CINE = "OBXXXX1A_rle_2frame.dcm"  # US Multi-frame, RLE, 2 frames, US regions (calibrated)
-OTHER = "gdcm-US-ALOKA-16.dcm"  # another vendor and study: sent to the listener by Orthanc itself
-
-
-# -- fixtures ----------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def orthanc():
-    from _orthanc import Orthanc, dicomweb_plugin, orthanc_binary
-
-    if orthanc_binary() is None:
-        pytest.skip("Orthanc not installed (apt-get install orthanc orthanc-dicomweb; .ci/run does)")
-    if dicomweb_plugin() is None:
-        pytest.skip("Orthanc DICOMweb plugin not installed (apt-get install orthanc-dicomweb)")
-    server = Orthanc().start()
-    try:
-        for name in (SINGLE, CINE, OTHER):
-            assert server.upload(dicom_testfile(name))["Status"] == "Success"
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def srv(orthanc, monkeypatch) -> PacsServer:
-    from _orthanc import AET, CLIENT_AET, PASSWORD, USER
-
-    monkeypatch.setenv("SONOSEG_TEST_PACS_PW", PASSWORD)
-    return PacsServer("orthanc", host="127.0.0.1", port=orthanc.dicom_port, ae_title=AET, calling_ae_title=CLIENT_AET,
-                      dicomweb_url=orthanc.dicomweb_url, username=USER, password_env="SONOSEG_TEST_PACS_PW",
-                      timeout_s=20)
-
-
-@pytest.fixture(scope="session")
-def predictor():
-    """The shipped model (torch backend: no per-session ONNX build), 1 thread."""
-    from sonoseg.infer.predictor import Predictor
-
-    return Predictor.from_path(None, backend="torch", threads=1)
-
-
-def header(name):
-    return pydicom.dcmread(dicom_testfile(name), stop_before_pixels=True)
-
-
-def servers_yaml(tmp_path, orthanc, **extra) -> Path:
-    from _orthanc import AET, CLIENT_AET, USER
-
-    lines = [f"calling_ae_title: {CLIENT_AET}", "servers:", "  orthanc:", "    host: 127.0.0.1",
-             f"    port: {orthanc.dicom_port}", f"    ae_title: {AET}", f"    dicomweb_url: {orthanc.dicomweb_url}/",
-             f"    username: {USER}", "    password_env: SONOSEG_TEST_PACS_PW"]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    p = tmp_path / "pacs.yaml"
-    p.write_text("\n".join(lines) + "\n")
-    return p
 
 
 # -- configuration (no server) -----------------------------------------------------------------------
@@ -118,6 +66,36 @@ def test_query_becomes_the_same_filters_for_both_protocols():
         Query(study_date="last week").filters("study")
 
 
+@pytest.mark.parametrize("given,dicom", [("2016-01-01", "20160101"), ("20160101", "20160101"),
+                                         ("2016-01-01-2016-12-31", "20160101-20161231"), ("-2016-12-31", "-20161231"),
+                                         ("2016-01-01-", "20160101-")])
+def test_study_dates_in_iso_or_dicom_form(given, dicom):
+    assert Query(study_date=given).filters("study")["StudyDate"] == dicom
+
+
+@pytest.mark.parametrize("bad", ["2016/01/01", "01.01.2016", "2016-13-01", "-", "2016-1-1"])
+def test_other_date_forms_are_refused_with_the_expected_form(bad):
+    with pytest.raises(ConfigError, match="YYYYMMDD or YYYY-MM-DD|not a calendar date"):
+        Query(study_date=bad).filters("study")
+
+
+def test_connection_refused_is_named_and_tried_three_times_over_both_protocols(monkeypatch):
+    """Nothing listens on the port: "connection refused at HOST:PORT" after 3 tries (DIMSE, as DICOMweb),
+    not "aborted the association (check the AE titles)"."""
+    from _pg import free_port
+
+    monkeypatch.setattr(dimse, "RETRY_FIRST_WAIT_S", 0.01)
+    port = free_port()
+    down = PacsServer("down", host="127.0.0.1", port=port, ae_title="PACS", dicomweb_url=f"http://127.0.0.1:{port}/dw",
+                      timeout_s=5)
+    with pytest.raises(PacsError, match=rf"^server down: C-ECHO: connection refused at 127\.0\.0\.1:{port} \(3 tries\)$"):
+        dimse.echo(down)
+    with pytest.raises(PacsError, match=rf"C-STORE: connection refused at 127\.0\.0\.1:{port} \(3 tries\)"):
+        dimse.store(down, [dicom_testfile(SINGLE)])
+    with pytest.raises(PacsError, match=rf"cannot reach http://127\.0\.0\.1:{port}/dw \(connection refused\)"):
+        dicomweb.search(down, Query())
+
+
 # -- find / echo ---------------------------------------------------------------------------------------
 def test_echo_and_find_agree_over_both_protocols(srv):
     assert dimse.echo(srv) > 0
@@ -141,7 +119,8 @@ def test_wrong_credentials_and_ae_title_are_one_line_errors(srv, monkeypatch):
     with pytest.raises(PacsError, match="HTTP 401, authentication failed"):
         dicomweb.search(srv, Query())
     srv.ae_title = "NOT-ORTHANC"  # Orthanc checks the called AE title (DicomCheckCalledAet)
-    with pytest.raises(PacsError, match=r"(rejected|aborted) the association \(check the AE titles\)"):
+    with pytest.raises(PacsError, match=r"rejected the association \(check the AE titles: we are SONOSEG, the "
+                                        r"server NOT-ORTHANC\)"):
         dimse.echo(srv)
 
 
@@ -233,24 +212,6 @@ def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
 
 
 # -- listener ---------------------------------------------------------------------------------------------
-def _listener(orthanc, tmp_path, predictor=None, sinks=(), **kw):
-    from _orthanc import CLIENT_AET
-
-    from sonoseg.pacs.listener import Listener, ListenerSettings
-
-    settings = ListenerSettings(work_dir=tmp_path / "work", ae_title=CLIENT_AET, port=orthanc.listener_port,
-                                domain=False, **kw)
-    return Listener(settings, predictor, sinks)
-
-
-def _orthanc_sends(orthanc, name: str) -> None:
-    """Orthanc itself C-STOREs the file's series to the listener (as a routing rule or a user would);
-    the series, not the study: other tests add SEG series to these studies."""
-    series = orthanc.post("/tools/find", {"Level": "Series",
-                                          "Query": {"SeriesInstanceUID": header(name).SeriesInstanceUID}})
-    orthanc.post("/modalities/sonoseg/store", {"Resources": series, "Synchronous": True})
-
-
 def test_listener_segments_a_study_sent_by_the_pacs_and_stores_the_seg_back(srv, orthanc, predictor, tmp_path,
                                                                            caplog):
     from sonoseg.pacs.sinks import PacsSink, StoreSink
@@ -259,7 +220,7 @@ def test_listener_segments_a_study_sent_by_the_pacs_and_stores_the_seg_back(srv,
     caplog.set_level(logging.DEBUG, logger="sonoseg")
     store = StoreSink(tmp_path / "store")
     with _listener(orthanc, tmp_path, predictor, [PacsSink(srv, "dimse"), store], quiet_s=0.3,
-                   allowed_aets=("ORTHANC",)) as lst:
+                   allowed_aets=("ORTHANC",), keep_results_s=float("inf")) as lst:  # results kept to compare
         _orthanc_sends(orthanc, OTHER)
         assert lst.wait_idle(60)
     src = header(OTHER)
@@ -305,7 +266,7 @@ def test_listener_queue_is_bounded_and_loses_nothing(srv, orthanc, tmp_path):
     try:
         with pytest.raises(PacsError, match="refused 1 of 2"):
             dimse.store(to_listener, [dicom_testfile(SINGLE), dicom_testfile(OTHER)])
-        assert (lst.stats.received, lst.stats.refused) == (1, 1)
+        assert (lst.stats.received, lst.stats.refused) == (1, 3)  # "out of resources": tried 3 times
     finally:
         lst.stop(flush=False)
     again = _listener(orthanc, tmp_path, quiet_s=3600)
@@ -329,6 +290,12 @@ def test_cli_echo_find_pull_push(srv, orthanc, tmp_path):
     r = run(app, ["pacs", "find", "orthanc", "--servers", str(cfg), "--date", cine.StudyDate, "--json"], env=env)
     assert r.exit_code == 0, r.output
     assert cine.StudyInstanceUID in r.output and str(cine.get("PatientName", "")) not in r.output
+    d = cine.StudyDate
+    iso = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    r = run(app, ["pacs", "find", "orthanc", "--servers", str(cfg), "--date", iso, "--json"], env=env)
+    assert r.exit_code == 0 and json.loads(r.output)[0]["StudyInstanceUID"] == cine.StudyInstanceUID, r.output
+    r = run(app, ["pacs", "find", "orthanc", "--servers", str(cfg), "--date", d[:4] + "/" + d[4:6]], env=env)
+    assert r.exit_code == 2 and "YYYYMMDD or YYYY-MM-DD" in r.output, r.output
     out = tmp_path / "studies"
     r = run(app, ["pacs", "pull", "orthanc", "--servers", str(cfg), "--study", cine.StudyInstanceUID, "--series",
                   cine.SeriesInstanceUID, "-o", str(out), "--via", "dimse"], env=env)
@@ -417,24 +384,6 @@ def test_c_store_decompresses_for_a_peer_that_takes_only_uncompressed(tmp_path):
 
 
 # -- several single-frame images of one series ------------------------------------------------------------
-def _loose_series(tmp_path, n: int, tag: str) -> list[Path]:
-    """``n`` single-frame US images (calibrated phantoms) of one series in one study, as a scanner sends
-    the still images of an examination."""
-    from pydicom.uid import generate_uid
-
-    from sonoseg.data.phantom import make_phantom
-    from sonoseg.io.us_wrap import wrap_as_us_dicom
-
-    study, series = generate_uid(entropy_srcs=[tag, "study"]), generate_uid(entropy_srcs=[tag, "series"])
-    out = []
-    for i in range(n):
-        ph = make_phantom((96, 128), n_lesions=1, seed=40 + i)
-        out.append(wrap_as_us_dicom(ph.image, tmp_path / f"{tag}-{i}.dcm", pixel_spacing_mm=(0.2, 0.25),
-                                    seed_uid=f"{tag}-{i}", study_uid=study, series_uid=series,
-                                    instance_number=n - i))  # instance numbers not in file order
-    return out
-
-
 def test_listener_puts_the_segs_of_a_series_of_stills_in_one_seg_series(srv, orthanc, predictor, tmp_path):
     """Three single-frame images of one series: one SEG series comes back (not three), holding one SEG per
     image, each referencing its own image (SOP Instance UID), numbered as the images, calibrated."""
@@ -473,37 +422,6 @@ def test_listener_puts_the_segs_of_a_series_of_stills_in_one_seg_series(srv, ort
 
 
 # -- re-sending after a failed destination ----------------------------------------------------------------
-class _Counting:
-    """A destination that records what it was asked to send (optionally failing, like a server down)."""
-
-    def __init__(self, name: str, inner=None, fail: bool = False):
-        self.name, self.inner, self.fail, self.calls = name, inner, fail, []
-
-    def send(self, segs, sources) -> int:
-        self.calls.append(sorted(str(p) for p in segs))
-        if self.fail:
-            raise PacsError(f"server {self.name}: cannot reach it")
-        return self.inner.send(segs, sources) if self.inner is not None else len(segs)
-
-
-def _wait(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-def _seg_uids(server, study: str) -> list[list[str]]:
-    """SOP Instance UIDs of the SEG instances of a study, per SEG series, read through Orthanc's REST API."""
-    out = []
-    for s in server.post("/tools/find", {"Level": "Series", "Expand": True,
-                                         "Query": {"StudyInstanceUID": study, "Modality": "SEG"}}):
-        out.append(sorted(server.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"] for i in s["Instances"]))
-    return out
-
-
 def test_listener_resends_only_to_the_destination_that_was_down(srv, orthanc, predictor, tmp_path):
     """Two Orthanc destinations, the second down: the first gets the SEGs once; the second gets the very
     same SEGs (same SOP Instance UIDs) once it is up, by a re-send; nothing is segmented or sent twice."""
@@ -591,6 +509,7 @@ def test_listener_sends_the_overlay_capture_when_asked(srv, orthanc, predictor, 
         orthanc.post("/modalities/sonoseg/store", {"Resources": ours, "Synchronous": True})  # the results back
         assert lst.wait_idle(60)
     assert (lst.stats.received, lst.stats.segmented, lst.stats.segs_sent) == (3, 1, 2)  # SEG, capture: not segmented
+    assert lst.stats.not_images == 2  # counted as skipped, by SOP class (SEG) and as sonoseg's own capture
     rows = exchange.find(srv, Query(study_uid=head.StudyInstanceUID), "series", "dicomweb")
     assert sorted((r["Modality"], r["SeriesDescription"]) for r in rows) == \
         [("OT", SERIES_DESCRIPTION), ("SEG", "sonoseg segmentation"), ("US", head.SeriesDescription)]

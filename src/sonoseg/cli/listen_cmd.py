@@ -43,6 +43,14 @@ def register(app: typer.Typer) -> None:
                                                                     "Capture (viewers without SEG support)."),
         retry: float = typer.Option(60.0, "--retry-after", min=0.1, help="Seconds before re-sending to a destination "
                                                                          "that failed (then doubling, up to an hour)."),
+        keep_results: float = typer.Option(0.0, "--keep-results", min=0.0,
+                                           help="Hours to keep a study's results (WORK/results) once every "
+                                                "destination has them (0: remove at once; inf: never). Without a "
+                                                "destination they are kept."),
+        tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="DICOM TLS: our certificate (PEM)."),
+        tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="DICOM TLS: its private key (PEM)."),
+        tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="DICOM TLS: senders must show a certificate "
+                                                                    "signed by this CA (PEM)."),
         servers: Optional[Path] = SERVERS,
     ) -> None:
         """C-STORE SCP: each study is segmented after --quiet-period seconds without new instances; its
@@ -57,7 +65,15 @@ def register(app: typer.Typer) -> None:
         from sonoseg.pacs import server
         from sonoseg.pacs.listener import Listener, ListenerSettings
         from sonoseg.pacs.sinks import PacsSink, StoreSink
+        from sonoseg.pacs.tls import TlsSettings
 
+        tls = None
+        if tls_cert or tls_key or tls_ca:
+            if not (tls_cert and tls_key):
+                from sonoseg.cli._common import fail
+
+                fail("DICOM TLS needs --tls-cert and --tls-key (and optionally --tls-ca)")
+            tls = TlsSettings.parse({"cert_file": tls_cert, "key_file": tls_key, "ca_file": tls_ca}, "listen")
         sinks = [PacsSink(server(n, servers), via) for n in send_to]
         if store:
             from sonoseg.serve.settings import Settings
@@ -72,7 +88,8 @@ def register(app: typer.Typer) -> None:
         predictor = Predictor.from_path(model, backend=backend, threads=threads)
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
                                     quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
-                                    retry_s=retry, overlay_sc=overlay_sc)
+                                    retry_s=retry, overlay_sc=overlay_sc, tls=tls,
+                                    keep_results_s=keep_results * 3600.0)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -88,7 +105,9 @@ def register(app: typer.Typer) -> None:
                 getattr(s, "close", lambda: None)()
             st = listener.stats
             console.print(f"{st.received} instance(s) received, {st.segmented} segmented, {st.segs_sent} SEG(s) sent, "
-                          f"{st.refused} refused, {st.failures} failure(s)")
+                          f"{st.refused} refused, {st.failures} failure(s)"
+                          + (f", {st.duplicates} already segmented" if st.duplicates else "")
+                          + (f", {st.rejected} association(s) rejected" if st.rejected else ""))
             waiting = listener.waiting
             if waiting:
                 console.print(f"{len(waiting)} study batch(es) not yet sent to "

@@ -27,7 +27,7 @@ def _query(patient_id, date, modality, accession, study, series=None):
 
 
 PATIENT = typer.Option(None, "--patient-id", help="Patient ID (the pseudonym, in a research PACS).")
-DATE = typer.Option(None, "--date", help="Study date YYYYMMDD or range YYYYMMDD-YYYYMMDD.")
+DATE = typer.Option(None, "--date", help="Study date YYYYMMDD or YYYY-MM-DD, or a range FROM-TO of those.")
 MODALITY = typer.Option(None, "--modality", help="e.g. US.")
 ACCESSION = typer.Option(None, "--accession", help="Accession number.")
 STUDY = typer.Option(None, "--study", help="Study Instance UID.")

@@ -366,6 +366,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     the inputs (:mod:`sonoseg.io.spacing_table`); ``spacing`` overrides both."""
     from sonoseg.infer.inputs import expand_inputs
     from sonoseg.infer.journal import Journal
+    from sonoseg.infer.sop_class import describe_skipped, split_images
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import detect_format
@@ -404,6 +405,9 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress,
                            overlay_sc=bool(overlay_sc), spacing_table=SpacingTable(spacing_file))
     files, unusable = expand_inputs(inputs)
+    files, not_images = split_images(files)  # SEG, SR, PR, KO ... are not segmented (infer.sop_class)
+    if not_images:
+        log(f"skipped {describe_skipped(not_images)}")
     results, taken, complete = [], set(), False
 
     def payload() -> dict:
@@ -423,6 +427,8 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
             "n_failed": sum(r.status == "failed" for r in results),
             "n_resumed": sum(bool(getattr(r, "resumed", False)) for r in results),
             "n_out_of_scope": sum(1 for r in results if r.ok and (r.summary or {}).get("in_scope") is False),
+            "n_not_images": sum(not_images.values()),
+            "not_images": dict(not_images),
             "results": [_as_dict(r) for r in results],
         }
 

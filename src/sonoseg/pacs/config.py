@@ -14,6 +14,9 @@ Example (``~/.config/sonoseg/pacs.yaml``, or ``$SONOSEG_PACS_CONFIG``, or ``--se
         retrieve: get                  # DIMSE retrieve: get (C-GET), or move (C-MOVE to move_destination,
         # move_destination: SONOSEG    #   an AE title the PACS knows, received by a temporary SCP on move_port)
         # move_port: 11113
+        # move_host: 127.0.0.1         # interface that temporary SCP binds (default loopback)
+        # tls: {ca_file: ca.pem, cert_file: me.pem, key_file: me.key, verify: true}  # DICOMweb and DIMSE
+        # token_env: PACS_TOKEN        # DICOMweb bearer token (or token_file:), instead of username/password
 
 Why no password on the command line or in the YAML itself: command lines are visible to every user of
 the machine (``ps``) and end up in shell history; the YAML is meant to be shared and checked in.
@@ -27,8 +30,13 @@ from pathlib import Path
 from typing import Optional
 
 from sonoseg.errors import ConfigError
+from sonoseg.pacs.tls import TlsSettings
 
 DEFAULT_AET = "SONOSEG"
+# One retry policy for both protocols: a request that cannot get through (connection refused, timeout,
+# a busy server) is tried 3 times, waiting 1 s and then 2 s.
+RETRY_ATTEMPTS = 3
+RETRY_FIRST_WAIT_S = 1.0
 
 
 def need(module: str) -> None:
@@ -63,6 +71,10 @@ class PacsServer:
     retrieve: str = "get"  # get | move
     move_destination: Optional[str] = None  # AE title the server sends C-MOVE results to (must know it)
     move_port: Optional[int] = None  # where sonoseg receives them during a C-MOVE
+    move_host: str = "127.0.0.1"  # the interface that receiver binds
+    tls: Optional[TlsSettings] = None  # DICOMweb https settings and DICOM TLS (sonoseg.pacs.tls)
+    token_env: Optional[str] = None  # DICOMweb bearer token from this environment variable ...
+    token_file: Optional[Path] = None  # ... or the first line of this file
     timeout_s: float = 30.0
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -76,16 +88,23 @@ class PacsServer:
 
     def password(self) -> Optional[str]:
         """The password from ``password_env`` or ``password_file`` (first line); None when neither is set."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
+        return self._secret(self.password_env, self.password_file, "password_file")
+
+    def token(self) -> Optional[str]:
+        """The DICOMweb bearer token from ``token_env`` or ``token_file``; None when neither is set."""
+        return self._secret(self.token_env, self.token_file, "token_file")
+
+    def _secret(self, env: Optional[str], file: Optional[Path], key: str) -> Optional[str]:
+        if env:
+            value = os.environ.get(env)
             if value is None:
-                raise ConfigError(f"server {self.name}: environment variable {self.password_env} is not set")
+                raise ConfigError(f"server {self.name}: environment variable {env} is not set")
             return value
-        if self.password_file:
+        if file:
             try:
-                lines = Path(self.password_file).expanduser().read_text().splitlines()
+                lines = Path(file).expanduser().read_text().splitlines()
             except OSError as exc:
-                raise ConfigError(f"server {self.name}: cannot read password_file {self.password_file} "
+                raise ConfigError(f"server {self.name}: cannot read {key} {file} "
                                   f"({exc.strerror or 'unreadable'})") from None
             return lines[0] if lines else ""
         return None
@@ -96,15 +115,17 @@ class PacsServer:
 
 
 _KEYS = {"host", "port", "ae_title", "calling_ae_title", "dicomweb_url", "username", "password_env",
-         "password_file", "retrieve", "move_destination", "move_port", "timeout_s"}
+         "password_file", "retrieve", "move_destination", "move_port", "move_host", "timeout_s", "tls", "token_env",
+         "token_file"}
 
 
 def _server(name: str, raw: dict, calling: str) -> PacsServer:
     if not isinstance(raw, dict):
         raise ConfigError(f"server {name}: expected a mapping of settings")
-    if "password" in raw:
-        raise ConfigError(f"server {name}: put the password in an environment variable (password_env) "
-                          "or a file (password_file), not in the server list")
+    for secret in ("password", "token"):
+        if secret in raw:
+            raise ConfigError(f"server {name}: put the {secret} in an environment variable ({secret}_env) "
+                              f"or a file ({secret}_file), not in the server list")
     unknown = set(raw) - _KEYS
     if unknown:
         raise ConfigError(f"server {name}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -116,8 +137,15 @@ def _server(name: str, raw: dict, calling: str) -> PacsServer:
     s.ae_title, s.calling_ae_title = _aet(s.ae_title, name), _aet(s.calling_ae_title, name)
     if s.move_destination is not None:
         s.move_destination = _aet(s.move_destination, name)
-    if s.password_file is not None:
-        s.password_file = Path(str(s.password_file)).expanduser()
+    for k in ("password_file", "token_file"):
+        if getattr(s, k) is not None:
+            setattr(s, k, Path(str(getattr(s, k))).expanduser())
+    if (s.token_env or s.token_file) and (s.username or s.password_env or s.password_file):
+        raise ConfigError(f"server {name}: give a bearer token (token_env / token_file) or a username and "
+                          "password, not both")
+    if raw.get("tls") is not None:
+        s.tls = TlsSettings.parse(raw["tls"], f"server {name}")
+    s.move_host = str(s.move_host)
     s.retrieve = str(s.retrieve).lower()
     if s.retrieve not in ("get", "move"):
         raise ConfigError(f"server {name}: retrieve must be get or move, not {s.retrieve}")

@@ -13,29 +13,50 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from sonoseg.errors import PacsError
-from sonoseg.pacs.config import PacsServer, need
+from sonoseg.pacs.config import RETRY_ATTEMPTS, RETRY_FIRST_WAIT_S, PacsServer, need
 from sonoseg.pacs.files import read_header, save_instance
 from sonoseg.pacs.query import LEVELS, Query, row
 
 ANY_SYNTAX = (("application/dicom", "*"),)
-RETRY_ATTEMPTS = 3
 
 
 def client(srv: PacsServer):
     need("dicomweb_client")
     from dicomweb_client.api import DICOMwebClient
-    from dicomweb_client.session_utils import create_session, create_session_from_user_pass
 
     if not srv.has_dicomweb:
         raise PacsError(f"server {srv.name}: no dicomweb_url configured")
-    pw = srv.password()
-    session = create_session_from_user_pass(srv.username, pw) if srv.username else create_session()
+    session = _session(srv.tls is not None)
+    if srv.username:
+        session.auth = (srv.username, srv.password())
+    token = srv.token()
+    if token is not None:
+        session.headers["Authorization"] = f"Bearer {token}"
+    if srv.tls is not None:
+        session.verify, session.cert = srv.tls.requests_verify(), srv.tls.requests_cert()
     c = DICOMwebClient(srv.dicomweb_url, session=session, timeout=srv.timeout_s)
     # dicomweb-client retries every failed request (connection refused included) 5 times, 2-16 s apart:
     # half a minute before "cannot reach". Three tries 1 and 2 s apart still ride out a busy server (429,
     # 503); the listener re-sends later on its own (sonoseg.pacs.outbox) instead of blocking its worker.
-    c.set_http_retry_params(retry=True, max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=500)
+    # DIMSE uses the same policy (sonoseg.pacs.dimse).
+    c.set_http_retry_params(retry=True, max_attempts=RETRY_ATTEMPTS,
+                            wait_exponential_multiplier=int(RETRY_FIRST_WAIT_S * 500))
     return c
+
+
+def _session(own_tls: bool):
+    """A requests session; with a ``tls:`` block its CA file and client certificate are the ones used.
+    (requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE override a session's ``verify``: a server list
+    that names its CA must not be overruled by the environment.)"""
+    import requests
+
+    class PinnedSession(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            merged["verify"], merged["cert"] = self.verify, self.cert
+            return merged
+
+    return PinnedSession() if own_tls else requests.Session()
 
 
 @contextmanager
@@ -46,13 +67,26 @@ def _errors(srv: PacsServer, what: str):
         yield
     except requests.HTTPError as exc:
         code = getattr(exc.response, "status_code", "?")
-        words = {401: "authentication failed (check username / password_env)", 403: "access denied",
-                 404: "not found"}.get(code, "request failed")
+        words = {401: "authentication failed (check username / password_env, or token_env / token_file)",
+                 403: "access denied", 404: "not found"}.get(code, "request failed")
         raise PacsError(f"server {srv.name}: DICOMweb {what}: HTTP {code}, {words}") from None
-    except requests.ConnectionError:
-        raise PacsError(f"server {srv.name}: cannot reach {srv.dicomweb_url}") from None
+    except requests.exceptions.SSLError as exc:  # before ConnectionError, its parent
+        from sonoseg.pacs.tls import describe
+
+        raise PacsError(f"server {srv.name}: TLS with {srv.dicomweb_url} failed: {describe(exc)} "
+                        "(see tls: ca_file / cert_file in the server list)") from None
+    except requests.ConnectionError as exc:
+        raise PacsError(f"server {srv.name}: cannot reach {srv.dicomweb_url}{_refused(exc)}") from None
     except requests.Timeout:
         raise PacsError(f"server {srv.name}: DICOMweb {what} timed out after {srv.timeout_s:g} s") from None
+
+
+def _refused(exc: BaseException) -> str:
+    """" (connection refused)" when that is why: the most common cause, worth naming."""
+    from sonoseg.pacs.tls import causes
+
+    refused = any(isinstance(e, ConnectionRefusedError) or "Connection refused" in str(e) for e in causes(exc))
+    return " (connection refused)" if refused else ""
 
 
 def search(srv: PacsServer, query: Query, level: str = "study", limit: Optional[int] = None) -> list[dict]:

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from pydicom.dataset import Dataset
 
 from sonoseg.errors import InputError, PacsError
-from sonoseg.pacs.config import PacsServer, need
+from sonoseg.pacs.config import RETRY_ATTEMPTS, RETRY_FIRST_WAIT_S, PacsServer, need
 from sonoseg.pacs.files import read_header, save_encoded
 from sonoseg.pacs.query import Query, row
 
@@ -39,6 +39,18 @@ STORED_SYNTAXES = NATIVE + (
     "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2",
 )
 SUCCESS, PENDING = 0x0000, (0xFF00, 0xFF01)
+log = logging.getLogger("sonoseg.pacs.dimse")
+
+
+def log_rejected(logger: logging.Logger, our_title: str):
+    """An EVT_REJECTED handler: one line per refused association, with who asked and from where."""
+    def handle(event) -> None:
+        rq = event.assoc.requestor
+        called = getattr(getattr(rq, "primitive", None), "called_ae_title", "?")
+        logger.warning("association rejected: from %s:%s, calling AE title %r, called %r (we are %r)",
+                       rq.address, rq.port, str(rq.ae_title).strip(), str(called).strip(), our_title)
+
+    return handle
 
 
 def quiet_pynetdicom() -> None:
@@ -59,18 +71,59 @@ def _ae(srv: PacsServer, ae_title: Optional[str] = None):
 
 @contextmanager
 def _association(srv: PacsServer, ae, what: str, **kw) -> Iterator:
+    """An established association, or a one-line PacsError saying why not. A connection that cannot
+    be made (refused, timed out) is tried again with the same policy as DICOMweb: 3 tries, 1 and 2 s
+    apart; a rejection (wrong AE title) or a certificate error is not (it would fail the same way)."""
     if not srv.has_dimse:
         raise PacsError(f"server {srv.name}: no host/port configured for DIMSE")
-    assoc = ae.associate(srv.host, srv.port, ae_title=srv.ae_title, **kw)
-    if not assoc.is_established:
-        why = ("rejected" if assoc.is_rejected else "aborted") + " the association (check the AE titles)" \
-            if assoc.is_rejected or assoc.is_aborted else f"cannot be reached at {srv.host}:{srv.port}"
-        raise PacsError(f"server {srv.name}: {what}: {why}")
+    tls = (srv.tls.client_context(), srv.host) if srv.tls is not None else None
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        assoc = ae.associate(srv.host, srv.port, ae_title=srv.ae_title, tls_args=tls, **kw)
+        if assoc.is_established:
+            break
+        if assoc.is_rejected:
+            why, again = (f"rejected the association (check the AE titles: we are {ae.ae_title}, the server "
+                          f"{srv.ae_title})"), False
+        else:
+            why, again = diagnose(srv)
+        if not again or attempt == RETRY_ATTEMPTS:
+            tries = f" ({attempt} tries)" if attempt > 1 else ""
+            raise PacsError(f"server {srv.name}: {what}: {why}{tries}")
+        time.sleep(RETRY_FIRST_WAIT_S * 2 ** (attempt - 1))
     try:
         yield assoc
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def diagnose(srv: PacsServer) -> tuple[str, bool]:
+    """Why an association could not be made, found by connecting again ourselves (pynetdicom only
+    logs the reason): (words, worth trying again)."""
+    import socket
+    import ssl
+
+    from sonoseg.pacs.tls import describe
+
+    where = f"{srv.host}:{srv.port}"
+    try:
+        sock = socket.create_connection((srv.host, srv.port), timeout=min(srv.timeout_s, 10.0))
+    except ConnectionRefusedError:
+        return f"connection refused at {where}", True
+    except socket.gaierror:
+        return f"unknown host {srv.host}", False
+    except (socket.timeout, TimeoutError):
+        return f"no answer from {where}", True
+    except OSError as exc:
+        return f"cannot connect to {where} ({exc.strerror or type(exc).__name__})", True
+    with sock:
+        if srv.tls is not None:
+            try:
+                srv.tls.client_context().wrap_socket(sock, server_hostname=srv.host).close()
+            except (ssl.SSLError, OSError) as exc:
+                return f"TLS with {where} failed: {describe(exc)} (see tls: in the server list)", False
+    return "aborted the association (check the AE titles" + (")" if srv.tls is not None else
+                                                             ", and whether the server expects TLS)"), False
 
 
 def _status(st: Dataset | None) -> int:
@@ -184,18 +237,30 @@ def storage_scp_contexts():
     return [build_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES) for cx in AllStoragePresentationContexts]
 
 
+def move_receiver(srv: PacsServer, handlers: list):
+    """The temporary C-STORE SCP of a C-MOVE, started: it takes associations only from the server we asked
+    (calling AE title = its ae_title), only under the title we gave it (move_destination), only on the
+    configured interface (move_host, loopback by default); a refused one is logged with its address."""
+    from pynetdicom import evt
+
+    receiver = _ae(srv, srv.move_destination)
+    receiver.supported_contexts = storage_scp_contexts()
+    receiver.require_calling_aet, receiver.require_called_aet = [srv.ae_title], True
+    tls = srv.tls.server_context() if srv.tls is not None and srv.tls.cert_file else None
+    try:
+        return receiver.start_server((srv.move_host, srv.move_port), block=False, ssl_context=tls,
+                                     evt_handlers=handlers + [(evt.EVT_REJECTED, log_rejected(log, srv.move_destination))])
+    except OSError as exc:
+        raise PacsError(f"server {srv.name}: cannot listen on {srv.move_host}:{srv.move_port} "
+                        f"({exc.strerror})") from None
+
+
 def _move(srv, study_uid, out_dir, series_uid, on_instance) -> list[Path]:
     from pynetdicom import evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
-    receiver = _ae(srv, srv.move_destination)
-    receiver.supported_contexts = storage_scp_contexts()
     received: list[Path] = []
-    handlers = [(evt.EVT_C_STORE, _store_handler(out_dir, received, on_instance))]
-    try:
-        scp = receiver.start_server(("", srv.move_port), block=False, evt_handlers=handlers)
-    except OSError as exc:
-        raise PacsError(f"server {srv.name}: cannot listen on move_port {srv.move_port} ({exc.strerror})") from None
+    scp = move_receiver(srv, [(evt.EVT_C_STORE, _store_handler(out_dir, received, on_instance))])
     try:
         ae = _ae(srv)
         ae.add_requested_context(MOVE)
@@ -210,9 +275,8 @@ def _move(srv, study_uid, out_dir, series_uid, on_instance) -> list[Path]:
 def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
     """C-STORE of DICOM files in one association; returns the SOP Instance UIDs stored. Each file goes
     in its own transfer syntax when the peer accepts it, else decompressed to explicit little endian.
-    Raises after trying all when any was refused."""
-    import pydicom
-
+    Instances refused for lack of resources are tried again (3 tries); raises after trying all when
+    any was refused."""
     heads = [(Path(p), read_header(p)) for p in paths]
     if not heads:
         return []
@@ -224,19 +288,35 @@ def store(srv: PacsServer, paths: Sequence[Path]) -> list[str]:
     ae = _ae(srv)
     for uid, ts in sorted(contexts):
         ae.add_requested_context(uid, ts)
-    ok, failed = [], 0
-    with _association(srv, ae, "C-STORE") as assoc:
-        for p, ds in heads:
-            try:
-                code = _status(assoc.send_c_store(p))
-            except ValueError:  # the peer did not accept the file's own transfer syntax
-                full = pydicom.dcmread(p)
-                full.decompress()
-                code = _status(assoc.send_c_store(full))
-            if code in (SUCCESS, 0xB000, 0xB007, 0xB006):  # success or warning (coerced / elements discarded)
-                ok.append(str(ds.SOPInstanceUID))
-            else:
-                failed += 1
+    ok, failed, todo = [], 0, heads
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        busy = []  # refused with "out of resources" (0xA7xx): the peer asks us to try again later
+        with _association(srv, ae, "C-STORE") as assoc:
+            for p, ds in todo:
+                code = _send(assoc, p)
+                if code in (SUCCESS, 0xB000, 0xB007, 0xB006):  # success or warning (coerced / elements discarded)
+                    ok.append(str(ds.SOPInstanceUID))
+                elif 0xA700 <= code <= 0xA7FF:
+                    busy.append((p, ds))
+                else:
+                    failed += 1
+        if not busy or attempt == RETRY_ATTEMPTS:
+            failed += len(busy)
+            break
+        todo = busy
+        time.sleep(RETRY_FIRST_WAIT_S * 2 ** (attempt - 1))
     if failed:
         raise PacsError(f"server {srv.name}: C-STORE refused {failed} of {len(heads)} instance(s)")
     return ok
+
+
+def _send(assoc, path: Path) -> int:
+    """C-STORE one file in its own transfer syntax, or decompressed when the peer did not accept that."""
+    import pydicom
+
+    try:
+        return _status(assoc.send_c_store(path))
+    except ValueError:  # the peer did not accept the file's own transfer syntax
+        full = pydicom.dcmread(path)
+        full.decompress()
+        return _status(assoc.send_c_store(full))

@@ -14,13 +14,27 @@
   (:mod:`sonoseg.pacs.outbox`); the failed ones are retried with the same SEG files after ``retry_s``
   seconds (doubling up to ``retry_max_s``), also after a restart, and the study is never segmented
   again for them, so a destination that already has the SEGs gets no second copy.
+* Access: both AE titles are checked (the called one must be ours; the calling one, with ``allowed_aets``,
+  one of those); every refused association is logged with the peer's address. ``tls`` makes it a DICOM
+  TLS listener (with a CA file: senders must show a certificate it signed).
+* Each instance is checked before it is acknowledged (:mod:`sonoseg.pacs.received`): one that cannot be
+  stored or read gets a failure status (0xA700 out of resources, 0xA900 / 0xC2xx cannot understand),
+  and every instance gets one log line with the status it was answered.
+* A re-sent image already segmented with the same model and settings is not segmented or sent again
+  (:mod:`sonoseg.pacs.ledger`); a changed image or model gives a new SEG naming the one it replaces.
+* Housekeeping: a study's results folder is removed once delivered everywhere (``keep_results_s`` later,
+  or never with ``inf``; kept when there is no destination, being then the only output); at start,
+  folders left by a segmentation that was killed are removed (their instances are segmented again).
 * Logs name studies by a hash of their UID and never print header values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,12 +42,16 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from sonoseg.errors import SonosegError, reason
+from sonoseg.infer.sop_class import describe_skipped
 from sonoseg.pacs.files import save_encoded
+from sonoseg.pacs.ledger import Ledger
 from sonoseg.pacs.outbox import Delivery, Outbox
 from sonoseg.pacs.query import study_tag
+from sonoseg.pacs.received import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, check_instance
+from sonoseg.pacs.tls import TlsSettings
 
 log = logging.getLogger("sonoseg.pacs.listener")
-OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0xA700, 0xC210
+DELIVERED = ".delivered"  # marker in a results folder: every destination has it (content: the time)
 
 
 @dataclass
@@ -51,6 +69,9 @@ class ListenerSettings:
     retry_s: float = 60.0  # first re-send to a destination that failed; then doubling ...
     retry_max_s: float = 3600.0  # ... up to this
     overlay_sc: bool = False  # also send the overlay as a Secondary Capture (viewers without SEG support)
+    tls: Optional[TlsSettings] = None  # DICOM TLS: our certificate / key; ca_file: senders need one it signed
+    keep_results_s: float = 0.0  # results kept this long once delivered everywhere (inf: never removed)
+    max_frame_pixels: int = 8192 * 8192 * 3  # larger frames are refused as "out of resources"
 
 
 @dataclass
@@ -62,7 +83,11 @@ class _Study:
 @dataclass
 class Stats:
     received: int = 0
-    refused: int = 0
+    refused: int = 0  # C-STOREs answered with a failure status
+    rejected: int = 0  # associations refused (AE titles)
+    duplicates: int = 0  # re-sent images already segmented with the same key: nothing sent
+    replaced: int = 0  # SEGs sent that replace an earlier one
+    not_images: int = 0  # SEG, SR, PR, KO ... received and skipped
     studies: int = 0
     segmented: int = 0  # image instances segmented
     segs_sent: int = 0  # files stored at PACS destinations: SEGs (and overlay captures with overlay_sc)
@@ -80,6 +105,8 @@ class Listener:
         self.results = Path(settings.work_dir) / "results"
         self.kept = Path(settings.work_dir) / "kept"  # received instances kept (keep_received) once delivered
         self.outbox = Outbox(Path(settings.work_dir) / "outbox")
+        self.ledger = Ledger(Path(settings.work_dir) / "ledger.sqlite")
+        self._next_prune = 0.0
         self._deliveries: list[Delivery] = []  # waiting for a re-send
         self.stats = Stats()
         self._cond = threading.Condition()
@@ -98,26 +125,38 @@ class Listener:
         quiet_pynetdicom()
         from pynetdicom import AE, VerificationPresentationContexts, evt
 
+        from sonoseg.pacs.dimse import log_rejected
+
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.results.mkdir(parents=True, exist_ok=True)
         self._recover()
+        self._clean_results()
         ae = AE(ae_title=self.s.ae_title)
         ae.supported_contexts = storage_scp_contexts() + VerificationPresentationContexts
         if self.s.allowed_aets:
             ae.require_calling_aet = list(self.s.allowed_aets)
+        ae.require_called_aet = True
         ae.maximum_associations = 16
+        rejected = log_rejected(log, self.s.ae_title)
+
+        def on_rejected(event) -> None:
+            self.stats.rejected += 1
+            rejected(event)
+
+        ssl_context = self.s.tls.server_context() if self.s.tls is not None else None
         self._thread = threading.Thread(target=self._work, name="sonoseg-listener", daemon=True)
         self._thread.start()
         try:
-            self._server = ae.start_server((self.s.host, int(self.s.port)), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+            self._server = ae.start_server((self.s.host, int(self.s.port)), block=False, ssl_context=ssl_context,
+                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store),
+                                                         (evt.EVT_REJECTED, on_rejected)])
         except OSError as exc:
             self.stop(flush=False)
             raise SonosegError(f"cannot listen on {self.s.host}:{self.s.port} ({exc.strerror or reason(exc)})") \
                 from None
         allowed = ", ".join(self.s.allowed_aets) or "any"
-        log.info("listening as %s on %s:%s (calling AE titles allowed: %s)", self.s.ae_title, self.s.host,
-                 self.s.port, allowed)
+        log.info("listening as %s on %s:%s%s (calling AE titles allowed: %s)", self.s.ae_title, self.s.host,
+                 self.s.port, " with TLS" if ssl_context is not None else "", allowed)
         return self
 
     def stop(self, flush: bool = True, timeout: float = 600.0) -> None:
@@ -168,33 +207,46 @@ class Listener:
                 log.info("%s: %d instance(s) left by the last run, queued again", d.name, len(files))
 
     def _on_store(self, event) -> int:
+        """Check, write, then answer: one log line per instance, with the status the sender gets."""
+        rq = event.assoc.requestor
+        peer = f"{str(rq.ae_title).strip()}@{rq.address}"
+        try:
+            ds = event.dataset
+            study, sop = str(ds.StudyInstanceUID), str(event.request.AffectedSOPInstanceUID)
+            refusal = check_instance(ds, event.file_meta.TransferSyntaxUID, self.s.max_frame_pixels)
+        except Exception as exc:  # noqa: BLE001 - a dataset that cannot even be parsed
+            return self._refuse("-", "-", peer, CANNOT_UNDERSTAND, f"unreadable data set ({reason(exc)})")
+        tag, inst = study_tag(study), "instance-" + hashlib.sha256(sop.encode()).hexdigest()[:8]
+        if refusal is not None:
+            return self._refuse(tag, inst, peer, refusal.status, refusal.reason)
         with self._cond:
             if not self._cond.wait_for(lambda: self._pending < self.s.max_pending or self._stop, self.s.wait_s) \
                     or self._stop:
-                self.stats.refused += 1
-                log.warning("queue full (%d instances waiting): C-STORE answered 'out of resources'", self._pending)
-                return OUT_OF_RESOURCES
+                return self._refuse(tag, inst, peer, OUT_OF_RESOURCES, f"queue full ({self._pending} instances "
+                                                                        "waiting): the sender may try again later")
             self._pending += 1  # room reserved before the (slow) write, released on failure
         try:
-            ds = event.dataset
-            study = str(ds.StudyInstanceUID)
-            path = save_encoded(event.encoded_dataset(include_meta=True), study,
-                                str(event.request.AffectedSOPInstanceUID), self.incoming)
+            path = save_encoded(event.encoded_dataset(include_meta=True), study, sop, self.incoming)
         except Exception as exc:  # noqa: BLE001 - a bad instance is refused, the listener goes on
             with self._cond:
                 self._pending -= 1
                 self._cond.notify_all()
-            log.warning("instance refused: %s", reason(exc))
-            return OUT_OF_RESOURCES if isinstance(exc, OSError) else CANNOT_UNDERSTAND
-        tag = study_tag(study)
+            status = OUT_OF_RESOURCES if isinstance(exc, OSError) else CANNOT_UNDERSTAND
+            return self._refuse(tag, inst, peer, status, f"not stored: {reason(exc)}")
         with self._cond:
             st = self._studies.setdefault(tag, _Study())
             st.files.append(path)
             st.last = time.monotonic()
             self.stats.received += 1
             self._cond.notify_all()
-        log.debug("%s: instance received from %s", tag, event.assoc.requestor.ae_title)
+        log.info("%s: %s from %s: stored (0x0000)", tag, inst, peer)
         return 0x0000
+
+    def _refuse(self, tag: str, inst: str, peer: str, status: int, why: str) -> int:
+        with self._cond:
+            self.stats.refused += 1
+        log.warning("%s: %s from %s: refused (0x%04X): %s", tag, inst, peer, status, why)
+        return status
 
     # -- segmenting -----------------------------------------------------------------------------
     def _next_ready(self) -> Optional[tuple[str, list]]:
@@ -215,9 +267,12 @@ class Listener:
                     job = None if due else self._next_ready()
                     if due or job is not None or (self._stop and (not self._flush or not self._studies)):
                         break
+                    if time.time() >= self._next_prune:  # delivered results whose time has come
+                        self._prune()
                     waits = [self.s.quiet_s - (time.monotonic() - st.last) for st in self._studies.values()]
                     waits += [d.next_try - time.time() for d in self._deliveries]
-                    self._cond.wait(max(min(waits, default=1.0), 0.01))
+                    waits.append(min(self._next_prune - time.time(), 1.0))
+                    self._cond.wait(max(min(waits), 0.01))
                 if due:
                     self._deliveries = [d for d in self._deliveries if all(d is not x for x in due)]
                 elif job is None:
@@ -244,27 +299,46 @@ class Listener:
                     self._cond.notify_all()
 
     def _process(self, tag: str, files: list) -> None:
-        from sonoseg.pacs.segment import segment_study
+        from sonoseg.pacs.ledger import settings_key
+        from sonoseg.pacs.segment import SegmentOptions, segment_study
 
         t0 = time.perf_counter()
         out = self.results / tag / (time.strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 10**6:06d}")
         self.stats.studies += 1
         try:
-            res = segment_study(tag, files, out, self.predictor, domain=self.s.domain, log=log.warning,
-                                overlay_sc=self.s.overlay_sc)
+            key = settings_key(self.predictor, domain=self.s.domain, overlay_sc=self.s.overlay_sc)
+            opts = SegmentOptions(domain=self.s.domain, overlay_sc=self.s.overlay_sc, ledger=self.ledger,
+                                  settings=key)
+            res = segment_study(tag, files, out, self.predictor, opts, log=log.warning)
         except Exception as exc:  # noqa: BLE001 - one study must not stop the listener
             log.error("%s: segmentation failed: %s; its %d instance(s) stay in %s", tag, reason(exc), len(files),
                       files[0].parent)
             self.stats.failures += 1
             return
         self.stats.segmented += res.images
+        self.stats.duplicates += len(res.duplicates)
+        self.stats.replaced += res.replaced
+        self.stats.not_images += res.skipped
+        if res.duplicates:
+            log.info("%s: %d image(s) already segmented with this model and settings: not segmented or sent again",
+                     tag, len(res.duplicates))
+            self._finish_sources(tag, res.duplicates)
+        files = [f for f in files if f not in set(res.duplicates)]
+        if not res.images:  # nothing new: no delivery (the results store already has these images too)
+            self._finish_sources(tag, files)
+            if res.skipped:
+                log.info("%s: %s skipped", tag, describe_skipped(res.not_images))
+            return
         dl = Delivery(tag, str(out), [str(p) for p in res.segs + res.captures], [str(f) for f in files],
                       [s.name for s in self.sinks])
         self.outbox.save(dl)  # before anything is sent: a crash from here on never segments it again
+        self.ledger.record(res.records, key, str(self.predictor.model_version))
         sent = self._deliver(dl)
         extra = (f", {len(res.captures)} overlay capture(s)" if res.captures else "") + \
+                (f", {res.replaced} replacing earlier SEGs" if res.replaced else "") + \
                 (f", {res.out_of_scope} out of scope (no SEG)" if res.out_of_scope else "") + \
-                (f", {len(res.failed)} failed" if res.failed else "") + (f", {res.skipped} not images" if res.skipped else "")
+                (f", {len(res.failed)} failed" if res.failed else "") + \
+                (f", {describe_skipped(res.not_images)} skipped" if res.skipped else "")
         log.info("%s: %d image(s) segmented, %d SEG(s)%s; sent %s; %.1f s", tag, res.images, len(res.segs), extra,
                  ", ".join(sent) or "nowhere (no destination)", time.perf_counter() - t0)
         if self.on_study is not None:
@@ -315,21 +389,68 @@ class Listener:
             return sent
         if retry:
             self.stats.resent += 1
-        for f in sources:  # kept ones move out of incoming/, or a restart would segment and send them again
+        self._finish_sources(dl.tag, sources)
+        self._delivered(Path(dl.results))
+        self.outbox.remove(dl)
+        return sent
+
+    def _finish_sources(self, tag: str, sources) -> None:
+        """Received instances done with: kept ones move out of incoming/ (or a restart would segment them
+        again), the others are removed."""
+        for f in map(Path, sources):
             if self.s.keep_received and f.exists():
-                (self.kept / dl.tag).mkdir(parents=True, exist_ok=True)
-                os.replace(f, self.kept / dl.tag / f.name)
+                (self.kept / tag).mkdir(parents=True, exist_ok=True)
+                os.replace(f, self.kept / tag / f.name)
             else:
                 f.unlink(missing_ok=True)
         try:
-            (self.incoming / dl.tag).rmdir()
+            (self.incoming / tag).rmdir()
         except OSError:
             pass  # more instances of the study arrived meanwhile
-        self.outbox.remove(dl)
-        return sent
+
+    # -- housekeeping -------------------------------------------------------------------------------
+    def _delivered(self, folder: Path) -> None:
+        """Every destination has this batch: mark it, and remove it now or when its time has come."""
+        if folder.is_dir():
+            (folder / DELIVERED).write_text(f"{time.time():.3f}\n")
+        self._prune()
+
+    def _prune(self) -> None:
+        """Remove delivered results older than ``keep_results_s`` (none while there is no destination:
+        the results folder is then the only output)."""
+        now = time.time()
+        self._next_prune = now + min(max(self.s.keep_results_s / 10, 1.0), 600.0)
+        if not self.sinks or math.isinf(self.s.keep_results_s):
+            self._next_prune = math.inf
+            return
+        for marker in self.results.glob(f"*/*/{DELIVERED}"):
+            try:
+                at = float(marker.read_text().strip() or 0)
+            except (OSError, ValueError):
+                at = 0.0
+            if now - at >= self.s.keep_results_s:
+                _remove_run(marker.parent)
+
+    def _clean_results(self) -> None:
+        """At start: results folders that neither wait for a re-send nor were delivered are what a killed
+        segmentation left (its instances are still in incoming/ and are segmented again): removed."""
+        waiting = {str(Path(d.results).resolve()) for d in self._deliveries}
+        for run in self.results.glob("*/*"):
+            if run.is_dir() and not (run / DELIVERED).exists() and str(run.resolve()) not in waiting:
+                log.info("%s: removing %s, left by a segmentation that did not finish", run.parent.name, run.name)
+                _remove_run(run)
+        self._prune()
 
     @property
     def waiting(self) -> list[Delivery]:
         """Deliveries waiting for a re-send (a copy)."""
         with self._cond:
             return list(self._deliveries)
+
+
+def _remove_run(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # the study's folder, once empty
+    except OSError:
+        pass

@@ -7,7 +7,9 @@ returns the studies, not the identity."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Optional
 
 from pydicom.dataset import Dataset
@@ -27,9 +29,34 @@ def study_tag(uid: str) -> str:
     return "study-" + hashlib.sha256(str(uid).encode()).hexdigest()[:10]
 
 
+_DATE = r"(\d{8}|\d{4}-\d{2}-\d{2})"
+_DATE_RANGE = re.compile(rf"{_DATE}?(-{_DATE}?)?")
+
+
+def dicom_date(text: str) -> str:
+    """``2016-01-01``, ``20160101``, ``2016-01-01-2016-12-31``, ``-20161231``, ``20160101-`` -> the DICOM
+    form (YYYYMMDD, YYYYMMDD-YYYYMMDD ...); anything else is refused with the expected form (a date
+    the server would not understand must not silently match nothing)."""
+    t = str(text).strip()
+    m = _DATE_RANGE.fullmatch(t)
+    if not t or t == "-" or m is None:
+        raise ConfigError(f"study date must be YYYYMMDD or YYYY-MM-DD, or a range FROM-TO of those "
+                          f"(e.g. 2016-01-01-2016-12-31), got {text!r}")
+    ends = [m.group(1), m.group(3)]
+    for d in ends:
+        if d:
+            try:
+                datetime.strptime(d.replace("-", ""), "%Y%m%d")
+            except ValueError:
+                raise ConfigError(f"study date {d!r} is not a calendar date") from None
+    plain = [d.replace("-", "") if d else "" for d in ends]
+    return plain[0] + ("-" + plain[1] if m.group(2) is not None else "")
+
+
 @dataclass
 class Query:
-    """Filters; None = any. ``study_date``: YYYYMMDD or a range YYYYMMDD-YYYYMMDD (DICOM range matching)."""
+    """Filters; None = any. ``study_date``: a date or a range FROM-TO (either end may be left out), each
+    date YYYYMMDD or ISO YYYY-MM-DD; it becomes DICOM range matching (YYYYMMDD-YYYYMMDD)."""
 
     patient_id: Optional[str] = None
     study_date: Optional[str] = None
@@ -41,15 +68,14 @@ class Query:
     def filters(self, level: str) -> dict[str, str]:
         if level not in LEVELS:
             raise ConfigError(f"query level must be study or series, not {level}")
-        f = {"PatientID": self.patient_id, "StudyDate": self.study_date, "AccessionNumber": self.accession,
+        f = {"PatientID": self.patient_id, "StudyDate": dicom_date(self.study_date) if self.study_date else None,
+             "AccessionNumber": self.accession,
              "StudyInstanceUID": self.study_uid}
         if level == "study":
             f["ModalitiesInStudy"] = self.modality
         else:
             f["Modality"] = self.modality
             f["SeriesInstanceUID"] = self.series_uid
-        if self.study_date and not all(c.isdigit() or c == "-" for c in self.study_date):
-            raise ConfigError(f"study date must be YYYYMMDD or YYYYMMDD-YYYYMMDD, got {self.study_date!r}")
         return {k: str(v) for k, v in f.items() if v}
 
     def identifier(self, level: str) -> Dataset:
