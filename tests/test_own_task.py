@@ -172,6 +172,7 @@ def test_fetal_head_model_names_its_seg_segment_and_json(tmp_path, dicom_file):
     m = json.loads(text)
     assert m["decision"]["structure"] == "fetal head" and m["decision"]["note"] in ("fetal head segmented",
                                                                                       "no fetal head found")
+    assert m["chosen_frame_reason"] in ("largest fetal head", "no fetal head found")  # the overlay's caption too
     seg = pydicom.dcmread(r["seg"])
     (segment,) = seg.SegmentSequence
     assert segment.SegmentLabel == "fetal head"
