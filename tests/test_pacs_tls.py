@@ -180,3 +180,17 @@ def test_listener_over_tls_receives_from_orthanc_and_sends_back(tls_orthanc, pki
     segs = tls_orthanc.post("/tools/find", {"Level": "Instance", "Query": {"StudyInstanceUID": study, "Modality": "SEG"}})
     assert len(segs) == 1 and len(sink.calls) == 1
     assert "with TLS" in caplog.text
+
+
+def test_listen_cli_tls_options_are_checked(tmp_path, pki):
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+
+    run = CliRunner().invoke
+    r = run(app, ["listen", "--tls-cert", str(pki["listener"].cert), "--work", str(tmp_path / "w")],
+            env={"COLUMNS": "200"})
+    assert r.exit_code == 1 and "DICOM TLS needs --tls-cert and --tls-key" in r.output, r.output
+    r = run(app, ["listen", "--tls-cert", str(pki["listener"].cert), "--tls-key", str(tmp_path / "missing.key"),
+                  "--work", str(tmp_path / "w")], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "missing.key does not exist" in r.output, r.output

@@ -69,6 +69,14 @@ def test_predict_segments_the_image_and_counts_the_rest(tmp_path, tiny_model):
     images, skipped = split_images(sorted(folder.iterdir()))
     assert images == [image] and sum(skipped.values()) == 5
     assert not_an_image(tmp_path / "out" / "results.json") is None  # not DICOM: the readers decide
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+
+    r = CliRunner().invoke(app, ["predict", str(folder), "-o", str(tmp_path / "cli"), "-m", str(tiny_model),
+                                 "--backend", "torch", "--threads", "1", "--no-domain-check"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "skipped 5 not images (" in r.output and "1 ok, 0 failed" in r.output
 
 
 def test_service_refuses_non_image_objects_with_422(tmp_path):

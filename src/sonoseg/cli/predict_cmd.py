@@ -52,6 +52,13 @@ def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_larg
         console.print(f"[yellow]{payload['n_out_of_scope']} input(s) out of scope: no class, probability or size is "
                       "shown for them" + (" (withheld values marked)" if show_withheld else
                                           "; --show-withheld prints them, marked") + ".[/]", soft_wrap=True)
+    if payload.get("n_not_images"):
+        from collections import Counter
+
+        from sonoseg.infer.sop_class import describe_skipped
+
+        console.print(f"skipped {describe_skipped(Counter(payload['not_images']))}: only image storage SOP classes "
+                      "are segmented")
     units = {r["summary"].get("spacing_source") or "none (sizes in px)" for r in rows}
     console.print(f"pixel spacing from: {', '.join(sorted(units))}" if rows else "")
     partial, resumed = payload.get("n_partial", 0), payload.get("n_resumed", 0)

@@ -412,7 +412,7 @@ class Listener:
     def _delivered(self, folder: Path) -> None:
         """Every destination has this batch: mark it, and remove it now or when its time has come."""
         if folder.is_dir():
-            (folder / DELIVERED).write_text(f"{time.time():.3f}\n")
+            (folder / DELIVERED).write_text(f"{time.time()!r}\n")  # exact: a rounded-up time would wait
         self._prune()
 
     def _prune(self) -> None:
@@ -428,7 +428,7 @@ class Listener:
                 at = float(marker.read_text().strip() or 0)
             except (OSError, ValueError):
                 at = 0.0
-            if now - at >= self.s.keep_results_s:
+            if self.s.keep_results_s <= 0 or now - at >= self.s.keep_results_s:
                 _remove_run(marker.parent)
 
     def _clean_results(self) -> None:
