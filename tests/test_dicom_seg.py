@@ -383,3 +383,22 @@ def test_class_finding_is_coded_without_an_unknown_scheme_warning(tmp_path, cls,
         assert scheme_warnings == ([] if scheme == "SCT" else
                                    ["Warning - Unrecognized defined term <99SONOSEG> for value 1 of attribute "
                                     "<Coding Scheme Designator>"] * 2)
+
+
+@pytest.mark.parametrize("name", ["color-pl.dcm", "color-px.dcm"])
+def test_retired_us_sop_class_and_acr_nema_dates_get_a_seg(tmp_path, name):
+    """pydicom-data's color-pl/px: retired Ultrasound Image Storage (1.2.840.10008.5.1.4.1.1.6) with
+    dates/times as 1994.11.05 / 11:20:00. highdicom has no IOD for the class: the SEG is built as for
+    its successor, references the instance by its real class, and carries the study date/time in the
+    current form. (dciodvfy: only what the source itself has, its illegal 999.999 UIDs; checked in
+    tests/test_seg_conformance.py.)"""
+    src = header(name)
+    assert src.SOPClassUID == "1.2.840.10008.5.1.4.1.1.6" and src.StudyDate == "1994.11.05"
+    m = ellipse_masks(src.Rows, src.Columns, 1)[0]
+    out = write_dicom_seg(dicom_testfile(name), m, tmp_path / "seg.nocheck")  # not .dcm: see the docstring
+    ds = pydicom.dcmread(out)
+    assert ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPClassUID == src.SOPClassUID
+    assert {s.ReferencedSOPClassUID for item in ds.PerFrameFunctionalGroupsSequence
+            for s in item.DerivationImageSequence[0].SourceImageSequence} == {src.SOPClassUID}
+    assert (ds.StudyDate, ds.StudyTime) == ("19941105", "112000")
+    assert np.array_equal(read_dicom_seg(out)[0], m)
