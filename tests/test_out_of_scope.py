@@ -52,12 +52,12 @@ def test_predict_table_and_overlay_give_no_verdict(tmp_path):
 
 def test_listen_logs_the_reason_and_writes_no_seg(tmp_path):
     from sonoseg.infer.predictor import Predictor
-    from sonoseg.pacs.segment import segment_study
+    from sonoseg.pacs.segment import SegmentOptions, segment_study
 
     dcm = green_dicom(tmp_path / "in" / "green.dcm")
     lines: list[str] = []
     res = segment_study("study-1", [dcm], tmp_path / "out", Predictor.from_path(None, backend="torch", threads=1),
-                        log=lines.append, overlay_sc=True)
+                        SegmentOptions(overlay_sc=True), log=lines.append)
     assert res.images == 1 and res.out_of_scope == 1 and res.segs == [] and res.captures == [] and res.failed == []
     (line,) = lines
     assert "out of scope, not a finding: does not look like" in line

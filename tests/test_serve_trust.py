@@ -196,8 +196,8 @@ def test_serve_with_a_bad_database_ends_with_one_line(tmp_path, pg_server):
              (pg_server.url("no_such_db"), "does not exist"),
              ("postgresql://sonoseg:pw@127.0.0.1:1/x", "127.0.0.1"),
              ("nosuchdriver://x/y", "invalid database URL")]
-    for url, words in cases:
-        r = CliRunner().invoke(cli, ["serve", "--data", str(tmp_path / "d"), "--db", url, "--no-worker"])
+    for url, words in cases:  # the URL as the README says to pass it: $SONOSEG_DB_URL, not --db (visible in ps)
+        r = CliRunner().invoke(cli, ["serve", "--data", str(tmp_path / "d"), "--no-worker"], env={"SONOSEG_DB_URL": url})
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], (url, r.output)
         assert "Traceback" not in r.output and ":pw@" not in r.output and "wrong-" not in r.output

@@ -91,13 +91,13 @@ def validate(sp: Spooled, limits=None) -> dict:
     from sonoseg.io import iter_frames, read_meta
     from sonoseg.serve.guard import Limits, check
 
-    check(sp.path, sp.fmt, limits or Limits.of(DEFAULT_JOB_MB))
-    if sp.fmt == "dicom":
+    if sp.fmt == "dicom":  # first: a SEG, SR ... has no pixel budget to check, it is not an image at all
         from sonoseg.infer.sop_class import not_an_image
 
         kind = not_an_image(sp.path)
         if kind is not None:  # a SEG, SR, PR, KO ...: never segmented (the same rule as predict and listen)
             raise UploadRejected(422, f"not an image to segment: {kind} (only image storage SOP classes are)")
+    check(sp.path, sp.fmt, limits or Limits.of(DEFAULT_JOB_MB))
     try:
         meta = read_meta(sp.path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault here
