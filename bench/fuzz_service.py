@@ -35,6 +35,23 @@ def _mem(pid: int, key: str) -> float:
     return 0.0
 
 
+def _cached_bombs(build) -> list:
+    """Building the bombs costs ~20 s of CPU (zlib over gigabytes of zeros): kept in the temp folder
+    between runs, keyed by the builder's source."""
+    import hashlib
+    import pickle
+
+    import upload_bombs
+
+    key = hashlib.sha256(Path(upload_bombs.__file__).read_bytes()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"sonoseg-upload-bombs-{key}.pkl"
+    if cache.is_file():
+        return pickle.loads(cache.read_bytes())
+    bombs = build()
+    cache.write_bytes(pickle.dumps(bombs))
+    return bombs
+
+
 def run_service(args) -> dict:
     import httpx
 
@@ -46,7 +63,7 @@ def run_service(args) -> dict:
     from sonoseg.store import jobs
 
     t0 = time.time()
-    bombs = all_bombs()
+    bombs = _cached_bombs(all_bombs)
     build_s = time.time() - t0
     data = Path(tempfile.mkdtemp(prefix="sonoseg-fuzz-service-")) / "data"
     make_store(data).dispose()
@@ -80,20 +97,34 @@ def run_service(args) -> dict:
         h = {"Authorization": f"Bearer {tok}"}
         client = httpx.Client(base_url=base, headers=h, timeout=args.timeout)
         accepted = []
+        def post(b):
+            r = client.post("/api/v1/jobs", files={"files": (f"{b.name}{b.suffix}", b.data)})
+            return r, r.status_code, (r.json().get("detail") if r.headers.get("content-type", "").startswith(
+                "application/json") else r.text[:200])
+
         for b in bombs:
             t = time.perf_counter()
+            retried = False
             try:
-                r = client.post("/api/v1/jobs", files={"files": (f"{b.name}{b.suffix}", b.data)})
-                code, detail = r.status_code, (r.json().get("detail") if r.headers.get("content-type", "").startswith(
-                    "application/json") else r.text[:200])
+                r, code, detail = post(b)
             except httpx.HTTPError as exc:
-                code, detail = 0, f"connection: {type(exc).__name__}"
+                # a pooled keep-alive connection the server closed while this (niced, slow) client was busy
+                # reads as an error: try once more on a fresh connection; a server that dropped it again,
+                # or died, is a crash
+                code, detail, retried = 0, f"connection: {type(exc).__name__}", True
+                if proc.poll() is None:
+                    client.close()
+                    client = httpx.Client(base_url=base, headers=h, timeout=args.timeout)
+                    try:
+                        r, code, detail = post(b)
+                    except httpx.HTTPError as exc2:
+                        detail = f"connection (twice): {type(exc2).__name__}"
             verdict = "crash" if code == 0 or code >= 500 or proc.poll() is not None else \
                 "accepted" if code == 202 else "refused"
             if code == 202:
                 accepted += [j["id"] for j in r.json()["jobs"]]
             rows.append({"bomb": b.name, "size_kb": round(len(b.data) / 1024, 1), "path": "upload", "status": code,
-                         "verdict": verdict, "detail": detail, "seconds": round(time.perf_counter() - t, 2),
+                         "verdict": verdict, "retried": retried, "detail": detail, "seconds": round(time.perf_counter() - t, 2),
                          "server_rss_mb": round(_mem(proc.pid, "VmRSS"))})
             print(f"  upload {b.name:<32} {code} {verdict:<8} {str(detail)[:110]}", flush=True)
         # the worker's own check: the same bombs queued without the upload check (as `pacs --store` does)

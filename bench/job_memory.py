@@ -112,6 +112,7 @@ def main() -> None:
             proc.join()
             est = declared(p, fmt, Limits.of(1 << 20)).job_bytes()
             rows.append({"input": name, "growth_mb": round((peak - before) / MB), "estimate_mb": round(est / MB)})
+            rows[-1]["ratio"] = round(rows[-1]["estimate_mb"] / max(rows[-1]["growth_mb"], 1), 2)
             print(f"{name:<28} growth {rows[-1]['growth_mb']:>6} MB   estimate {rows[-1]['estimate_mb']:>6} MB", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"rows": rows}, indent=1))
