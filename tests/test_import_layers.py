@@ -1,0 +1,145 @@
+"""The house's layers, kept by a test (issue 23, item 6): no new upward import, no new import circle.
+
+Every ``import`` / ``from ... import`` of sonoseg's own modules counts, lazy ones inside functions too
+(they are circles all the same, only deferred). Packages sit on the layers below, lowest first; a module
+may import its own layer and the ones beneath it. What the code does today that breaks this is listed
+in tests/import_baseline.json: the test fails on anything *new* (an upward import or a circle not in the
+list) and on a listed one that has gone (so that the list only shrinks: delete the line with the fix).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "sonoseg"
+BASELINE = Path(__file__).with_name("import_baseline.json")
+LAYERS = [  # lowest first; one meaning per row
+    ["__init__", "errors", "redact", "_compat", "progress", "system"],  # primitives (__init__: the version only)
+    ["io"],
+    ["preprocess"],
+    ["config"],
+    ["data"],
+    ["models"],
+    ["train", "evaluate"],
+    ["export"],
+    ["infer"],
+    ["experiments", "store"],
+    ["serve", "pacs"],
+    ["cli", "__main__", "assets"],
+]
+LAYER = {pkg: i for i, row in enumerate(LAYERS) for pkg in row}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> sonoseg modules it imports (resolved relative imports; ``from pkg import name`` counts
+    as an import of ``pkg.name`` when that is a module, else of ``pkg``)."""
+    files = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        deps: set[str] = set()
+        pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            for n in names:
+                while n and n not in files:
+                    n = n.rsplit(".", 1)[0] if "." in n else ""
+                if n.startswith("sonoseg") and n != mod:
+                    deps.add(n)
+        graph[mod] = deps
+    return graph
+
+
+def _package(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> set[str]:
+    out = set()
+    for mod, deps in graph.items():
+        for d in deps:
+            a, b = _package(mod), _package(d)
+            if LAYER[b] > LAYER[a]:
+                out.add(f"{mod} -> {d}")
+    return out
+
+
+def module_circles(graph: dict[str, set[str]]) -> set[str]:
+    """Strongly connected components of more than one module (Tarjan), each as its sorted members."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], set(), [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.add(" ".join(sorted(comp)))
+
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 10_000))
+    try:
+        for v in sorted(graph):
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(old)
+    return out
+
+
+def test_every_package_has_a_layer():
+    pkgs = {_package(m) for m in import_graph()}
+    assert not pkgs - set(LAYER), f"give these packages a layer in LAYERS: {sorted(pkgs - set(LAYER))}"
+
+
+def test_no_new_upward_import_and_no_new_circle():
+    graph = import_graph()
+    base = json.loads(BASELINE.read_text())
+    up, circles = upward_imports(graph), module_circles(graph)
+    new_up = sorted(up - set(base["upward"]))
+    assert not new_up, "upward import(s) (see docs/architecture.md for where things go): " + "; ".join(new_up)
+    new_circles = sorted(circles - set(base["circles"]))
+    assert not new_circles, "new import circle(s): " + "; ".join(new_circles)
+    gone = sorted((set(base["upward"]) - up) | (set(base["circles"]) - circles))
+    assert not gone, "fixed, so delete from tests/import_baseline.json: " + "; ".join(gone)
+
+
+def test_the_checker_sees_an_upward_import_and_a_circle():
+    """The checker itself, on a made-up graph: io importing infer is upward; a <-> b is a circle."""
+    g = {"sonoseg.io.x": {"sonoseg.infer.y"}, "sonoseg.infer.y": {"sonoseg.io.x"}}
+    assert upward_imports(g) == {"sonoseg.io.x -> sonoseg.infer.y"}
+    assert module_circles(g) == {"sonoseg.infer.y sonoseg.io.x"}
