@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Combine checkpoints into one model that averages their probabilities (nnU-Net style)."""
         from sonoseg.models import count_parameters
-        from sonoseg.train.checkpoint import load_model
+        from sonoseg.models.checkpoint import load_model
         from sonoseg.train.ensemble import ensemble_checkpoints
 
         if out.exists() and not force:

@@ -98,7 +98,7 @@ def load_torch_model(source: Any):
     if path.suffix == ".onnx":
         raise InputError(path, "an ONNX file needs the 'onnx' backend, not a torch one")
     from sonoseg._compat import ensure_torchvision
-    from sonoseg.train.checkpoint import FORMAT, load_model
+    from sonoseg.models.checkpoint import FORMAT, load_model
 
     ensure_torchvision()  # a pickled smp/timm module imports torchvision while unpickling
     try:

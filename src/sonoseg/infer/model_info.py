@@ -17,7 +17,7 @@ from typing import Optional
 def describe_model(path: str | Path) -> dict:
     """Inputs, classes and stored metrics of one checkpoint (no weights are built)."""
     from sonoseg.infer.domain import sidecar_path
-    from sonoseg.train.checkpoint import load_checkpoint
+    from sonoseg.models.checkpoint import load_checkpoint
 
     p = Path(path)
     ck = load_checkpoint(p)

@@ -69,7 +69,7 @@ class VolumePredictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "VolumePredictor":
         from sonoseg.errors import InputError
-        from sonoseg.train.checkpoint import load_model
+        from sonoseg.models.checkpoint import load_model
 
         model, cfg = load_model(path)
         if cfg.volume is None:
@@ -245,7 +245,7 @@ def _resample_separable(probs: torch.Tensor, amap, shape_xyz, chunk_voxels: int)
 def is_3d_model(path) -> bool:
     """True for a sonoseg checkpoint (.pt) whose config has a volume section (the 3D path)."""
     from sonoseg.errors import InputError
-    from sonoseg.train.checkpoint import load_checkpoint
+    from sonoseg.models.checkpoint import load_checkpoint
 
     if path is None or not str(path).endswith((".pt", ".pth")):
         return False

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sonoseg.errors import ConfigError
-from sonoseg.train.checkpoint import checkpoint_config, half_state, load_checkpoint, save_checkpoint
+from sonoseg.models.checkpoint import checkpoint_config, half_state, load_checkpoint, save_checkpoint
 
 
 def _members_of(payload: dict, path: Path) -> list[tuple[dict, dict, dict]]:

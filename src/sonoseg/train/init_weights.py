@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from sonoseg.errors import InputError
-from sonoseg.train.checkpoint import load_checkpoint
+from sonoseg.models.checkpoint import load_checkpoint
 
 
 @dataclass

@@ -24,7 +24,7 @@ from sonoseg.config import SonosegConfig, save_config
 from sonoseg.errors import ConfigError
 from sonoseg.evaluate.class_metrics import quick_scores
 from sonoseg.train import history
-from sonoseg.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from sonoseg.train.data_setup import select_samples
 from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
