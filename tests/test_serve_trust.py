@@ -65,6 +65,30 @@ def test_lockout_is_per_user_and_client_and_the_admin_gets_in_elsewhere(env):
     assert _token(other, "admin", PASSWORDS["admin"]).status_code == 200
 
 
+def test_behind_a_trusted_proxy_clients_are_told_apart(tmp_path):
+    st = make_store(tmp_path / "data")
+    app = make_app(st, trusted_proxies="127.0.0.1")
+    proxy = TestClient(app, client=("127.0.0.1", 40000))  # every request arrives from the TLS proxy
+    for _ in range(5):
+        r = proxy.post("/api/v1/auth/token", data={"username": "admin", "password": "wrong-password"},
+                       headers={"X-Forwarded-For": "203.0.113.7"})
+        assert r.status_code == 401
+    r = proxy.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORDS["admin"]},
+                   headers={"X-Forwarded-For": "203.0.113.7"})
+    assert r.status_code == 429
+    r = proxy.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORDS["admin"]},
+                   headers={"X-Forwarded-For": "198.51.100.2"})
+    assert r.status_code == 200
+    # an untrusted peer cannot pick its address with the header
+    direct = TestClient(app, client=("192.0.2.9", 40000))
+    r = direct.post("/api/v1/auth/token", data={"username": "admin", "password": "wrong-password"},
+                    headers={"X-Forwarded-For": "198.51.100.2"})
+    assert r.status_code == 401
+    ips = {e["ip"] for e in proxy.get("/api/v1/audit", headers=login(proxy, "admin")).json()["items"]}
+    assert {"203.0.113.7", "198.51.100.2", "192.0.2.9"} <= ips
+    st.dispose()
+
+
 def test_per_user_ceiling_slows_but_does_not_block(env):
     st, app, c = env
     for i in range(8):  # 8 failures for "admin" from 8 clients: no pair reaches its lockout

@@ -30,7 +30,7 @@ def verify(db: Optional[str] = DB, data: Optional[Path] = DATA) -> None:
         fail(r.first_line(), 1)
     head = f"head: event {r.head[0]}, MAC {r.head[1][:16]}" if r.head else "no sealed events yet"
     older = f", {r.unsealed} older unsealed" if r.unsealed else ""
-    console.print(f"audit trail intact: {r.events} events{older}; {head} (keep a copy of the head elsewhere: "
+    console.print(f"audit trail intact: {r.events} event{'s' if r.events != 1 else ''}{older}; {head} (keep a copy of the head elsewhere: "
                   "removing the newest events leaves a shorter valid chain)")
 
 

@@ -125,6 +125,10 @@ def create_app(settings: Settings, store: Optional[Store] = None) -> FastAPI:
     app.add_middleware(BodyLimits, default=settings.max_body_bytes, upload=settings.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RelativeRedirects, public_url=settings.public_url)
+    if settings.trusted_proxies:  # behind the TLS proxy every client would be the proxy's address:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # throttling and audit need the real one
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

@@ -21,7 +21,7 @@ MB = 1024 * 1024
 # Estimated peak memory of one job. bench/job_memory.py measured the worker's run_job (predict, SEG,
 # frame renders) growing by at most 19 bytes per pixel of a single image, ~2 bytes per pixel of
 # every cine frame over ~90 MB (writers and libraries loaded on first use), 4 bytes per voxel of a
-# NIfTI volume; the estimate stays 1.2-3.8x above every measurement (the fixed part dominates small
+# NIfTI volume; the estimate stays 1.2-3.9x above every measurement (the fixed part dominates small
 # inputs; bench/results/job_memory.json).
 PER_FRAME_BYTES = 24  # per pixel of one frame (decode, model input, overlay, PNG renders)
 PER_VOXEL_BYTES = 3  # per pixel of every frame of a cine or volume (masks, SEG frames, mask read back)

@@ -32,6 +32,7 @@ class Settings:
     max_view_frames: int = 64  # cine frames rendered for the viewer (evenly sampled beyond this)
     job_memory_mb: float = 512  # estimated peak memory one job may need (serve/guard.py); larger inputs get 413
     accept_broken_audit: bool = False  # start although the audit chain is broken (the break is recorded)
+    trusted_proxies: Optional[str] = None  # e.g. "127.0.0.1": the TLS proxy whose X-Forwarded-For names the client
     public_url: Optional[str] = None  # e.g. https://sonoseg.example.org: redirects use it, never the Host header
 
     def job_limits(self):
@@ -60,6 +61,8 @@ class Settings:
             s.docs = True
         if "SONOSEG_JOB_MEMORY_MB" in env:
             s.job_memory_mb = float(env["SONOSEG_JOB_MEMORY_MB"])
+        if env.get("SONOSEG_TRUSTED_PROXIES"):
+            s.trusted_proxies = env["SONOSEG_TRUSTED_PROXIES"]
         if env.get("SONOSEG_PUBLIC_URL"):
             s.public_url = env["SONOSEG_PUBLIC_URL"]
         if env.get("SONOSEG_KEEP_IDENTIFIERS", "").lower() in ("1", "true", "yes"):
