@@ -76,6 +76,16 @@ def note_line(message: str) -> None:
     err_console.print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
+def per_dataset(values: list, datasets: list, flag: str, required: bool = False) -> list:
+    """A repeated option paired with repeated DATASET arguments by position: one value per dataset (or
+    none at all, unless ``required``: then a list of None). ConfigError (exit 2) otherwise."""
+    from sonoseg.errors import ConfigError
+
+    if (values or required) and len(values) != len(datasets):
+        raise ConfigError(f"{len(datasets)} dataset(s) but {len(values)} {flag} value(s): give one per dataset, in order")
+    return list(values) if values else [None] * len(datasets)
+
+
 def fail(message: str, code: int = 1) -> None:
     error_line(message)
     raise typer.Exit(code)

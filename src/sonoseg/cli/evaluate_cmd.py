@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, say, show_result
+from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, per_dataset, say, show_result
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
@@ -63,11 +63,7 @@ def register(app: typer.Typer) -> None:
         from sonoseg.evaluate.run import evaluate_model
         from sonoseg.infer.volume import is_3d_model
 
-        if split_files and len(split_files) != len(datasets):
-            from sonoseg.errors import ConfigError
-
-            raise ConfigError(f"{len(datasets)} dataset(s) but {len(split_files)} --split-file value(s): give one per dataset")
-        pairs = list(zip(datasets, split_files or [None] * len(datasets)))
+        pairs = list(zip(datasets, per_dataset(split_files, datasets, "--split-file")))
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_evaluate_3d
 

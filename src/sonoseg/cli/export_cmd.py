@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors, model_flags
+from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors, model_flags, per_dataset
 
 
 def _default_checkpoint() -> Path:
@@ -71,9 +71,7 @@ def register(app: typer.Typer) -> None:
         formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
         calib = None
         if datasets:
-            if len(split_files) != len(datasets):
-                fail("--dataset needs --split-file, one per dataset (calibration from its train split, checks on val)",
-                     code=2)
+            per_dataset(split_files, datasets, "--split-file", required=True)  # calibration: train; checks: val
             calib, val = ([] if int8 else None), []
             for dataset, split_file in zip(datasets, split_files):  # each source in equal numbers
                 if int8:

@@ -35,14 +35,12 @@ def _overrides(dataset, split_file, model, encoder, epochs, batch_size, lr, devi
 
 def _sources(datasets: list[Path], split_files: list[Path], weights: list[float]) -> list:
     """``data.sources`` from repeated DATASET / --split-file / --source-weight (paired by position)."""
+    from sonoseg.cli._common import per_dataset
     from sonoseg.config import DataSource
-    from sonoseg.errors import ConfigError
 
-    for what, values in (("--split-file", split_files), ("--source-weight", weights)):
-        if values and len(values) != len(datasets):
-            raise ConfigError(f"{len(datasets)} datasets but {len(values)} {what} value(s): give one per dataset, in order")
-    return [DataSource(root=str(d), split_file=str(split_files[i]) if split_files else None,
-                       weight=weights[i] if weights else 1.0) for i, d in enumerate(datasets)]
+    files = per_dataset(split_files, datasets, "--split-file")
+    return [DataSource(root=str(d), split_file=None if f is None else str(f), weight=1.0 if w is None else w)
+            for d, f, w in zip(datasets, files, per_dataset(weights, datasets, "--source-weight"))]
 
 
 def _is_volume_dataset(dataset) -> bool:
