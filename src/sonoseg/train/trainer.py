@@ -271,7 +271,10 @@ def train(
     from sonoseg.train.volume_setup import sliding_forward
 
     val_forward = sliding_forward(model, cfg)  # 3D: whole volumes through the inference sliding window
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
+    # find_unused_parameters: smp's timm EfficientNet encoders keep a conv_head + bn2 that the decoders never use
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True,
+    ) if ctx.enabled else model
 
     writer = None
     if main and cfg.train.tensorboard:
