@@ -96,3 +96,24 @@ def test_torchrun_two_processes_train_cli(tmp_path):
     assert proc.stdout.count("epoch   1/2") == 1, "only rank 0 logs"
     ck = torch.load(runs[0] / "last.pt", weights_only=False)
     assert ck["epoch"] == 2 and "optimizer_state" in ck
+
+
+@pytest.mark.slow
+def test_torchrun_trains_the_breast_recipe_with_its_unused_encoder_head(tmp_path):
+    """FPN + timm EfficientNet-Lite0 + class head under DDP: smp's timm encoder keeps a conv_head/bn2 that
+    no decoder uses, and DDP refuses a second step unless it is told to look for unused parameters."""
+    from sonoseg.data.phantom import write_phantom_dataset
+
+    root = write_phantom_dataset(tmp_path / "ds", n=16, size=(64, 64), seed=5, classes=("benign", "malignant"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "sonoseg", "train", str(root), "--out", str(tmp_path / "runs"), "--name", "ddp",
+           "--epochs", "1", "--batch-size", "2", "--arch", "fpn", "--encoder", "timm-tf_efficientnet_lite0",
+           "--no-progress", "--set", "model.encoder_weights=null", "--set", "model.classification={pooling: avg}",
+           "--set", "preprocess.size=[64, 64]", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+           "--set", "augment.enabled=false"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "class head: benign, malignant" in proc.stdout
+    rows = list(csv.DictReader((tmp_path / "runs" / "ddp" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1]
