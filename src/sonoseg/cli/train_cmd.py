@@ -88,8 +88,8 @@ def register(app: typer.Typer) -> None:
         """
         from sonoseg.config import load_config
         from sonoseg.train.kfold import train_kfold
-        from sonoseg.train.recipe import banner, choose_base
         from sonoseg.train.options import RunOptions
+        from sonoseg.train.recipe import banner, choose_base
         from sonoseg.train.trainer import train
 
         if model is not None:

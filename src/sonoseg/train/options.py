@@ -28,7 +28,9 @@ class RunOptions:
             raise ConfigError(f"epochs {self.epochs} must be >= 1")
         if self.folds is not None:
             k, i = self.folds
-            if k < 2 or not 0 <= i < k:
-                raise ConfigError(f"folds {self.folds}: need k >= 2 and 0 <= fold < k")
+            if k < 2:
+                raise ConfigError(f"k-fold needs k >= 2, got {k}")
+            if not 0 <= i < k:
+                raise ConfigError(f"fold {i} of k={k}: folds are numbered 0..{k - 1}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ConfigError(f"time limit {self.time_limit_s} s must be > 0")
