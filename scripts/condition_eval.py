@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from sonoseg.data import read_split_csv
+    from sonoseg.evaluate.options import EvaluateOptions
     from sonoseg.evaluate.run import evaluate_model
 
     stems = {stem for stem, part in read_split_csv(args.split_file).items() if part == args.split}
@@ -77,8 +78,8 @@ def main(argv=None) -> int:
     for name, cond in CONDITIONS.items():
         data = materialise(args.dataset, stems, name, cond, args.out)
         ev = args.out / f"eval-{name.replace(' ', '_')}"
-        evaluate_model(data, split_file=args.split_file, split=args.split, model=args.model, out_dir=ev,
-                       threads=args.threads, n_boot=500, log=lambda m: None)
+        evaluate_model(data, EvaluateOptions(split_file=args.split_file, split=args.split, model=args.model, out_dir=ev,
+                                             threads=args.threads, n_boot=500), log=lambda m: None)
         m = json.loads((ev / "metrics.json").read_text())
         row = {"condition": name, "dice": m["dice"]["mean"], "dice_ci": m["dice"].get("ci95"),
                "precision": m["precision"]["mean"], "recall": m["recall"]["mean"]}

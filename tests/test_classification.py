@@ -191,7 +191,7 @@ def test_cli_evaluate_writes_class_metrics(trained):
 
 @pytest.mark.slow  # int8 quantisation
 def test_export_carries_both_outputs_with_same_class_probabilities(trained):
-    from sonoseg.export import export_model, split_grids
+    from sonoseg.export import ExportOptions, export_model, split_grids
     from sonoseg.infer.backends import create_backend
     from sonoseg.train.checkpoint import load_model
 
@@ -199,7 +199,7 @@ def test_export_carries_both_outputs_with_same_class_probabilities(trained):
     model, cfg = load_model(run / "best.pt")
     val = split_grids(root, run / "split.csv", "val", cfg, cache_dir=tmp / "cache")
     calib = [p[0] for p in split_grids(root, run / "split.csv", "train", cfg, n=6, cache_dir=tmp / "cache")]
-    rep = export_model(run / "best.pt", tmp / "ex", calib_images=calib, val_pairs=val, threads=1)
+    rep = export_model(run / "best.pt", ExportOptions(out_dir=tmp / "ex", threads=1), calib_images=calib, val_pairs=val)
     assert set(rep.files) == {"onnx", "onnx-int8", "torchscript"}
     assert rep.class_prob_diff["onnx"] < 1e-5 and rep.class_prob_diff["torchscript"] < 1e-5
     assert rep.class_agreement["onnx-int8"] == 1.0

@@ -104,21 +104,23 @@ def test_export_gate_refuses_on_mask_agreement(tmp_path):
     """Dice change within tolerance but agreement below the bar: refused, not written, reason given."""
     from test_export import LesionNet, cfg64, phantom_pairs
 
-    from sonoseg.export import ExportRefused, export_model
+    from sonoseg.export import ExportOptions, ExportRefused, export_model
 
     pairs = phantom_pairs(8, seed=200)
     calib = [p[0] for p in phantom_pairs(8, seed=300)]
     with pytest.raises(ExportRefused, match="agree with PyTorch's at mean Dice") as info:
-        export_model(LesionNet().eval(), tmp_path / "o", ["onnx", "onnx-int8"], calib, pairs, tolerance=1.0,
-                     config=cfg64(), min_agreement=1.01)
+        export_model(LesionNet().eval(), ExportOptions(out_dir=tmp_path / "o", formats=["onnx", "onnx-int8"],
+                                                       tolerance=1.0, min_agreement=1.01),
+                     calib_images=calib, val_pairs=pairs, config=cfg64())
     rep = info.value.report
     assert "onnx-int8" in rep.refused and "onnx" in rep.refused  # both below an impossible bar
     assert not (tmp_path / "o" / "model.int8.onnx").exists()
     assert 0.9 <= rep.agreement_mean["onnx"] <= 1.0 and rep.agreement_worst["onnx-int8"] <= rep.agreement_mean["onnx-int8"]
     saved = json.loads((tmp_path / "o" / "export_report.json").read_text())
     assert saved["agreement_mean"]["onnx-int8"] == pytest.approx(rep.agreement_mean["onnx-int8"])
-    ok = export_model(LesionNet().eval(), tmp_path / "p", ["onnx", "onnx-int8"], calib, pairs, tolerance=0.03,
-                      config=cfg64(), min_agreement=0.9)  # the hand-set net's masks are borderline (test_export)
+    ok = export_model(LesionNet().eval(), ExportOptions(out_dir=tmp_path / "p", formats=["onnx", "onnx-int8"],
+                                                        tolerance=0.03, min_agreement=0.9),  # borderline masks (test_export)
+                      calib_images=calib, val_pairs=pairs, config=cfg64())
     assert set(ok.files) == {"onnx", "onnx-int8"} and ok.agreement_mean["onnx-int8"] >= ok.min_agreement
 
 

@@ -245,12 +245,13 @@ def test_every_cell_broken_exits_non_zero(tiny, tmp_path):
 
 def test_time_budget_stops_training_after_an_epoch(tiny, tmp_path):
     from sonoseg.config import load_config
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
     ds, split, cfg = tiny
     c = load_config(cfg, [f"data.root={ds}", f"data.split_file={split}", f"data.cache_dir={tmp_path / 'c'}",
                           "train.epochs=3", "train.threads=1"])
-    r = train(c, out=tmp_path, name="t", log=lambda m: None, show_progress=False, time_limit_s=1e-6)
+    r = train(c, RunOptions(out=tmp_path, name="t", show_progress=False, time_limit_s=1e-6), log=lambda m: None)
     assert r.epochs_run == 1 and r.stopped_early
 
 

@@ -123,22 +123,22 @@ def test_classic_unet_from_registry_onnx_two_sizes(tmp_path):
 
 
 def test_dynamo_exporter_can_be_chosen(tmp_path):
-    from sonoseg.export import export_onnx
+    from sonoseg.export import OnnxOptions, export_onnx
 
     model = TinyNet().eval()
-    res = export_onnx(model, tmp_path / "d.onnx", config=cfg64(), exporter="dynamo")
+    res = export_onnx(model, tmp_path / "d.onnx", OnnxOptions(exporter="dynamo"), config=cfg64())
     assert res.exporter == "dynamo"
     x = np.random.default_rng(1).random((2, 1, 48, 80), dtype=np.float32)
     assert np.abs(ort_run(res.path, x) - torch_run(model, x)).max() < 1e-4
 
 
 def test_export_error_on_unknown_exporter_and_low_opset(tmp_path):
-    from sonoseg.export import ExportError, export_onnx
+    from sonoseg.export import ExportError, OnnxOptions, export_onnx
 
     with pytest.raises(ExportError):
-        export_onnx(TinyNet(), tmp_path / "x.onnx", exporter="nope")
+        export_onnx(TinyNet(), tmp_path / "x.onnx", OnnxOptions(exporter="nope"))
     with pytest.raises(ExportError):
-        export_onnx(TinyNet(), tmp_path / "x.onnx", opset=13)
+        export_onnx(TinyNet(), tmp_path / "x.onnx", OnnxOptions(opset=13))
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -157,7 +157,7 @@ def test_torchscript_matches_and_carries_config(tmp_path):
 
 def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
     from sonoseg.evaluate.metrics import segmentation_metrics
-    from sonoseg.export import export_model
+    from sonoseg.export import ExportOptions, export_model
 
     model = LesionNet().eval()
     pairs = phantom_pairs(6)
@@ -165,8 +165,8 @@ def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
     # the hand-set net thresholds a small intensity difference, so a few % of its mask pixels sit on the
     # decision boundary: its int8 masks agree with fp32 at ~0.95 per image with the exact scheme of
     # any CPU (a trained model: >= 0.97, the default bar)
-    rep = export_model(model, tmp_path / "out", calib_images=calib, val_pairs=pairs, tolerance=0.03, config=cfg64(),
-                       min_agreement=0.9)
+    rep = export_model(model, ExportOptions(out_dir=tmp_path / "out", tolerance=0.03, min_agreement=0.9),
+                       calib_images=calib, val_pairs=pairs, config=cfg64())
     assert set(rep.files) == {"onnx", "onnx-int8", "torchscript"}
     for f in rep.files.values():
         assert Path(f).is_file()
@@ -187,15 +187,15 @@ def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
 
 
 def test_int8_refused_with_wrecked_calibration_and_no_file_written(tmp_path):
-    from sonoseg.export import ExportRefused, export_model
+    from sonoseg.export import ExportOptions, ExportRefused, export_model
 
     model = LesionNet().eval()
     pairs = phantom_pairs(6)
     wrecked = [np.zeros((64, 64), np.float32)] * 4  # input range [0, 0]: every real pixel saturates
     out = tmp_path / "out"
     with pytest.raises(ExportRefused) as ei:
-        export_model(model, out, formats=("onnx", "onnx-int8"), calib_images=wrecked, val_pairs=pairs,
-                     tolerance=0.01, config=cfg64())
+        export_model(model, ExportOptions(out_dir=out, formats=("onnx", "onnx-int8"), tolerance=0.01),
+                     calib_images=wrecked, val_pairs=pairs, config=cfg64())
     msg = str(ei.value)
     assert "\n" not in msg and "onnx-int8" in msg and "tolerance" in msg
     rep = ei.value.report
@@ -206,24 +206,25 @@ def test_int8_refused_with_wrecked_calibration_and_no_file_written(tmp_path):
 
 
 def test_negative_tolerance_refuses_everything(tmp_path):
-    from sonoseg.export import ExportRefused, export_model
+    from sonoseg.export import ExportOptions, ExportRefused, export_model
 
     pairs = phantom_pairs(3)
     with pytest.raises(ExportRefused):
-        export_model(LesionNet(), tmp_path / "o", calib_images=[p[0] for p in pairs], val_pairs=pairs,
-                     tolerance=-0.5, config=cfg64())
+        export_model(LesionNet(), ExportOptions(out_dir=tmp_path / "o", tolerance=-0.5),
+                     calib_images=[p[0] for p in pairs], val_pairs=pairs, config=cfg64())
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["export_report.json"]
 
 
 def test_int8_requires_calibration_and_validation(tmp_path):
     from sonoseg.errors import ConfigError
-    from sonoseg.export import export_model
+    from sonoseg.export import ExportOptions, export_model
 
     pairs = phantom_pairs(2)
+    int8 = ExportOptions(out_dir=tmp_path, formats=("onnx-int8",))
     with pytest.raises(ConfigError):
-        export_model(LesionNet(), tmp_path, formats=("onnx-int8",), val_pairs=pairs, config=cfg64())
+        export_model(LesionNet(), int8, val_pairs=pairs, config=cfg64())
     with pytest.raises(ConfigError):
-        export_model(LesionNet(), tmp_path, formats=("onnx-int8",), calib_images=[pairs[0][0]], config=cfg64())
+        export_model(LesionNet(), int8, calib_images=[pairs[0][0]], config=cfg64())
 
 
 def _phantom_dataset(root: Path):

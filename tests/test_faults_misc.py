@@ -52,6 +52,7 @@ def test_evaluate_without_masks_folder_is_one_line(tiny, tmp_path):
 def test_evaluate_units_auto_on_mixed_nifti_and_png(tiny, tmp_path):
     import nibabel as nib
 
+    from sonoseg.evaluate.options import EvaluateOptions
     from sonoseg.evaluate.run import evaluate_model
 
     root = _dataset(tmp_path)
@@ -61,8 +62,8 @@ def test_evaluate_units_auto_on_mixed_nifti_and_png(tiny, tmp_path):
     nib.save(nib.Nifti1Image(vol, np.diag([0.5, 0.5, 1.0, 1.0])), str(root / "images" / "vol.nii.gz"))
     nib.save(nib.Nifti1Image(m, np.diag([0.5, 0.5, 1.0, 1.0])), str(root / "masks" / "vol.nii.gz"))
     notes = []
-    result = evaluate_model(root, model=tiny, out_dir=tmp_path / "ev", n_boot=10, log=notes.append,
-                            show_progress=False, distance_units="auto")
+    result = evaluate_model(root, EvaluateOptions(model=tiny, out_dir=tmp_path / "ev", n_boot=10, distance_units="auto"),
+                            log=notes.append)
     assert result.units == "px"
     assert result.counts["n_images"] == 4
     assert any("pixels" in n for n in notes)

@@ -73,6 +73,7 @@ def test_resume_restores_metrics_history_from_the_checkpoint(tmp_path):
     """A kill right after --resume started used to leave metrics.csv with some of its rows, and later
     resumes never restored them; the checkpoint now carries the history."""
     from sonoseg.config import load_config
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
     root, split = _dataset_with_split(tmp_path, 4, 2)
@@ -80,12 +81,12 @@ def test_resume_restores_metrics_history_from_the_checkpoint(tmp_path):
                              "model.params={base_channels: 4, depth: 2}", "preprocess.size=[32, 32]",
                              "augment.enabled=false", "train.epochs=2", "data.batch_size=2",
                              f"data.cache_dir={tmp_path / 'cache'}", "train.threads=1"])
-    res = train(cfg, out=tmp_path / "runs", name="r", log=lambda m: None, show_progress=False)
+    res = train(cfg, RunOptions(out=tmp_path / "runs", name="r", show_progress=False), log=lambda m: None)
     metrics = Path(res.history_csv)
     full = metrics.read_text().splitlines()
     assert len(full) == 3
     metrics.write_text(full[0] + "\n")  # what a kill during the old truncate-and-rewrite left behind
-    train(cfg, resume=Path(res.run_dir), epochs=3, log=lambda m: None, show_progress=False)
+    train(cfg, RunOptions(resume=Path(res.run_dir), epochs=3, show_progress=False), log=lambda m: None)
     rows = list(csv.DictReader(metrics.open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert rows[0]["train_loss"] == list(csv.DictReader(full))[0]["train_loss"]

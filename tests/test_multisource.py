@@ -70,11 +70,12 @@ def test_source_names_must_differ(two_sources, tmp_path):
 
 
 def test_training_reports_validation_per_source(two_sources, tmp_path):
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
     a, b = two_sources
     res = train(_cfg(tmp_path, [DataSource(root=str(a)), DataSource(root=str(b), name="second")], epochs=2),
-                out=tmp_path / "runs", name="ms", log=lambda m: None, show_progress=False)
+                RunOptions(out=tmp_path / "runs", name="ms", show_progress=False), log=lambda m: None)
     run = Path(res.run_dir)
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2
@@ -86,7 +87,7 @@ def test_training_reports_validation_per_source(two_sources, tmp_path):
     assert all(s.split("/")[0] in ("alpha", "second") for s in samples["train"] + samples["val"])
     assert (run / "split_alpha.csv").is_file() and (run / "split_second.csv").is_file()
     # resume restores the per-source columns from the checkpoint
-    res2 = train(_cfg(tmp_path, []), resume=run, epochs=3, log=lambda m: None, show_progress=False)
+    res2 = train(_cfg(tmp_path, []), RunOptions(resume=run, epochs=3, show_progress=False), log=lambda m: None)
     rows = list(csv.DictReader((Path(res2.run_dir) / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and all(r["val_dice_second"] for r in rows)
 

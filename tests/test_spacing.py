@@ -99,11 +99,13 @@ def _ellipse_dataset(root: Path, spacing_col: bool) -> list[tuple[float, float]]
 
 
 def test_evaluate_labels_spacing_and_measurement_agreement(tiny_ckpt, tmp_path):
+    from sonoseg.evaluate.options import EvaluateOptions
     from sonoseg.evaluate.run import evaluate_model
 
     axes = _ellipse_dataset(tmp_path / "ds", spacing_col=True)
-    res = evaluate_model(tmp_path / "ds", model=tiny_ckpt, out_dir=tmp_path / "ev", threads=1, n_boot=10,
-                         log=lambda m: None, measurements=True, biometry=True)
+    opts = EvaluateOptions(model=tiny_ckpt, out_dir=tmp_path / "ev", threads=1, n_boot=10, measurements=True,
+                           biometry=True)
+    res = evaluate_model(tmp_path / "ds", opts, log=lambda m: None)
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["spacing_sources"] == {"labels.csv": 3} and res.units == "mm"
     with open(tmp_path / "ev" / "measurements_per_image.csv") as fh:
@@ -114,8 +116,8 @@ def test_evaluate_labels_spacing_and_measurement_agreement(tiny_ckpt, tmp_path):
     agree = json.loads((tmp_path / "ev" / "measurement_agreement.json").read_text())["quantities"]
     assert {"area", "hc", "bpd", "ofd"} <= set(agree)
     assert (tmp_path / "ev" / "bland_altman.png").is_file() or all(v["n"] == 0 for v in agree.values())
-    res2 = evaluate_model(tmp_path / "ds", model=tiny_ckpt, out_dir=tmp_path / "ev2", threads=1, n_boot=10,
-                          log=lambda m: None, spacing="0.5")
+    opts2 = EvaluateOptions(model=tiny_ckpt, out_dir=tmp_path / "ev2", threads=1, n_boot=10, spacing="0.5")
+    res2 = evaluate_model(tmp_path / "ds", opts2, log=lambda m: None)
     assert json.loads((tmp_path / "ev2" / "metrics.json").read_text())["spacing_sources"] == {"cli --spacing": 3}
 
 

@@ -29,12 +29,13 @@ def _cfg(root: Path, tmp: Path, epochs: int, **extra):
 
 
 def test_resume_gives_same_weights_as_uninterrupted(phantom_ds, tmp_path):
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
-    quiet = dict(log=lambda m: None, show_progress=False)
-    full = train(_cfg(phantom_ds, tmp_path, 4), out=tmp_path / "runs", name="full", **quiet)
-    part = train(_cfg(phantom_ds, tmp_path, 2), out=tmp_path / "runs", name="part", **quiet)
-    resumed = train(_cfg(phantom_ds, tmp_path, 4), resume=part.run_dir, epochs=4, **quiet)
+    quiet = dict(log=lambda m: None)
+    full = train(_cfg(phantom_ds, tmp_path, 4), RunOptions(out=tmp_path / "runs", name="full", show_progress=False), **quiet)
+    part = train(_cfg(phantom_ds, tmp_path, 2), RunOptions(out=tmp_path / "runs", name="part", show_progress=False), **quiet)
+    resumed = train(_cfg(phantom_ds, tmp_path, 4), RunOptions(resume=part.run_dir, epochs=4, show_progress=False), **quiet)
     assert resumed.run_dir == part.run_dir and resumed.epochs_run == 4
     a = torch.load(full.last_checkpoint, weights_only=False)
     b = torch.load(resumed.last_checkpoint, weights_only=False)
@@ -58,13 +59,14 @@ def test_run_directory_never_overwritten(phantom_ds, tmp_path):
 def test_slim_checkpoint_cannot_resume(phantom_ds, tmp_path):
     from sonoseg.errors import ConfigError
     from sonoseg.train.checkpoint import slim_checkpoint
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
-    r = train(_cfg(phantom_ds, tmp_path, 1), out=tmp_path / "runs", log=lambda m: None, show_progress=False)
+    r = train(_cfg(phantom_ds, tmp_path, 1), RunOptions(out=tmp_path / "runs", show_progress=False), log=lambda m: None)
     slim = slim_checkpoint(r.last_checkpoint, tmp_path / "slim.pt", half=True)
     assert slim.stat().st_size < Path(r.last_checkpoint).stat().st_size
     with pytest.raises(ConfigError):
-        train(_cfg(phantom_ds, tmp_path, 2), resume=slim, log=lambda m: None, show_progress=False)
+        train(_cfg(phantom_ds, tmp_path, 2), RunOptions(resume=slim, show_progress=False), log=lambda m: None)
 
 
 def test_train_then_evaluate_end_to_end(tmp_path):
@@ -111,12 +113,14 @@ def test_train_then_evaluate_end_to_end(tmp_path):
 
 
 def test_init_from_checkpoint_starts_a_new_run_from_its_weights(phantom_ds, tmp_path):
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
-    quiet = dict(log=lambda m: None, show_progress=False)
-    first = train(_cfg(phantom_ds, tmp_path, 1), out=tmp_path / "runs", name="a", **quiet)
-    tuned = train(_cfg(phantom_ds, tmp_path, 1, **{"train.lr": 0.0, "train.weight_decay": 0.0}), out=tmp_path / "runs",
-                  name="b", init=first.last_checkpoint, **quiet)
+    first = train(_cfg(phantom_ds, tmp_path, 1), RunOptions(out=tmp_path / "runs", name="a", show_progress=False),
+                  log=lambda m: None)
+    tuned = train(_cfg(phantom_ds, tmp_path, 1, **{"train.lr": 0.0, "train.weight_decay": 0.0}),
+                  RunOptions(out=tmp_path / "runs", name="b", init=first.last_checkpoint, show_progress=False),
+                  log=lambda m: None)
     a = torch.load(first.last_checkpoint, weights_only=False)["model_state"]
     b = torch.load(tuned.last_checkpoint, weights_only=False)["model_state"]
     weights = [k for k in a if k.endswith("weight")]

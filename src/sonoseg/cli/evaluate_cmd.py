@@ -60,10 +60,17 @@ def register(app: typer.Typer) -> None:
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Evaluate a model: Dice, IoU, precision, recall, specificity, accuracy, HD95, ASSD (mm when known)."""
+        from dataclasses import replace
+
+        from sonoseg.evaluate.options import EvaluateOptions
         from sonoseg.evaluate.run import evaluate_model
         from sonoseg.infer.volume import is_3d_model
 
         pairs = list(zip(datasets, per_dataset(split_files, datasets, "--split-file")))
+        opts = EvaluateOptions(model=model, split=split, out_dir=out, backend=backend, threads=threads,
+                               keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tta=parse_tta(tta),
+                               n_boot=n_boot, distance_units=units, spacing=spacing, measurements=measurements,
+                               config=config, contour=contour, biometry=biometry, reference=tuple(reference))
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_evaluate_3d
 
@@ -77,10 +84,7 @@ def register(app: typer.Typer) -> None:
             if len(pairs) > 1:
                 console.rule(f"{dataset.name}: {split} split", characters="-")
             with frame_progress(progress_bars) as cb:
-                result = evaluate_model(dataset, split_file, split, model, where, backend, threads, keep_largest,
-                                        min_size, fill_holes, parse_tta(tta), n_boot, units,
-                                        log=say, progress=cb, spacing=spacing, measurements=measurements,
-                                        config=config, contour=contour, biometry=biometry, reference=reference)
+                result = evaluate_model(dataset, replace(opts, split_file=split_file, out_dir=where), log=say, progress=cb)
             _print_result(result, split, where)
             if len(pairs) > 1:
                 from sonoseg.evaluate.per_source import source_summary

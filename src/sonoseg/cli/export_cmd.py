@@ -57,18 +57,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export for deployment; refuses (exit 1, file not written) a format whose masks differ from PyTorch's."""
         say = lambda m: console.print(m, highlight=False, soft_wrap=True)  # noqa: E731
-        from sonoseg.export import ExportRefused, export_model, split_grids
+        from sonoseg.export import ExportOptions, ExportRefused, export_model, split_grids
         from sonoseg.infer.backends import load_torch_model
 
         from sonoseg.system import apply_threads, resolve_threads
 
         threads = apply_threads(resolve_threads(threads, warn=say))
+        formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
+        opts = ExportOptions(out_dir=out, formats=formats, tolerance=tolerance, min_agreement=min_agreement,
+                             min_worst_agreement=min_worst_agreement, threads=threads, stem=stem, scheme=scheme,
+                             calibrate_method=calibration)
         model, _ = model_flags(str(model) if model else None, None, checkpoint)
         ckpt = model or _default_checkpoint()
         _, cfg = load_torch_model(ckpt)
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)
-        formats = ["onnx"] + (["onnx-int8"] if int8 else []) + (["torchscript"] if torchscript else [])
         calib = None
         if datasets:
             per_dataset(split_files, datasets, "--split-file", required=True)  # calibration: train; checks: val
@@ -90,9 +93,7 @@ def register(app: typer.Typer) -> None:
             say(f"no --dataset: int8 calibrated on {len(calib)} shipped frames, every format checked for mask "
                 f"agreement with PyTorch on {len(val)} others")
         try:
-            report = export_model(ckpt, out, formats, calib, val, tolerance, threads=threads, stem=stem,
-                                  calibrate_method=calibration, scheme=scheme, min_agreement=min_agreement,
-                                  min_worst_agreement=min_worst_agreement, log=say)
+            report = export_model(ckpt, opts, calib_images=calib, val_pairs=val, log=say)
         except ExportRefused as exc:
             for line in exc.report.lines():
                 say(line)

@@ -88,6 +88,7 @@ def register(app: typer.Typer) -> None:
         """
         from sonoseg.config import load_config
         from sonoseg.train.kfold import train_kfold
+        from sonoseg.train.options import RunOptions
         from sonoseg.train.recipe import banner, choose_base
         from sonoseg.train.trainer import train
 
@@ -118,8 +119,9 @@ def register(app: typer.Typer) -> None:
             summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
             console.print(f"[green]done[/]: {summary['run_dir']}")
             return
-        result = train(cfg, out=out, name=name, resume=resume, log=log, show_progress=progress_bars, epochs=epochs,
-                       init=init, init_partial=init_partial)
+        run = RunOptions(out=out, name=name, resume=resume, epochs=epochs, init=init, init_partial=init_partial,
+                         show_progress=progress_bars)
+        result = train(cfg, run, log=log)
         say(
             f"[green]done[/]: best {result.monitor} {result.best_dice:.4f} at epoch {result.best_epoch} "
             f"({result.seconds / 60:.1f} min) -> {result.best_checkpoint}"

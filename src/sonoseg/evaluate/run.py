@@ -8,7 +8,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from sonoseg._compat.legacy_kwargs import options_with_legacy
 from sonoseg.errors import ConfigError, InputError
+from sonoseg.evaluate.options import EvaluateOptions
 
 
 def _to_gray(img: np.ndarray) -> np.ndarray:
@@ -49,41 +51,22 @@ def _auto_units(samples, log) -> str:
 
 def evaluate_model(
     dataset: str | Path,
-    split_file: Optional[str | Path] = None,
-    split: str = "test",
-    model: Optional[str | Path] = None,
-    out_dir: str | Path = "eval",
-    backend: str = "auto",
-    threads: Optional[int] = None,
-    keep_largest: Optional[bool] = None,
-    min_size: Optional[int] = None,
-    fill_holes: Optional[bool] = None,
-    tta: Optional[Sequence[str]] = None,
-    n_boot: int = 1000,
-    distance_units: str = "auto",
-    log: Callable[[str], None] = print,
-    show_progress: bool = False,
+    options: Optional[EvaluateOptions] = None,
     *,
-    spacing=None,
-    measurements: bool = False,
-    config=None,
-    contour: Optional[str] = None,
-    biometry: Optional[bool] = None,
+    log: Callable[[str], None] = print,
     progress: Optional[Callable[[str, int, int], None]] = None,
-    report: bool = True,
-    reference: Sequence[str] = (),
+    **legacy,
 ):
-    """Returns the EvalResult and writes metrics.json, per_image.csv and report.md/.html to ``out_dir``.
+    """Score the model of ``options`` on ``dataset``; returns the EvalResult and writes metrics.json,
+    per_image.csv and report.md/.html to ``options.out_dir`` (see :class:`EvaluateOptions`).
 
-    ``spacing`` (ROW_MM[,COL_MM]) overrides every image's spacing (then labels.csv, then the file);
-    ``measurements``: also compare predicted vs ground-truth measurements (measurement_agreement.json,
-    measurements_per_image.csv, bland_altman.png; see :mod:`sonoseg.evaluate.agreement`);
-    ``config`` supplies the ``measure``/``postprocess.ellipse_fit`` settings for them;
-    ``reference``: ``COL[:QUANTITY]`` columns of the dataset's labels.csv to compare them with (implies
-    ``measurements``; :func:`sonoseg.evaluate.agreement.add_reference`).
-    ``progress(label, done, total)`` is called per image (``show_progress`` is ignored; kept for callers).
-    ``report=False`` skips report.md/.html and its gallery (studies score many sets; the figures cost
-    most of a small evaluation)."""
+    With ``measurements`` (or a ``reference`` column) also measurement_agreement.json,
+    measurements_per_image.csv and bland_altman.png (:mod:`sonoseg.evaluate.agreement`).
+    ``progress(label, done, total)`` is called per image. The keywords of the old signature
+    (``model=``, ``out_dir=``, ``n_boot=`` ...) still work this release, with a DeprecationWarning."""
+    o = options_with_legacy(EvaluateOptions, options, legacy, "evaluate_model", positional="split_file",
+                            ignored=("show_progress",))
+    measurements, biometry = o.measurements, o.biometry  # a reference column turns both on below
     from sonoseg.data import discover_dataset, read_split_csv
     from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
@@ -91,22 +74,22 @@ def evaluate_model(
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import load_image
 
-    out_dir = Path(out_dir)
+    out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                    min_size=min_size, fill_holes=fill_holes, tta=tta, log=log)
+    predictor = Predictor.from_path(o.model, backend=o.backend, threads=o.threads, keep_largest=o.keep_largest,
+                                    min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta, log=log)
     log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
         + (f" ({predictor.backend.note})" if predictor.backend.note else ""))
     classes = predictor.classes
     from sonoseg.infer.run import _apply_config
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
 
-    _apply_config(predictor, config, None, keep_largest, min_size, fill_holes, tta)
-    refs = _references(Path(dataset), reference)
+    _apply_config(predictor, o.config, None, o.keep_largest, o.min_size, o.fill_holes, o.tta)
+    refs = _references(Path(dataset), o.reference)
     measurements = measurements or bool(refs)
     if biometry is None and any(q in ("hc", "bpd", "ofd") for _, q, _ in refs):
         biometry = True  # a reference HC/BPD/OFD needs the biometry of every mask
-    override = parse_spacing(spacing) if spacing is not None else None
+    override = parse_spacing(o.spacing) if o.spacing is not None else None
     sources: dict[str, int] = {}
     meas_rows: list[dict] = []
     samples = discover_dataset(dataset)
@@ -118,11 +101,11 @@ def evaluate_model(
     if len(labelled) < len(samples):
         log(f"note: {len(samples) - len(labelled)} image(s) without a mask are not evaluated")
     samples = labelled
-    if split_file is not None:
-        assignment = read_split_csv(split_file)
-        samples = [s for s in samples if assignment.get(s.stem) == split]
+    if o.split_file is not None:
+        assignment = read_split_csv(o.split_file)
+        samples = [s for s in samples if assignment.get(s.stem) == o.split]
         if not samples:
-            raise ConfigError(f"{split_file}: no images of {dataset} in split {split!r}")
+            raise ConfigError(f"{o.split_file}: no images of {dataset} in split {o.split!r}")
     evaluated: dict[str, object] = {}  # stem -> Sample; images are not kept in memory
     class_rows: dict[str, dict] = {}  # stem -> class head output + decision (models with a class head)
     failures: list[str] = []
@@ -163,15 +146,14 @@ def evaluate_model(
         from sonoseg.evaluate.agreement import measurement_row
         from sonoseg.infer.frames import MeasureOptions, measure_frame
 
-        opts = MeasureOptions.from_config(predictor.config, sp, src, None, contour=contour, biometry=biometry)
+        opts = MeasureOptions.from_config(predictor.config, sp, src, None, contour=o.contour, biometry=biometry)
         _, prec = measure_frame(pred, 0, opts)
         opts.ellipse_fit = False  # the truth is measured as drawn
         _, grec = measure_frame(gt, 0, opts)
         return measurement_row(stem, prec, grec, opts.unit, src)
 
-    if distance_units == "auto":
-        distance_units = _auto_units(samples, log)
-    result = evaluate_pairs(items(), classes=classes, n_boot=n_boot, distance_units=distance_units)
+    distance_units = _auto_units(samples, log) if o.distance_units == "auto" else o.distance_units
+    result = evaluate_pairs(items(), classes=classes, n_boot=o.n_boot, distance_units=distance_units)
     if not evaluated:
         raise ConfigError(f"{dataset}: no image could be evaluated ({len(failures)} failures)")
     write_metrics(result, out_dir)
@@ -189,7 +171,7 @@ def evaluate_model(
         img, gt, pred, _ = run_one(evaluated[stem])
         return GalleryItem(stem=stem, image=_to_gray(img), gt=gt, pred=pred)
 
-    if report:
+    if o.report:
         write_report(result, out_dir, gallery=gallery)
     if class_rows:
         from sonoseg.evaluate.class_report import write_class_report
@@ -197,7 +179,7 @@ def evaluate_model(
         head = predictor.config.model.classification
         rows = [class_rows[s] for s in evaluated if s in class_rows]
         result.class_metrics = write_class_report(rows, list(predictor.class_names), result.per_image, out_dir,
-                                                  head.no_lesion_class if head else None, n_boot=n_boot)
+                                                  head.no_lesion_class if head else None, n_boot=o.n_boot)
     if classes == 1:
         _record_detection(result, out_dir / "metrics.json", {s: r["lesion_found"] for s, r in class_rows.items()})
     if failures:

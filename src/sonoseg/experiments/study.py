@@ -184,17 +184,19 @@ def summarise_eval(result) -> dict:
 
 
 def _train_cell(study: Study, cell: Cell, cell_dir: Path, cfg):
+    from sonoseg.train.options import RunOptions
     from sonoseg.train.trainer import train
 
     limit = study.budget.minutes * 60.0 if study.budget.minutes else None
     run = cell_dir / "train"
-    kw = dict(log=lambda m: study.log(f"  {m}"), show_progress=study.show_progress, time_limit_s=limit)
+    kw = dict(show_progress=study.show_progress, time_limit_s=limit)
+    log = lambda m: study.log(f"  {m}")  # noqa: E731
     if (run / "last.pt").is_file():  # interrupted earlier: continue exactly where it stopped
         study.log(f"  resuming the interrupted training in {run}")
-        return train(cfg, resume=run, epochs=cfg.train.epochs, **kw)
+        return train(cfg, RunOptions(resume=run, epochs=cfg.train.epochs, **kw), log=log)
     if run.exists():
         shutil.rmtree(run)  # started but no epoch finished: nothing to keep
-    return train(cfg, out=cell_dir, name="train", **kw)
+    return train(cfg, RunOptions(out=cell_dir, name="train", **kw), log=log)
 
 
 def run_cell(study: Study, cell: Cell, extra: Optional[Callable] = None, before: Optional[Callable] = None) -> dict:
@@ -232,14 +234,15 @@ def run_cell(study: Study, cell: Cell, extra: Optional[Callable] = None, before:
 
 def _evaluate_cell(study: Study, cell: Cell, cell_dir: Path, name: str, checkpoint) -> dict:
     """Score one of the cell's evaluation sets with `sonoseg evaluate`'s code; the summary for the record."""
+    from sonoseg.evaluate.options import EvaluateOptions
     from sonoseg.evaluate.run import evaluate_model
 
     split, split_file = cell.evals[name]
     study.log(f"  evaluating on {name} (split {split!r})")
-    ev = evaluate_model(cell.dataset or study.dataset, split_file, split, model=checkpoint,
-                        out_dir=cell_dir / f"eval-{name}", backend="torch", threads=study.threads,
-                        n_boot=study.n_boot, distance_units="px", log=lambda m: None,
-                        report=study.reports and name == "test")
+    opts = EvaluateOptions(model=checkpoint, split_file=split_file, split=split, out_dir=cell_dir / f"eval-{name}",
+                           backend="torch", threads=study.threads, n_boot=study.n_boot, distance_units="px",
+                           report=study.reports and name == "test")
+    ev = evaluate_model(cell.dataset or study.dataset, opts, log=lambda m: None)
     return summarise_eval(ev)
 
 

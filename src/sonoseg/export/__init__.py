@@ -20,11 +20,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from sonoseg.errors import ConfigError, SonosegError
-from sonoseg.export.onnx_export import ExportError, export_onnx, read_onnx_config
+from sonoseg._compat.legacy_kwargs import options_with_legacy
+from sonoseg.export.onnx_export import ExportError, OnnxOptions, export_onnx, read_onnx_config
+from sonoseg.export.options import FORMATS, ExportOptions
 from sonoseg.export.quantize import quantize_dynamic_int8, quantize_static_int8
 from sonoseg.export.torchscript import export_torchscript, load_torchscript
 
-FORMATS = ("onnx", "onnx-int8", "torchscript")
 FILE_NAMES = {"onnx": "{stem}.onnx", "onnx-int8": "{stem}.int8.onnx", "torchscript": "{stem}.ts"}
 BACKEND_OF = {"onnx": "onnx", "onnx-int8": "onnx-int8", "torchscript": "torch"}
 REPORT_NAME = "export_report.json"
@@ -206,24 +207,15 @@ def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n:
 # -- orchestration -------------------------------------------------------------------------------------
 def export_model(
     checkpoint,
-    out_dir: str | Path,
-    formats: Sequence[str] = FORMATS,
+    options: Optional[ExportOptions] = None,
+    *,
     calib_images: Optional[Sequence[np.ndarray]] = None,
     val_pairs: Optional[Sequence[tuple[np.ndarray, np.ndarray]]] = None,
-    tolerance: float = 0.01,
-    *,
     config=None,
-    threads: Optional[int] = None,
-    stem: str = "model",
-    opset: int = 17,
-    exporter: str = "auto",
-    scheme: Optional[str] = None,
-    calibrate_method: str = "minmax",
-    min_agreement: float = 0.97,
-    min_worst_agreement: float = 0.5,
     log: Callable[[str], None] = lambda s: None,
+    **legacy,
 ) -> ExportReport:
-    """Export ``checkpoint`` (path or nn.Module + ``config``) to ``out_dir``.
+    """Export ``checkpoint`` (path or nn.Module + ``config``) as ``options`` say (:class:`ExportOptions`).
 
     ``calib_images``: model-grid training images for int8 calibration (required for "onnx-int8").
     ``val_pairs``: (image grid, mask grid) validation pairs; required for "onnx-int8" (its Dice gate)
@@ -231,15 +223,15 @@ def export_model(
     raised after the accepted formats are written, when its Dice drops by more than ``tolerance``
     or its masks agree with PyTorch's (per-image Dice, :func:`per_image_agreement`) at a mean below
     ``min_agreement`` or worst below ``min_worst_agreement``: a mean Dice can hold while single
-    images change badly. ``scheme``: int8 scheme (default: the one exact on this CPU).
+    images change badly. The old keywords (``formats=``, ``tolerance=`` ...) and a positional
+    ``out_dir`` still work this release, with a DeprecationWarning.
     """
     from sonoseg.infer.backends import create_backend, load_torch_model
 
     t0 = time.perf_counter()
-    formats = tuple(dict.fromkeys(formats))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ConfigError(f"unknown export format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    o = options_with_legacy(ExportOptions, options, legacy, "export_model", positional="out_dir")
+    formats, tolerance, threads, stem = o.formats, o.tolerance, o.threads, o.stem
+    min_agreement, min_worst_agreement = o.min_agreement, o.min_worst_agreement
     if "onnx-int8" in formats:
         if not calib_images:
             raise ConfigError("onnx-int8 needs calibration images from the training split (calib_images)")
@@ -250,7 +242,7 @@ def export_model(
     cfg = config or cfg
     if cfg is None:
         raise ConfigError("the model carries no SonosegConfig; pass config= (preprocessing must travel with it)")
-    out_dir = Path(out_dir)
+    out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     src_name = str(checkpoint) if isinstance(checkpoint, (str, Path)) else type(checkpoint).__name__
     report = ExportReport(src_name, out_dir, formats, tolerance, n_val=len(val_pairs or ()),
@@ -261,19 +253,19 @@ def export_model(
         staged: dict[str, Path] = {}
         if "onnx" in formats or "onnx-int8" in formats:
             log("exporting ONNX (fp32)")
-            res = export_onnx(model, staging / FILE_NAMES["onnx"].format(stem=stem), config=cfg, opset=opset,
-                              exporter=exporter)
+            res = export_onnx(model, staging / FILE_NAMES["onnx"].format(stem=stem),
+                              OnnxOptions(opset=o.opset, exporter=o.exporter), config=cfg)
             report.details["onnx"] = res.to_dict()
             if "onnx" in formats:
                 staged["onnx"] = res.path
         if "onnx-int8" in formats:
             from sonoseg.export.quantize import default_scheme
 
-            scheme = scheme or default_scheme()
+            scheme = o.scheme or default_scheme()
             log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")
             q = quantize_static_int8(staging / FILE_NAMES["onnx"].format(stem=stem),
                                      staging / FILE_NAMES["onnx-int8"].format(stem=stem), calib_images,
-                                     scheme=scheme, calibrate_method=calibrate_method)
+                                     scheme=scheme, calibrate_method=o.calibrate_method)
             report.details["onnx-int8"] = q.to_dict()
             staged["onnx-int8"] = q.path
         if "torchscript" in formats:
@@ -337,7 +329,7 @@ def export_model(
 
 
 __all__ = [
-    "ExportError", "ExportRefused", "ExportReport", "FORMATS", "export_model", "export_onnx",
-    "export_torchscript", "load_torchscript", "mean_dice", "per_image_agreement", "predict_masks", "quantize_dynamic_int8",
+    "ExportError", "ExportOptions", "ExportRefused", "ExportReport", "FORMATS", "OnnxOptions", "export_model",
+    "export_onnx", "export_torchscript", "load_torchscript", "mean_dice", "per_image_agreement", "predict_masks", "quantize_dynamic_int8",
     "quantize_static_int8", "read_onnx_config", "split_grids",
 ]  # fmt: skip

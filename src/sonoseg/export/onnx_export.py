@@ -27,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from sonoseg._compat.legacy_kwargs import options_with_legacy
 from sonoseg.errors import SonosegError
 from sonoseg.export.onnx_graph import describe, simplify_file
 
@@ -309,35 +310,50 @@ def _verify(model, path: Path, size, in_channels, normalize, dyn_batch, dyn_spat
                               atol, spatial=dyn_spatial, spatial_batch=2 if dyn_batch else 1, seed=seed)
 
 
-def export_onnx(
-    model,
-    path: str | Path,
-    *,
-    config=None,
-    input_size: Optional[tuple[int, int]] = None,
-    in_channels: Optional[int] = None,
-    opset: int = DEFAULT_OPSET,
-    exporter: str = "auto",
-    dynamic: bool = True,
-    verify: bool = True,
-    atol: float = 1e-4,
-) -> OnnxExportResult:
+EXPORTERS = ("auto", "classic", "dynamo")
+
+
+def check_onnx_settings(opset: int, exporter: str) -> None:
+    """ExportError for an opset or exporter :func:`export_onnx` cannot honour."""
+    if opset < 17:
+        raise ExportError(f"opset {opset} < 17 is not supported (LayerNorm/Resize semantics)")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r} ({', '.join(EXPORTERS)})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnnxOptions:
+    """How one model becomes one ONNX file. ``input_size``/``in_channels`` default to the config's."""
+
+    opset: int = DEFAULT_OPSET
+    exporter: str = "auto"  # "auto" (classic, then dynamo on failure) | "classic" | "dynamo"
+    dynamic: bool = True  # dynamic batch, height and width (fixed H/W when dynamic ones do not verify)
+    verify: bool = True  # compare with eager PyTorch on random, phantom and (dynamic) batch-2 inputs
+    atol: float = 1e-4  # allowed max |logit difference| x max(1, max |logit|)
+    input_size: Optional[tuple[int, int]] = None
+    in_channels: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_onnx_settings(self.opset, self.exporter)
+
+
+def export_onnx(model, path: str | Path, options: Optional[OnnxOptions] = None, *, config=None,
+                **legacy) -> OnnxExportResult:
     """Export ``model`` (eval mode, CPU) to ``path``; returns what was exported and how well it matches.
 
-    ``exporter``: "auto" (classic, then dynamo on failure), "classic" or "dynamo".
-    Raises :class:`ExportError` when no exporter succeeds or outputs differ beyond tolerance.
+    ``config``: the SonosegConfig embedded in the file (input size and channels come from it).
+    Raises :class:`ExportError` when no exporter succeeds or outputs differ beyond tolerance. The old
+    keywords (``opset=``, ``exporter=`` ...) still work this release, with a DeprecationWarning.
     """
     import torch
 
-    if opset < 17:
-        raise ExportError(f"opset {opset} < 17 is not supported (LayerNorm/Resize semantics)")
-    if exporter not in ("auto", "classic", "dynamo"):
-        raise ExportError(f"unknown exporter {exporter!r} (auto, classic, dynamo)")
+    o = options_with_legacy(OnnxOptions, options, legacy, "export_onnx")
+    opset, exporter, dynamic, verify, atol = o.opset, o.exporter, o.dynamic, o.verify, o.atol
     t0 = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
-    size, in_channels, normalize = _input_spec(model, config, input_size, in_channels)
+    size, in_channels, normalize = _input_spec(model, config, o.input_size, o.in_channels)
     x = torch.from_numpy(verification_inputs(size, in_channels, normalize)["phantom"])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     order = {"auto": ["classic", "dynamo"], "classic": ["classic"], "dynamo": ["dynamo"]}[exporter]

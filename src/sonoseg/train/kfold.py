@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from sonoseg.config import SonosegConfig
+from sonoseg.train.options import RunOptions
 from sonoseg.train.trainer import TrainResult, new_run_dir, train
 
 
@@ -18,8 +19,8 @@ def train_kfold(cfg: SonosegConfig, k: int, out: str | Path = "runs", name: Opti
     results: list[TrainResult] = []
     for i in range(k):
         log(f"fold {i + 1}/{k}")
-        results.append(train(cfg.model_copy(deep=True), out=parent, name=f"fold-{i}", folds=(k, i), log=log,
-                             show_progress=show_progress))
+        run = RunOptions(out=parent, name=f"fold-{i}", folds=(k, i), show_progress=show_progress)
+        results.append(train(cfg.model_copy(deep=True), run, log=log))
     dices = [r.best_dice for r in results]
     summary = {
         "k": k,

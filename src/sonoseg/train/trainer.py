@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from sonoseg._compat.legacy_kwargs import options_with_legacy
 from sonoseg.config import SonosegConfig, save_config
 from sonoseg.errors import ConfigError
 from sonoseg.evaluate.class_metrics import quick_scores
@@ -30,6 +31,7 @@ from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
 from sonoseg.train.loop import train_one_epoch, validate
 from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
+from sonoseg.train.options import RunOptions
 from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 
 
@@ -148,25 +150,15 @@ def _threads(cfg, ctx, warn) -> int:
     return apply_threads(n)
 
 
-def train(
-    cfg: SonosegConfig,
-    out: str | Path = "runs",
-    name: Optional[str] = None,
-    resume: Optional[str | Path] = None,
-    folds: Optional[tuple[int, int]] = None,
-    log: Callable[[str], None] = print,
-    show_progress: bool = True,
-    epochs: Optional[int] = None,
-    init: Optional[str | Path] = None,
-    time_limit_s: Optional[float] = None,
-    init_partial: bool = False,
-) -> TrainResult:
-    """Train one model. ``resume`` = a run directory or its ``last.pt``: continues exactly with the
-    run's saved config (``epochs`` may extend it); ``folds=(k, i)`` trains fold i of k-fold CV;
-    ``init`` = a checkpoint whose weights start a new run (fine-tuning; fresh optimiser and schedule);
-    ``init_partial``: take from it only the tensors that match by name and shape (e.g. a new decoder);
-    ``time_limit_s``: stop after the epoch past which one more epoch of the same length would overrun
-    this wall-clock budget (experiment cells; ``stopped_early`` is then set)."""
+def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable[[str], None] = print,
+          **legacy) -> TrainResult:
+    """Train one model as ``cfg`` says, started as ``run`` says (:class:`RunOptions`: where, resume,
+    folds, fine-tuning init, time budget). ``resume``: continues exactly with the run's saved config
+    (``epochs`` may extend it); ``time_limit_s`` sets ``stopped_early`` when it stops the run. The old
+    keywords (``out=``, ``resume=`` ...) still work this release, with a DeprecationWarning."""
+    run = options_with_legacy(RunOptions, run, legacy, "train")
+    out, name, resume, folds, epochs = run.out, run.name, run.resume, run.folds, run.epochs
+    init, init_partial, time_limit_s, show_progress = run.init, run.init_partial, run.time_limit_s, run.show_progress
     from sonoseg.models import create_model_from_config
     from sonoseg.train.init_weights import init_from_checkpoint
     from sonoseg.train.losses import build_loss
