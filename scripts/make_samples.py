@@ -16,7 +16,7 @@ from pydicom import dcmread
 from pydicom.uid import RLELossless
 
 from sonoseg.data import read_split_csv
-from sonoseg.io.us_wrap import wrap_as_us_dicom
+from sonoseg.io.us_wrap import UsWrapOptions, wrap_as_us_dicom
 
 CASES = ["benign (26)", "benign (34)", "malignant (20)"]
 
@@ -30,8 +30,8 @@ def main(busi: str, split_csv: str, out: str = "src/sonoseg/assets/samples") -> 
             raise SystemExit(f"{case} is not in the test split of {split_csv}")
         img = cv2.imread(str(Path(busi) / "images" / f"{case}.png"), cv2.IMREAD_GRAYSCALE)
         name = case.replace(" (", "_").replace(")", "")
-        path = wrap_as_us_dicom(img, out_dir / f"sample_{i}_{name}.dcm", series_description=f"BUSI {case} (test split)",
-                                seed_uid=f"sonoseg-sample-{case}", instance_number=i)
+        path = wrap_as_us_dicom(img, out_dir / f"sample_{i}_{name}.dcm", options=UsWrapOptions(
+            series_description=f"BUSI {case} (test split)", seed_uid=f"sonoseg-sample-{case}", instance_number=i))
         ds = dcmread(path)
         ds.compress(RLELossless, generate_instance_uid=False)  # keep the seeded, reproducible UID
         ds.save_as(path, enforce_file_format=True)

@@ -94,15 +94,15 @@ def _loose_series(tmp_path, n: int, tag: str) -> list[Path]:
     from pydicom.uid import generate_uid
 
     from sonoseg.data.phantom import make_phantom
-    from sonoseg.io.us_wrap import wrap_as_us_dicom
+    from sonoseg.io.us_wrap import UsWrapOptions, wrap_as_us_dicom
 
     study, series = generate_uid(entropy_srcs=[tag, "study"]), generate_uid(entropy_srcs=[tag, "series"])
     out = []
     for i in range(n):
         ph = make_phantom((96, 128), n_lesions=1, seed=40 + i)
         out.append(wrap_as_us_dicom(ph.image, tmp_path / f"{tag}-{i}.dcm", pixel_spacing_mm=(0.2, 0.25),
-                                    seed_uid=f"{tag}-{i}", study_uid=study, series_uid=series,
-                                    instance_number=n - i))  # instance numbers not in file order
+                                    options=UsWrapOptions(seed_uid=f"{tag}-{i}", study_uid=study, series_uid=series,
+                                                          instance_number=n - i)))  # instance numbers not in file order
     return out
 
 

@@ -26,6 +26,6 @@ def green_png(path: Path) -> Path:
 
 
 def green_dicom(path: Path) -> Path:
-    from sonoseg.io.us_wrap import wrap_as_us_dicom
+    from sonoseg.io.us_wrap import UsWrapOptions, wrap_as_us_dicom
 
-    return wrap_as_us_dicom(green_picture(), path, seed_uid="green")
+    return wrap_as_us_dicom(green_picture(), path, options=UsWrapOptions(seed_uid="green"))

@@ -11,7 +11,7 @@ from conftest import dicom_testfile
 from pydicom.sr.codedict import codes
 
 from sonoseg.errors import InputError
-from sonoseg.infer.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, read_dicom_seg, write_dicom_seg
+from sonoseg.infer.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, SegWriteOptions, read_dicom_seg, write_dicom_seg
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"  # single-frame SOP Class (some files hold 2 frames anyway)
@@ -120,7 +120,7 @@ def test_frames_of_a_single_frame_sop_class_without_frame_numbers(tmp_path, name
                                                   combine_segments=True)
     assert np.array_equal(px, masks)
     assert np.array_equal(read_dicom_seg(out), masks)
-    second = write_dicom_seg(dicom_testfile(name), masks[1:], tmp_path / "second.dcm", frame_indices=[1])
+    second = write_dicom_seg(dicom_testfile(name), masks[1:], tmp_path / "second.dcm", SegWriteOptions(frame_indices=[1]))
     assert temporal_positions(pydicom.dcmread(second)) == [2]
     assert np.array_equal(read_dicom_seg(second, source_frames=[0, 1]), np.stack([np.zeros_like(masks[0]), masks[1]]))
     if not dv.available():
@@ -155,7 +155,7 @@ def test_cine_empty_frames_kept_or_omitted(tmp_path):
     assert int(ds.NumberOfFrames) == 2 and [f for _, f in referenced_frames(ds)] == [1, 2]
     assert np.array_equal(read_dicom_seg(kept), masks)
 
-    omitted = write_dicom_seg(dicom_testfile(name), masks, tmp_path / "omit.dcm", omit_empty_frames=True)
+    omitted = write_dicom_seg(dicom_testfile(name), masks, tmp_path / "omit.dcm", SegWriteOptions(omit_empty_frames=True))
     ds = pydicom.dcmread(omitted)
     assert int(ds.NumberOfFrames) == 1 and [f for _, f in referenced_frames(ds)] == [1]
     seg = hd.seg.segread(omitted)
@@ -171,7 +171,7 @@ def test_all_empty_single_frame(tmp_path):
     src = header(name)
     empty = np.zeros((src.Rows, src.Columns), np.uint8)
     for omit in (False, True):  # highdicom keeps the frame when everything is empty
-        out = write_dicom_seg(dicom_testfile(name), empty, tmp_path / f"e{omit}.dcm", omit_empty_frames=omit)
+        out = write_dicom_seg(dicom_testfile(name), empty, tmp_path / f"e{omit}.dcm", SegWriteOptions(omit_empty_frames=omit))
         ds = pydicom.dcmread(out)
         assert int(ds.NumberOfFrames) == 1
         assert not read_dicom_seg(out).any()
@@ -184,7 +184,7 @@ def test_label_map_subset_frames_and_labelmap_type(tmp_path):
     lab[0, 100:200, 100:300] = 1
     lab[0, 300:380, 400:600] = 3  # non-consecutive label value
     labels = {1: "lesion", 3: "cyst"}
-    out = write_dicom_seg(dicom_testfile(name), lab, tmp_path / "sub.dcm", labels=labels, frame_indices=[1])
+    out = write_dicom_seg(dicom_testfile(name), lab, tmp_path / "sub.dcm", SegWriteOptions(labels=labels, frame_indices=[1]))
     ds = pydicom.dcmread(out)
     assert [s.SegmentLabel for s in ds.SegmentSequence] == ["lesion", "cyst"]
     assert [int(s.SegmentNumber) for s in ds.SegmentSequence] == [1, 2]  # BINARY: 1..N
@@ -196,8 +196,8 @@ def test_label_map_subset_frames_and_labelmap_type(tmp_path):
     expected[1] = np.where(lab[0] == 3, 2, lab[0])  # segment numbers
     assert np.array_equal(back, expected)
 
-    out = write_dicom_seg(dicom_testfile(name), np.repeat(lab, 2, 0), tmp_path / "lm.dcm", labels=labels,
-                          segmentation_type="LABELMAP")
+    out = write_dicom_seg(dicom_testfile(name), np.repeat(lab, 2, 0), tmp_path / "lm.dcm",
+                          SegWriteOptions(labels=labels, segmentation_type="LABELMAP"))
     ds = pydicom.dcmread(out)
     assert ds.SegmentationType == "LABELMAP" and int(ds.NumberOfFrames) == 2
     assert np.array_equal(read_dicom_seg(out), np.repeat(lab, 2, 0))  # label values kept
@@ -209,8 +209,9 @@ def test_unknown_names_get_generic_codes_and_overrides(tmp_path):
     m = np.zeros((src.Rows, src.Columns), np.uint8)
     m[50:100, 50:100] = 1
     m[200:260, 300:400] = 2
-    out = write_dicom_seg(dicom_testfile(name), m, tmp_path / "s.dcm", labels={1: "class 1", 2: "thyroid"},
-                          property_codes={1: (codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Nodule)})
+    out = write_dicom_seg(dicom_testfile(name), m, tmp_path / "s.dcm", SegWriteOptions(
+        labels={1: "class 1", 2: "thyroid"},
+        property_codes={1: (codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Nodule)}))
     seg = pydicom.dcmread(out).SegmentSequence
     assert seg[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Nodule.value
     assert seg[1].SegmentedPropertyCategoryCodeSequence[0].CodeValue == codes.SCT.AnatomicalStructure.value
@@ -222,8 +223,8 @@ def test_dataset_input_untouched_and_seeded_uids(tmp_path):
     full = pydicom.dcmread(dicom_testfile("OBXXXX1A_2frame.dcm"))
     before = (full.NumberOfFrames, full.PatientName, len(full.PixelData))
     masks = ellipse_masks(full.Rows, full.Columns, 2)
-    a = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "a.dcm", seed_uid="s1"))
-    b = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "b.dcm", seed_uid="s1"))
+    a = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "a.dcm", SegWriteOptions(seed_uid="s1")))
+    b = pydicom.dcmread(write_dicom_seg(full, masks, tmp_path / "b.dcm", SegWriteOptions(seed_uid="s1")))
     assert (full.NumberOfFrames, full.PatientName, len(full.PixelData)) == before
     assert a.SOPInstanceUID == b.SOPInstanceUID and a.SeriesInstanceUID == b.SeriesInstanceUID
 
@@ -243,11 +244,20 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="mask frames"):
         write_dicom_seg(cine, c, tmp_path / "x.dcm")
     with pytest.raises(InputError, match="within"):
-        write_dicom_seg(cine, c[:1], tmp_path / "x.dcm", frame_indices=[2])
+        write_dicom_seg(cine, c[:1], tmp_path / "x.dcm", SegWriteOptions(frame_indices=[2]))
     not_dicom = tmp_path / "n.dcm"
     not_dicom.write_bytes(b"not a dicom file at all")
     with pytest.raises(InputError, match="n.dcm"):
         write_dicom_seg(not_dicom, ok, tmp_path / "x.dcm")
+
+
+def test_seg_write_options_check_the_type_when_made():
+    from sonoseg.errors import ConfigError
+
+    assert SegWriteOptions(segmentation_type="labelmap").segmentation_type == "LABELMAP"
+    assert SegWriteOptions() == SegWriteOptions(labels=None, segmentation_type="BINARY", series_number=900)
+    with pytest.raises(ConfigError, match="segmentation type 'MASK': use one of BINARY, FRACTIONAL, LABELMAP"):
+        SegWriteOptions(segmentation_type="MASK")
 
 
 def test_fractional_probability_map(tmp_path):
@@ -255,15 +265,15 @@ def test_fractional_probability_map(tmp_path):
     src = header(name)
     prob = np.zeros((src.Rows, src.Columns), np.float32)
     prob[100:300, 200:500] = np.linspace(0.0, 1.0, 300, dtype=np.float32)[None, :]
-    out = write_dicom_seg(dicom_testfile(name), prob, tmp_path / "f.dcm", segmentation_type="FRACTIONAL",
-                          labels={"1": "mass"})
+    out = write_dicom_seg(dicom_testfile(name), prob, tmp_path / "f.dcm",
+                          SegWriteOptions(segmentation_type="FRACTIONAL", labels={"1": "mass"}))
     ds = pydicom.dcmread(out)
     assert ds.SegmentationType == "FRACTIONAL" and ds.SegmentationFractionalType == "PROBABILITY"
     assert ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == codes.SCT.Mass.value
     px = hd.seg.segread(out).get_pixels_by_source_instance([src.SOPInstanceUID])[0, ..., 0]
     assert np.abs(px - prob).max() <= 0.5 / 255 + 1e-6  # stored as 8-bit fractions
     with pytest.raises(InputError, match="probabilities"):
-        write_dicom_seg(dicom_testfile(name), prob * 2, tmp_path / "g.dcm", segmentation_type="FRACTIONAL")
+        write_dicom_seg(dicom_testfile(name), prob * 2, tmp_path / "g.dcm", SegWriteOptions(segmentation_type="FRACTIONAL"))
 
 
 def test_conformant_cine_seg_has_patient_orientation_and_passes_dciodvfy(tmp_path):
@@ -288,10 +298,10 @@ def test_conformant_cine_seg_has_patient_orientation_and_passes_dciodvfy(tmp_pat
 
 def _phantom_source(tmp_path, name, **wrap):
     from sonoseg.data.phantom import make_phantom
-    from sonoseg.io.us_wrap import wrap_as_us_dicom
+    from sonoseg.io.us_wrap import UsWrapOptions, wrap_as_us_dicom
 
     ph = make_phantom((96, 128), n_lesions=1, seed=3)
-    return wrap_as_us_dicom(ph.image, tmp_path / name, seed_uid=name, **wrap), ph.mask.astype(np.uint8)
+    return wrap_as_us_dicom(ph.image, tmp_path / name, options=UsWrapOptions(seed_uid=name), **wrap), ph.mask.astype(np.uint8)
 
 
 @pytest.mark.parametrize("edit,expected", [
@@ -370,7 +380,7 @@ def test_class_finding_is_coded_without_an_unknown_scheme_warning(tmp_path, cls,
     src = header(name)
     m = ellipse_masks(src.Rows, src.Columns, 1)[0]
     finding = {"class": cls, "class_probabilities": {cls: 0.8}, "lesion_found": True, "source": "both"}
-    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "c.dcm", finding=finding))
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "c.dcm", SegWriteOptions(finding=finding)))
     (mod,) = ds.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence
     assert mod.CodingSchemeDesignator == scheme and ds.SegmentSequence[0].SegmentDescription.startswith(
         f"class head: {cls} (p=0.80)")

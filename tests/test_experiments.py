@@ -5,6 +5,7 @@ noise itself, the budget."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_size_study_cli_table_broken_cell_and_resume(tiny, tmp_path):
 
 
 def test_interrupted_cell_continues_from_its_last_epoch(tiny, tmp_path):
-    from sonoseg.experiments import size_study
+    from sonoseg.experiments import SizeOptions, size_study
 
     ds, split, cfg = tiny
     kw = dict(sizes=[3], seeds=[0], split_file=split, config=cfg, budget="epochs=2,size=64", threads=1, n_boot=50,
@@ -141,11 +142,11 @@ def test_interrupted_cell_continues_from_its_last_epoch(tiny, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        size_study(ds, tmp_path / "s", log=interrupt, **kw)
+        size_study(ds, tmp_path / "s", SizeOptions(log=interrupt, **kw))
     cell = tmp_path / "s" / "cells" / "n3_seed0"
     assert (cell / "train" / "last.pt").is_file() and not (cell / "cell.json").exists()
     lines: list[str] = []
-    res = size_study(ds, tmp_path / "s", log=lines.append, **kw)
+    res = size_study(ds, tmp_path / "s", SizeOptions(log=lines.append, **kw))
     assert res.records[0]["status"] == "ok" and any("resuming the interrupted training" in m for m in lines)
     assert not any("epoch   1/2" in m for m in lines)  # epoch 1 was not trained again
     rows = (cell / "train" / "metrics.csv").read_text().strip().splitlines()
@@ -154,12 +155,13 @@ def test_interrupted_cell_continues_from_its_last_epoch(tiny, tmp_path):
 
 def test_noise_study_materialises_noisy_copies_in_their_source_split(tiny, tmp_path):
     from sonoseg.data import read_split_csv
-    from sonoseg.experiments import noise_study
+    from sonoseg.experiments import NoiseOptions, noise_study
 
     ds, split, cfg = tiny
     out = tmp_path / "noise"
-    res = noise_study(ds, out, noises=["gaussian=20"], settings=["baseline", "mixed"], split_file=split, config=cfg,
-                      budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
+    opts = NoiseOptions(noises=["gaussian=20"], settings=["baseline", "mixed"], split_file=split, config=cfg,
+                        budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
+    res = noise_study(ds, out, opts)
     assert not res.failed and [r["id"] for r in res.records] == ["baseline", "mixed_gaussian20"]
     roles = read_split_csv(out / "splits" / "all.csv")
     src = read_split_csv(split)
@@ -188,15 +190,13 @@ def test_noise_study_materialises_noisy_copies_in_their_source_split(tiny, tmp_p
     assert (out / "noise.png").is_file() and "| setting | noise | level |" in (out / "results.md").read_text()
     # a rerun writes no noisy image again and skips both cells
     mtime = (out / "data" / "images" / f"{name}.png").stat().st_mtime_ns
-    res2 = noise_study(ds, out, noises=["gaussian=20"], settings=["baseline", "mixed"], split_file=split, config=cfg,
-                       budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
+    res2 = noise_study(ds, out, opts)
     assert res2.skipped == ["baseline", "mixed_gaussian20"]
     assert (out / "data" / "images" / f"{name}.png").stat().st_mtime_ns == mtime
     # a level added later: the finished baseline is scored on the new noisy test set without retraining
     best = out / "cells" / "baseline" / "train" / "best.pt"
     trained = best.stat().st_mtime_ns
-    res3 = noise_study(ds, out, noises=["gaussian=20,40"], settings=["baseline", "mixed"], split_file=split,
-                       config=cfg, budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, log=lambda m: None)
+    res3 = noise_study(ds, out, dataclasses.replace(opts, noises=["gaussian=20,40"]))
     assert res3.skipped == ["baseline", "mixed_gaussian20"] and not res3.failed
     assert best.stat().st_mtime_ns == trained
     assert set(res3.records[0]["metrics"]) == {"val", "test", "test_gaussian20", "test_gaussian40"}
@@ -264,12 +264,12 @@ def test_pareto_front():
 
 @pytest.mark.slow
 def test_grid_times_the_int8_network(tiny, tmp_path):
-    from sonoseg.experiments import grid_study
+    from sonoseg.experiments import GridOptions, grid_study
 
     ds, split, cfg = tiny
-    res = grid_study(ds, tmp_path / "g", archs=["fpn"], encoders=["mobilenet_v2"], augment="both", split_file=split,
-                     config=cfg, budget="epochs=1,size=64", threads=1, n_boot=50, reports=False, speed_iters=5,
-                     log=lambda m: None)
+    res = grid_study(ds, tmp_path / "g", GridOptions(archs=["fpn"], encoders=["mobilenet_v2"], augment="both",
+                                                     split_file=split, config=cfg, budget="epochs=1,size=64", threads=1,
+                                                     n_boot=50, reports=False, speed_iters=5, log=lambda m: None))
     extras = [r["extra"] for r in res.records]
     assert extras[0]["fps_status"] == "ok" and extras[0]["fps_int8"] > 0
     assert extras[1]["fps_int8"] == extras[0]["fps_int8"]  # timed once per network
@@ -292,3 +292,27 @@ def test_noise_cli_refuses_bad_settings_and_levels_in_one_line(tiny, tmp_path):
                          (["--noise", "pink=3"], "unknown noise 'pink'"), (["--noise", "gaussian=-1"], "level > 0")):
         res = CliRunner().invoke(app, ["experiment", "noise", *_common(tiny, tmp_path / "n"), *extra])
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+
+
+def test_study_options_refuse_bad_values_when_made():
+    """Every study's knobs are checked in one place (sonoseg.experiments.options), before any cell runs."""
+    from sonoseg.errors import ConfigError
+    from sonoseg.experiments import Budget, GridOptions, Noise, NoiseOptions, SizeOptions, StudyOptions
+
+    o = NoiseOptions(budget="epochs=2,size=64", overrides=["train.lr=0.01"], noises=["gaussian=5,5", Noise("speckle", 3.0)])
+    assert o.budget == Budget(epochs=2, size=(64, 64)) and o.overrides == ("train.lr=0.01",)
+    assert o.noises == (Noise("speckle", 3.0), Noise("gaussian", 5.0)) and NoiseOptions().noises is None
+    assert SizeOptions(sizes=[0.5, 1]).sizes == (0.5, 1) and GridOptions(archs=["fpn"]).encoders == ("resnet18", "efficientnet-b0", "mobilenet_v2")
+    for make, words in ((lambda: StudyOptions(budget="epochs=0"), "epochs >= 1"),
+                        (lambda: StudyOptions(threads=0), "threads 0"),
+                        (lambda: StudyOptions(overrides="train.lr=1"), "list of key=value"),
+                        (lambda: NoiseOptions(settings=["nope"]), "unknown setting(s) nope"),
+                        (lambda: NoiseOptions(noises=["pink=3"]), "unknown noise 'pink'"),
+                        (lambda: SizeOptions(seeds=[]), "at least one seed"),
+                        (lambda: SizeOptions(sizes=[2.5, 10]), "not a mix"),
+                        (lambda: GridOptions(augment="maybe"), "use both, on or off"),
+                        (lambda: GridOptions(encoders=[]), "at least one architecture")):
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.threads = 2  # type: ignore[misc]

@@ -211,10 +211,10 @@ def test_interrupted_batch_leaves_a_journal_and_resume_continues(tiny, tmp_path)
 
 @pytest.mark.slow  # a subprocess: fresh interpreter and model load
 def test_sigterm_removes_the_run_temp_folder(tiny, tmp_path):
-    from sonoseg.io.us_wrap import wrap_as_us_cine
+    from sonoseg.io.us_wrap import UsWrapOptions, wrap_as_us_cine
 
     frames = (np.random.default_rng(0).random((300, 96, 128)) * 255).astype(np.uint8)
-    cine = wrap_as_us_cine(frames, tmp_path / "cine.dcm", seed_uid="t")
+    cine = wrap_as_us_cine(frames, tmp_path / "cine.dcm", options=UsWrapOptions(seed_uid="t"))
     out = tmp_path / "out"
     code = ("from sonoseg.infer.run import predict_inputs; "
             f"predict_inputs([{str(cine)!r}], {str(out)!r}, model={str(tiny)!r}, threads=1, batch_size=1, "

@@ -12,6 +12,7 @@ from sonoseg.io.us_wrap import (
     SAMPLE_PATIENT_NAME,
     US_IMAGE_STORAGE,
     US_MULTIFRAME_IMAGE_STORAGE,
+    UsWrapOptions,
     wrap_as_us_cine,
     wrap_as_us_dicom,
 )
@@ -77,9 +78,9 @@ def test_cine_round_trip(tmp_path):
 
 
 def test_seeded_uids_are_deterministic(tmp_path, gray):
-    a = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "a.dcm", seed_uid="busi-benign-1"))
-    b = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "b.dcm", seed_uid="busi-benign-1"))
-    c = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "c.dcm", seed_uid="busi-benign-2"))
+    a = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "a.dcm", options=UsWrapOptions(seed_uid="busi-benign-1")))
+    b = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "b.dcm", options=UsWrapOptions(seed_uid="busi-benign-1")))
+    c = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "c.dcm", options=UsWrapOptions(seed_uid="busi-benign-2")))
     d = pydicom.dcmread(wrap_as_us_dicom(gray, tmp_path / "d.dcm"))
     uids = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
     assert all(a[k].value == b[k].value for k in uids)
@@ -94,8 +95,9 @@ def test_seeded_uids_are_deterministic(tmp_path, gray):
 def test_study_grouping_frame_of_reference_and_named_patient(tmp_path, gray):
     study = pydicom.uid.generate_uid()
     for_uid = pydicom.uid.generate_uid()
-    p = wrap_as_us_dicom(gray, tmp_path / "x.dcm", frame_of_reference=for_uid, anonymous=False,
-                         patient_name="DOE^JANE", patient_id="X1", study_uid=study, instance_number=3)
+    p = wrap_as_us_dicom(gray, tmp_path / "x.dcm", options=UsWrapOptions(
+        frame_of_reference=for_uid, anonymous=False, patient_name="DOE^JANE", patient_id="X1", study_uid=study,
+        instance_number=3))
     ds = pydicom.dcmread(p)
     assert ds.StudyInstanceUID == study and ds.FrameOfReferenceUID == for_uid and ds.InstanceNumber == 3
     assert str(ds.PatientName) == "DOE^JANE" and ds.PatientID == "X1" and "PatientIdentityRemoved" not in ds

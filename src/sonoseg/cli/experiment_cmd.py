@@ -54,7 +54,7 @@ def _log(msg: str) -> None:
 
 
 def _kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars) -> dict:
-    """The keyword arguments every study function takes, from the shared flags."""
+    """The :class:`~sonoseg.experiments.StudyOptions` fields every study shares, from the shared flags."""
     return dict(split_file=split_file, config=config, overrides=set_, budget=budget, threads=threads, device=device,
                 n_boot=n_boot, reports=reports, log=_log, show_progress=progress_bars)
 
@@ -74,10 +74,11 @@ def noise_cmd(
     n_boot: int = N_BOOT, progress_bars: bool = PROGRESS, strict: bool = STRICT, reports: bool = REPORTS,
 ) -> None:
     """Seed 003's noise study: baseline, noisy images in train+val, noisy only in validation, level sweep."""
-    from sonoseg.experiments import noise_study
+    from sonoseg.experiments import NoiseOptions, noise_study
 
-    res = noise_study(dataset, out, noises=noise or None, settings=_split_list(settings),
-                      **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    opts = NoiseOptions(noises=noise or None, settings=_split_list(settings),
+                        **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    res = noise_study(dataset, out, opts)
     _report(res, strict)
 
 
@@ -95,15 +96,16 @@ def size_cmd(
     n_boot: int = N_BOOT, progress_bars: bool = PROGRESS, strict: bool = STRICT, reports: bool = REPORTS,
 ) -> None:
     """Seed 003's learning curve: Dice (mean and spread over seeds) against training-set size."""
-    from sonoseg.experiments import size_study
+    from sonoseg.experiments import SizeOptions, size_study
     from sonoseg.experiments.size import parse_numbers
 
     size_list = parse_numbers(sizes, "--sizes")
     seed_list = parse_numbers(seeds, "--seeds", int)
     if not size_list or not seed_list:
         fail("give at least one size and one seed")
-    res = size_study(dataset, out, sizes=size_list, seeds=seed_list, log_x=log_x,
-                     **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    opts = SizeOptions(sizes=size_list, seeds=seed_list, log_x=log_x,
+                       **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    res = size_study(dataset, out, opts)
     _report(res, strict)
 
 
@@ -124,10 +126,11 @@ def grid_cmd(
     n_boot: int = N_BOOT, progress_bars: bool = PROGRESS, strict: bool = STRICT, reports: bool = REPORTS,
 ) -> None:
     """Seed 004's grid: every architecture x encoder, with and without augmentation, one recipe; table + Pareto."""
-    from sonoseg.experiments import grid_study
+    from sonoseg.experiments import GridOptions, grid_study
 
-    res = grid_study(dataset, out, archs=_split_list(archs), encoders=_split_list(encoders), augment=augment, speed=speed,
-                     **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    opts = GridOptions(archs=_split_list(archs), encoders=_split_list(encoders), augment=augment, speed=speed,
+                       **_kw(split_file, config, set_, budget, threads, device, n_boot, reports, progress_bars))
+    res = grid_study(dataset, out, opts)
     _report(res, strict)
 
 

@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from sonoseg.errors import ConfigError
-from sonoseg.experiments.budget import Budget
+from sonoseg.experiments.options import AUGMENT, GridOptions
 from sonoseg.experiments.study import (Cell, Study, StudyResult, labelled_assignment, read_record, recipe, run_cells,
                                        safe_id, source_split)
 from sonoseg.experiments.tables import (failed_section, fmt_ci, fmt_num, markdown_table, metric_cols, new_figure,
                                         save_figure, write_outputs)
 
-ARCHS: tuple[str, ...] = ("unet_smp", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "pan", "deeplabv3",
-                          "deeplabv3plus")
 ARCH_TITLES = {"unet_smp": "U-Net", "unetplusplus": "U-Net++", "manet": "MANet", "linknet": "LinkNet", "fpn": "FPN",
                "pspnet": "PSPNet", "pan": "PAN", "deeplabv3": "DeepLabV3", "deeplabv3plus": "DeepLabV3+", "unet": "U-Net (plain)"}
-ENCODERS: tuple[str, ...] = ("resnet18", "efficientnet-b0", "mobilenet_v2")  # one per family of seed 004
-AUGMENT = {"both": (False, True), "on": (True,), "off": (False,)}
 SEED004_AUGMENT = ["augment.hflip=0", "augment.vflip=0", "augment.rotate_limit=0", "augment.shift_limit=0.2",
                    "augment.scale_range=[0.5, 2.0]", "augment.brightness_contrast_p=0", "augment.gauss_noise_p=0",
                    "augment.speckle_p=0", "augment.gamma_p=0", "augment.blur_p=0"]
@@ -45,10 +41,7 @@ def grid_base(base: dict) -> dict:
 
 
 def grid_cells(split: Path, archs: Sequence[str], encoders: Sequence[str], augment: str) -> list[Cell]:
-    if augment not in AUGMENT:
-        raise ConfigError(f"--augment {augment!r}: use both, on or off")
-    if not archs or not encoders:
-        raise ConfigError("give at least one architecture and one encoder")
+    """One cell per architecture x encoder x augmentation (``augment``: a key of :data:`AUGMENT`)."""
     cells = []
     for arch in archs:
         for enc in encoders:
@@ -205,28 +198,21 @@ def pareto_figure(df, path: Path) -> Optional[Path]:
     return save_figure(fig, path)
 
 
-def grid_study(dataset: str | Path, out: str | Path, *, archs: Sequence[str] = ARCHS, encoders: Sequence[str] = ENCODERS,
-               augment: str = "both", split_file: Optional[str | Path] = None, config: Optional[str | Path] = None,
-               overrides: Sequence[str] = (), budget: Budget | str | None = None, threads: Optional[int] = None,
-               device: Optional[str] = None, n_boot: int = 1000, speed: bool = True, speed_iters: int = 30,
-               reports: bool = True, log: Callable[[str], None] = print, show_progress: bool = False,
-               on_cell: Optional[Callable[[int, int, dict], None]] = None) -> StudyResult:
+def grid_study(dataset: str | Path, out: str | Path, options: Optional[GridOptions] = None) -> StudyResult:
     """Run (or resume) the grid; writes results.csv/.md and pareto.png into ``out``."""
-    dataset, root = Path(dataset), Path(out)
-    budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
-    src = source_split(dataset, split_file, root)
+    dataset, root, o = Path(dataset), Path(out), options or GridOptions()
+    src = source_split(dataset, o.split_file, root)
     assignment = labelled_assignment(dataset, src)
     for need in ("train", "val", "test"):
         if need not in assignment.values():
             raise ConfigError(f"{src}: split {need!r} is empty; the grid needs train, val and test images")
-    cells = grid_cells(src, list(archs), list(encoders), augment)
-    study = Study("grid", root, dataset, grid_base(recipe(config, log)), list(SEED004_AUGMENT), list(overrides), budget,
-                  threads, device, n_boot, log, show_progress,
-                  params={"archs": list(archs), "encoders": list(encoders), "augment": augment, "split_file": str(src),
-                          "speed": speed})
-    study.reports = reports
-    records = run_cells(study, cells, extra=_cost(study, speed, speed_iters), on_cell=on_cell)
-    df = grid_table(records, list(archs), list(encoders))
+    archs, encoders = list(o.archs), list(o.encoders)
+    cells = grid_cells(src, archs, encoders, o.augment)
+    study = Study("grid", root, dataset, grid_base(recipe(o.config, o.log)), list(SEED004_AUGMENT), o,
+                  params={"archs": archs, "encoders": encoders, "augment": o.augment, "split_file": str(src),
+                          "speed": o.speed})
+    records = run_cells(study, cells, extra=_cost(study, o.speed, o.speed_iters))
+    df = grid_table(records, archs, encoders)
     from sonoseg.infer.benchmark import machine_info
 
     info = machine_info()

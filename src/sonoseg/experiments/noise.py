@@ -25,35 +25,22 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from sonoseg.errors import ConfigError, InputError
-from sonoseg.experiments.budget import Budget
+from sonoseg.experiments.options import KINDS, SETTINGS, Noise, NoiseOptions
 from sonoseg.experiments.study import (Cell, Study, StudyResult, labelled_assignment, recipe, run_cells, safe_id,
                                        source_split, write_split)
 from sonoseg.experiments.tables import (failed_section, fmt_ci, markdown_table, metric_cols, new_figure, save_figure,
                                         write_outputs)
 
-KINDS = ("gaussian", "speckle")
-SETTINGS = ("baseline", "mixed", "noisy-val")
 SETTING_TITLES = {"baseline": "clean train, clean val", "mixed": "clean + noisy train and val",
                   "noisy-val": "clean train, clean + noisy val"}
 DEFAULT_FRACTIONS = (0.025, 0.075, 0.2)  # of full scale; 0.075 ~ seed 003's 5000 of 65535
 LEVEL_UNIT = "std in image intensity units (speckle: at full scale)"
-
-
-@dataclass(frozen=True)
-class Noise:
-    kind: str
-    level: float
-
-    @property
-    def tag(self) -> str:
-        return f"{self.kind}{self.level:g}"
 
 
 def full_scale(img: np.ndarray) -> float:
@@ -85,25 +72,6 @@ def noise_rng(stem: str, noise: Noise, seed: int = 0) -> np.random.Generator:
     """Same image, noise and level -> same noise, on every machine and rerun."""
     h = hashlib.sha256(f"{seed}|{stem}|{noise.kind}|{noise.level!r}".encode()).digest()
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
-
-
-def parse_noises(specs: Sequence[str]) -> list[Noise]:
-    """``["gaussian=5,20", "speckle=10"]`` -> Noise list (levels > 0)."""
-    out: list[Noise] = []
-    for spec in specs:
-        if "=" not in spec:
-            raise ConfigError(f"--noise {spec!r}: expected KIND=LEVEL[,LEVEL...] with KIND one of {', '.join(KINDS)}")
-        kind, levels = (t.strip().lower() for t in spec.split("=", 1))
-        if kind not in KINDS:
-            raise ConfigError(f"--noise {spec!r}: unknown noise {kind!r} (noises: {', '.join(KINDS)})")
-        try:
-            vals = [float(v) for v in levels.split(",") if v.strip()]
-        except ValueError:
-            raise ConfigError(f"--noise {spec!r}: levels must be numbers") from None
-        if not vals or min(vals) <= 0:
-            raise ConfigError(f"--noise {spec!r}: give at least one level > 0")
-        out += [Noise(kind, v) for v in vals]
-    return list(dict.fromkeys(out))
 
 
 def default_noises(dataset: Path) -> list[Noise]:
@@ -291,37 +259,23 @@ def noise_figure(df, path: Path) -> Optional[Path]:
     return save_figure(fig, path)
 
 
-def noise_study(dataset: str | Path, out: str | Path, *, noises: Optional[Sequence[str | Noise]] = None,
-                settings: Sequence[str] = SETTINGS, split_file: Optional[str | Path] = None,
-                config: Optional[str | Path] = None, overrides: Sequence[str] = (), budget: Budget | str | None = None,
-                threads: Optional[int] = None, device: Optional[str] = None, n_boot: int = 1000, seed: int = 0,
-                reports: bool = True, log: Callable[[str], None] = print, show_progress: bool = False,
-                on_cell: Optional[Callable[[int, int, dict], None]] = None) -> StudyResult:
+def noise_study(dataset: str | Path, out: str | Path, options: Optional[NoiseOptions] = None) -> StudyResult:
     """Run (or resume) the noise study; writes results.csv/.md and noise.png into ``out``."""
-    dataset, root = Path(dataset), Path(out)
-    bad = [s for s in settings if s not in SETTINGS]
-    if bad or not settings:
-        raise ConfigError(f"unknown setting(s) {', '.join(bad) or '(none)'}; settings: {', '.join(SETTINGS)}")
-    budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
-    if noises:
-        parsed = [n for n in noises if isinstance(n, Noise)] + parse_noises([n for n in noises if isinstance(n, str)])
-    else:
-        parsed = default_noises(dataset)
-    src = source_split(dataset, split_file, root)
+    dataset, root, o = Path(dataset), Path(out), options or NoiseOptions()
+    parsed = list(o.noises) if o.noises else default_noises(dataset)
+    src = source_split(dataset, o.split_file, root)
     assignment = labelled_assignment(dataset, src)
     for need in ("train", "val", "test"):
         if need not in assignment.values():
             raise ConfigError(f"{src}: split {need!r} is empty; the noise study needs train, val and test images")
-    roles = materialise(dataset, assignment, parsed, _needed(settings, parsed), root / "data", seed=seed, log=log)
-    cells = noise_cells(root, roles, parsed, settings)
+    roles = materialise(dataset, assignment, parsed, _needed(o.settings, parsed), root / "data", seed=o.seed, log=o.log)
+    cells = noise_cells(root, roles, parsed, o.settings)
     for c in cells:
         c.dataset = root / "data"
-    study = Study("noise", root, dataset, recipe(config, log), ["augment.gauss_noise_p=0", "augment.speckle_p=0"],
-                  list(overrides), budget, threads, device, n_boot, log, show_progress,
-                  params={"noises": [n.tag for n in parsed], "settings": list(settings), "split_file": str(src),
-                          "level_unit": LEVEL_UNIT, "noise_seed": seed})
-    study.reports = reports
-    records = run_cells(study, cells, on_cell=on_cell)
+    study = Study("noise", root, dataset, recipe(o.config, o.log), ["augment.gauss_noise_p=0", "augment.speckle_p=0"], o,
+                  params={"noises": [n.tag for n in parsed], "settings": list(o.settings), "split_file": str(src),
+                          "level_unit": LEVEL_UNIT, "noise_seed": o.seed})
+    records = run_cells(study, cells)
     df = noise_table(records, parsed)
     files = write_outputs(root, "results", df, _markdown(df, study, records))
     fig = noise_figure(df, root / "noise.png")

@@ -10,19 +10,16 @@ training split. A size larger than the training split is a failed cell with its 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from sonoseg.errors import ConfigError
-from sonoseg.experiments.budget import Budget
+from sonoseg.experiments.options import SizeOptions, check_sizes
 from sonoseg.experiments.study import (Cell, Study, StudyResult, labelled_assignment, recipe, run_cells, safe_id,
                                        source_split, write_split)
 from sonoseg.experiments.tables import (failed_section, fmt_ci, fmt_num, markdown_table, metric_cols, new_figure,
                                         save_figure, write_outputs)
-
-DEFAULT_SIZES: tuple[float, ...] = (5, 10, 15, 20, 25, 45, 65, 85, 105)
-DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
 def parse_numbers(text: Optional[str], what: str, cast=float) -> list:
@@ -39,12 +36,9 @@ def parse_numbers(text: Optional[str], what: str, cast=float) -> list:
 def resolve_sizes(sizes: Sequence[float], n_train: int) -> list[tuple[str, int]]:
     """(label, image count) per requested size: fractions when every value is <= 1, else counts."""
     sizes = list(sizes)
-    if not sizes or min(sizes) <= 0:
-        raise ConfigError("sizes must be > 0")
+    check_sizes(sizes)
     if max(sizes) <= 1:
         out = [(f"{f:g}", max(1, int(round(f * n_train)))) for f in sizes]
-    elif any(float(s) != int(s) for s in sizes):
-        raise ConfigError(f"sizes {sizes}: give image counts (integers) or fractions (all <= 1), not a mix")
     else:
         out = [(str(int(s)), int(s)) for s in sizes]
     seen: set = set()
@@ -144,36 +138,26 @@ def _check_size(cell: Cell) -> None:
         raise ConfigError(f"size {cell.info['size']}: the training split has only {cell.info['n_train_available']} images")
 
 
-def size_study(dataset: str | Path, out: str | Path, *, sizes: Sequence[float] = DEFAULT_SIZES,
-               seeds: Sequence[int] = DEFAULT_SEEDS, split_file: Optional[str | Path] = None,
-               config: Optional[str | Path] = None, overrides: Sequence[str] = (), budget: Budget | str | None = None,
-               threads: Optional[int] = None, device: Optional[str] = None, n_boot: int = 1000, log_x: bool = True,
-               reports: bool = True, log: Callable[[str], None] = print, show_progress: bool = False,
-               on_cell: Optional[Callable[[int, int, dict], None]] = None) -> StudyResult:
+def size_study(dataset: str | Path, out: str | Path, options: Optional[SizeOptions] = None) -> StudyResult:
     """Run (or resume) the learning curve; writes results.csv/.md, curve.csv and size.png into ``out``."""
-    dataset, root = Path(dataset), Path(out)
-    budget = budget if isinstance(budget, Budget) else Budget.parse(budget)
-    if not seeds:
-        raise ConfigError("give at least one seed")
-    src = source_split(dataset, split_file, root)
+    dataset, root, o = Path(dataset), Path(out), options or SizeOptions()
+    src = source_split(dataset, o.split_file, root)
     assignment = labelled_assignment(dataset, src)
     n_train = sum(1 for v in assignment.values() if v == "train")
     for need in ("train", "val", "test"):
         if need not in assignment.values():
             raise ConfigError(f"{src}: split {need!r} is empty; the size study needs train, val and test images")
-    cells = size_cells(root, assignment, resolve_sizes(sizes, n_train), list(seeds))
-    study = Study("size", root, dataset, recipe(config, log), [], list(overrides), budget, threads, device, n_boot, log,
-                  show_progress, params={"sizes": [c.info["size"] for c in cells[: len(cells) // len(seeds)]],
-                                         "seeds": list(seeds), "split_file": str(src), "n_train": n_train})
-
-    study.reports = reports
-    records = run_cells(study, cells, before=_check_size, on_cell=on_cell)
+    cells = size_cells(root, assignment, resolve_sizes(o.sizes, n_train), list(o.seeds))
+    study = Study("size", root, dataset, recipe(o.config, o.log), [], o,
+                  params={"sizes": [c.info["size"] for c in cells[: len(cells) // len(o.seeds)]],
+                          "seeds": list(o.seeds), "split_file": str(src), "n_train": n_train})
+    records = run_cells(study, cells, before=_check_size)
     df = size_table(records)
     cv = curve(df)
     files = write_outputs(root, "results", df, _markdown(df, cv, study, records))
     cv.to_csv(root / "curve.csv", index=False)
     files["curve"] = root / "curve.csv"
-    fig = size_figure(cv, root / "size.png", log_x)
+    fig = size_figure(cv, root / "size.png", o.log_x)
     if fig:
         files["png"] = fig
     return StudyResult(root, records, df, files)

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 from sonoseg.errors import ConfigError, SonosegError
 from sonoseg.evaluate.aggregate import _jsonable
 from sonoseg.experiments.budget import Budget
+from sonoseg.experiments.options import StudyOptions
 
 RECORD = "cell.json"
 # metrics kept in cell records and tables (means with bootstrap CIs from evaluate_model)
@@ -58,25 +59,29 @@ class Study:
     dataset: Path
     base: dict  # recipe (config as a dict) before any override
     defaults: list[str] = field(default_factory=list)  # the study kind's changes to the recipe
-    overrides: list[str] = field(default_factory=list)  # the user's --set
-    budget: Budget = field(default_factory=Budget)
-    threads: Optional[int] = None
-    device: Optional[str] = None
-    n_boot: int = 1000
-    log: Callable[[str], None] = print
-    show_progress: bool = False
+    opts: StudyOptions = field(default_factory=StudyOptions)  # the user's budget, --set, threads, ...
     params: dict = field(default_factory=dict)  # kind-specific arguments, stored in study.json
-    reports: bool = True  # evaluate's HTML report (with its gallery) for each cell's "test" set
+
+    # the user's options, read through the study by the cell runner
+    budget = property(lambda self: self.opts.budget)
+    threads = property(lambda self: self.opts.threads)
+    n_boot = property(lambda self: self.opts.n_boot)
+    reports = property(lambda self: self.opts.reports)
+    show_progress = property(lambda self: self.opts.show_progress)
+
+    def log(self, msg: str) -> None:
+        self.opts.log(msg)
 
     def config_for(self, cell: Cell):
         """The cell's SonosegConfig: recipe <- kind defaults <- --set <- cell <- budget, then data paths."""
         from sonoseg.config import load_config
 
-        over = [*self.defaults, *self.overrides, *cell.overrides, *self.budget.overrides()]
-        if self.threads is not None:
-            over.append(f"train.threads={self.threads}")
-        if self.device:
-            over.append(f"train.device={self.device}")
+        o = self.opts
+        over = [*self.defaults, *o.overrides, *cell.overrides, *o.budget.overrides()]
+        if o.threads is not None:
+            over.append(f"train.threads={o.threads}")
+        if o.device:
+            over.append(f"train.device={o.device}")
         cfg = load_config(None, over, base=copy.deepcopy(self.base))
         cfg.data.root = str(cell.dataset or self.dataset)
         cfg.data.split_file = str(cell.split_file)
@@ -90,10 +95,11 @@ class Study:
     def write_manifest(self) -> None:
         """study.json: enough to see (and rerun) what the study is. Refuses a folder that holds a study
         made with another recipe, budget or overrides (finished cells would be skipped and mixed in)."""
+        o = self.opts
         data = _jsonable({
-            "kind": self.kind, "dataset": str(Path(self.dataset).resolve()), "budget": self.budget.as_dict(),
-            "recipe": self.base, "kind_defaults": self.defaults, "overrides": self.overrides,
-            "threads": self.threads, "device": self.device, "n_boot": self.n_boot, "reports": self.reports,
+            "kind": self.kind, "dataset": str(Path(self.dataset).resolve()), "budget": o.budget.as_dict(),
+            "recipe": self.base, "kind_defaults": self.defaults, "overrides": list(o.overrides),
+            "threads": o.threads, "device": o.device, "n_boot": o.n_boot, "reports": o.reports,
             "params": self.params})
         path = self.root / "study.json"
         if path.is_file():
@@ -274,8 +280,8 @@ def _device_name(cfg) -> str:
         return cfg.train.device
 
 
-def run_cells(study: Study, cells: list[Cell], extra: Optional[Callable] = None, before: Optional[Callable] = None,
-              on_cell: Optional[Callable[[int, int, dict], None]] = None) -> list[dict]:
+def run_cells(study: Study, cells: list[Cell], extra: Optional[Callable] = None,
+              before: Optional[Callable] = None) -> list[dict]:
     """Run every cell not yet finished (record status ok), in order; returns all records."""
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
@@ -296,8 +302,8 @@ def run_cells(study: Study, cells: list[Cell], extra: Optional[Callable] = None,
             msg = ("ok" if rec["status"] == "ok" else f"FAILED: {rec['reason']}") + f" ({rec['seconds']:.0f} s)"
             study.log(f"cell {k}/{len(cells)} {cell.id}: {msg}")
             records.append(rec)
-        if on_cell is not None:
-            on_cell(k, len(cells), records[-1])
+        if study.opts.on_cell is not None:
+            study.opts.on_cell(k, len(cells), records[-1])
     return records
 
 

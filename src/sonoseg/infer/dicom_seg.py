@@ -52,6 +52,7 @@ numbers (which highdicom would put in ContributingEquipmentSequence). Nothing he
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -67,7 +68,7 @@ from highdicom.utils import is_multiframe_image
 from pydicom.uid import generate_uid
 
 from sonoseg import __version__
-from sonoseg.errors import InputError
+from sonoseg.errors import ConfigError, InputError
 from sonoseg.infer.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
 from sonoseg.infer.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
 
@@ -315,44 +316,67 @@ def _frames_of(ds: Dataset) -> int:
         return 1
 
 
+SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+
+
+@dataclass(frozen=True)
+class SegWriteOptions:
+    """How :func:`write_dicom_seg` writes a SEG; the defaults write a BINARY "lesion" SEG of every frame.
+
+    ``labels``: label value -> segment name of the masks (default ``{1: "lesion"}``); names map to
+    SNOMED CT property category/type codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give
+    ``property_codes`` {label: (category Code, type Code)}. ``segment_display`` {label: ((r, g, b),
+    description)}: the segment's recommended display colour and SegmentDescription (the 3D label
+    table's). ``segmentation_type``: BINARY | FRACTIONAL (a float probability map of one segment) |
+    LABELMAP; BINARY/FRACTIONAL segment numbers are 1..N in label order, LABELMAP keeps the label
+    values. ``frame_indices``: 0-based source frames that the F mask frames belong to (default: all
+    frames, in order). ``omit_empty_frames=False`` stores empty frames too, so the SEG states that
+    every listed frame was analysed and has no finding, rather than leaving it unknown.
+    ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
+    coded modifier of each segment's property type (:mod:`sonoseg.infer.seg_class_codes`).
+    ``seed_uid`` makes the SEG's UIDs deterministic; ``series_instance_uid`` puts the SEG into a given
+    series (several SEGs of one source series, one per image, in one SEG series: see
+    :mod:`sonoseg.infer.run`). ``instance_number``: default the source's InstanceNumber, so the SEGs
+    of a series sort as their images do.
+    """
+
+    labels: Optional[Mapping[int, str]] = None
+    segmentation_type: str = "BINARY"
+    frame_indices: Optional[Sequence[int]] = None
+    omit_empty_frames: bool = False
+    property_codes: Optional[Mapping[int, tuple]] = None
+    segment_display: Optional[Mapping[int, tuple]] = None
+    finding: Optional[Mapping] = None
+    algorithm_name: str = "sonoseg"
+    algorithm_version: str = __version__
+    series_description: str = "sonoseg segmentation"
+    series_number: int = 900
+    seed_uid: Optional[str] = None
+    series_instance_uid: Optional[str] = None
+    instance_number: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        kind = str(self.segmentation_type).upper()
+        if kind not in SEG_TYPES:
+            raise ConfigError(f"segmentation type {self.segmentation_type!r}: use one of {', '.join(SEG_TYPES)}")
+        object.__setattr__(self, "segmentation_type", kind)
+
+
 def write_dicom_seg(
     source_path_or_datasets: Union[SourceLike, Sequence[SourceLike]],
     masks: np.ndarray,
     out_path: Union[str, Path],
-    labels: Optional[Mapping[int, str]] = None,
-    algorithm_name: str = "sonoseg",
-    algorithm_version: str = __version__,
-    segmentation_type: str = "BINARY",
-    frame_indices: Optional[Sequence[int]] = None,
-    *,
-    omit_empty_frames: bool = False,
-    property_codes: Optional[Mapping[int, tuple]] = None,
-    segment_display: Optional[Mapping[int, tuple]] = None,
-    finding: Optional[Mapping] = None,
-    series_description: str = "sonoseg segmentation",
-    series_number: int = 900,
-    seed_uid: Optional[str] = None,
-    series_instance_uid: Optional[str] = None,
-    instance_number: Optional[int] = None,
+    options: Optional[SegWriteOptions] = None,
 ) -> Path:
-    """Write a DICOM SEG for ``masks`` derived from one source image (single- or multi-frame).
+    """Write a DICOM SEG for ``masks`` derived from one source image (single- or multi-frame), or from
+    several single-frame images with a frame of reference (one mask frame each).
 
-    ``masks``: H×W or F×H×W, binary or a label map whose non-zero values are keys of ``labels``
-    (label value -> segment name; default ``{1: "lesion"}``); for ``segmentation_type="FRACTIONAL"``
-    a float probability map of one segment. ``frame_indices``: 0-based source frames that the F
-    mask frames belong to (default: all frames, in order). ``omit_empty_frames=False`` (default)
-    stores empty frames too, so the SEG states that every listed frame was analysed and has no
-    finding, rather than leaving it unknown. Segment names map to SNOMED CT property category/type
-    codes (:data:`PROPERTY_CODES`; unknown names -> Tissue), or give ``property_codes``
-    {label: (category Code, type Code)}. ``segment_display`` {label: ((r, g, b), description)}: the
-    segment's recommended display colour and SegmentDescription (the 3D label table's).
-    BINARY/FRACTIONAL segment numbers are 1..N in label order; LABELMAP keeps the label values. ``seed_uid`` makes the SEG's UIDs deterministic;
-    ``series_instance_uid`` puts the SEG into a given series (several SEGs of one source series, one per
-    image, in one SEG series: see :mod:`sonoseg.infer.run`). ``instance_number``: default the source's
-    InstanceNumber, so the SEGs of a series sort as their images do.
-    ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
-    coded modifier of each segment's property type (:mod:`sonoseg.infer.seg_class_codes`).
+    ``masks``: H×W or F×H×W, binary or a label map whose non-zero values are keys of the options'
+    ``labels``; for FRACTIONAL a float probability map of one segment. What is written and how:
+    :class:`SegWriteOptions`.
     """
+    o = options or SegWriteOptions()
+    frame_indices = o.frame_indices
     out_path = Path(out_path)
     srcs = (list(source_path_or_datasets) if isinstance(source_path_or_datasets, (list, tuple))
             else [source_path_or_datasets])
@@ -363,8 +387,8 @@ def write_dicom_seg(
                if str(d.get("SOPClassUID", "")) in RETIRED_SUCCESSOR and "SOPInstanceUID" in d}
     loaded = [(with_current_class(d)[0], n) for d, n in loaded]  # highdicom knows no retired class
     ds, name = loaded[0]
-    seg_type = hd.seg.SegmentationTypeValues(str(segmentation_type).upper())
-    labels = {int(k): str(v) for k, v in labels.items()} if labels else {1: "lesion"}
+    seg_type = hd.seg.SegmentationTypeValues(o.segmentation_type)
+    labels = {int(k): str(v) for k, v in o.labels.items()} if o.labels else {1: "lesion"}
     if any(k < 1 for k in labels):
         raise InputError(name, "label values must be >= 1 (0 is background)")
 
@@ -406,26 +430,26 @@ def write_dicom_seg(
                 arr = lut[arr.astype(np.int64)]
             arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
 
-    descriptions = _segment_descriptions(labels, numbers, algorithm_name, algorithm_version, property_codes,
-                                         segment_display)
-    if finding is not None and finding.get("class") is not None:
+    descriptions = _segment_descriptions(labels, numbers, o.algorithm_name, o.algorithm_version, o.property_codes,
+                                         o.segment_display)
+    if o.finding is not None and o.finding.get("class") is not None:
         for d in descriptions:
-            add_class_finding(d, finding)
+            add_class_finding(d, o.finding)
     common = dict(
         segmentation_type=seg_type,
         segment_descriptions=descriptions,
-        series_instance_uid=series_instance_uid or _seeded(seed_uid, "series"),
-        series_number=int(series_number),
-        sop_instance_uid=_seeded(seed_uid, "sop"),
-        instance_number=(int(instance_number) if instance_number is not None
+        series_instance_uid=o.series_instance_uid or _seeded(o.seed_uid, "series"),
+        series_number=int(o.series_number),
+        sop_instance_uid=_seeded(o.seed_uid, "sop"),
+        instance_number=(int(o.instance_number) if o.instance_number is not None
                          else _instance_number(ds) if len(loaded) == 1 else 1),
         manufacturer="sonoseg",
-        manufacturer_model_name=algorithm_name,
-        software_versions=str(algorithm_version),
+        manufacturer_model_name=o.algorithm_name,
+        software_versions=str(o.algorithm_version),
         device_serial_number="none",
         content_label="SONOSEG",
-        content_description=f"{algorithm_name} {algorithm_version} automatic segmentation"[:64],
-        omit_empty_frames=omit_empty_frames,
+        content_description=f"{o.algorithm_name} {o.algorithm_version} automatic segmentation"[:64],
+        omit_empty_frames=o.omit_empty_frames,
     )
     if seg_type == hd.seg.SegmentationTypeValues.FRACTIONAL:
         common["fractional_type"] = hd.seg.SegmentationFractionalTypeValues.PROBABILITY
@@ -470,7 +494,7 @@ def write_dicom_seg(
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
 
     restore_referenced_classes(seg, retired)
-    seg.SeriesDescription = series_description[:64]
+    seg.SeriesDescription = o.series_description[:64]
     declare_local_scheme(seg)
     if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
         # General Image, Type 2C: required when the image has no ImageOrientation/Position (Patient),

@@ -164,7 +164,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg and in_scope is not False:
-            from sonoseg.infer.dicom_seg import write_dicom_seg
+            from sonoseg.infer.dicom_seg import SegWriteOptions, write_dicom_seg
             from sonoseg.infer.structures import structure_names
 
             labels = structure_names(predictor.config)
@@ -174,9 +174,10 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
 
                 series = output_series(predictor, "seg", meta.series_uid)
                 with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
-                    write_dicom_seg(path, seg_masks, tmp, labels=labels, series_instance_uid=series,
-                                    frame_indices=list(range(res.frames)) if n > 1 else None,
-                                    finding=decision if decision["class"] is not None else None)
+                    write_dicom_seg(path, seg_masks, tmp, SegWriteOptions(
+                        labels=labels, series_instance_uid=series,
+                        frame_indices=list(range(res.frames)) if n > 1 else None,
+                        finding=decision if decision["class"] is not None else None))
                 return out / f"{stem}.seg.dcm"
 
             _output(res, "seg", seg)

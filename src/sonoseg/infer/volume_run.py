@@ -76,7 +76,7 @@ def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, entries: list
     Every label of the model is a segment, numbered as its row in the label table (1..K), so a segment
     number means the same organ in every SEG of one model, with the table's name and colour, and the
     label value in its description; an organ not found is a segment without frames. Returns (path, notes)."""
-    from sonoseg.infer.dicom_seg import write_dicom_seg
+    from sonoseg.infer.dicom_seg import SegWriteOptions, write_dicom_seg
 
     if not any((labels_zyx == e.value).any() for e in entries):
         raise InputError(source, "no organ found: no DICOM SEG written")
@@ -84,9 +84,9 @@ def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, entries: list
     found = {e.value for e in entries if (labels_zyx == e.value).any()}
     display = {e.value: (e.color, f"label {e.value} of the label map" + ("" if e.value in found else "; not found"))
                for e in entries}
-    path = write_dicom_seg(headers, labels_zyx, out_path, labels={e.value: e.name for e in entries},
-                           algorithm_version=str(model_version), segmentation_type="BINARY", omit_empty_frames=True,
-                           series_description="sonoseg organ segmentation", segment_display=display)
+    path = write_dicom_seg(headers, labels_zyx, out_path, SegWriteOptions(
+        labels={e.value: e.name for e in entries}, algorithm_version=str(model_version), segmentation_type="BINARY",
+        omit_empty_frames=True, series_description="sonoseg organ segmentation", segment_display=display))
     return path, notes
 
 

@@ -8,6 +8,7 @@ pydicom has no IOD-level writer, so the attribute set is spelled out here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Sequence
@@ -68,23 +69,32 @@ def _aspect_ratio(spacing_mm: tuple[float, float]) -> Optional[list[int]]:
     return [ratio.numerator, ratio.denominator]
 
 
-def _build(
-    pixels: np.ndarray,
-    out_path: Path,
-    multiframe: bool,
-    pixel_spacing_mm: Optional[Sequence[float]],
-    series_description: str,
-    frame_of_reference: Optional[str],
-    anonymous: bool,
-    seed_uid: Optional[str],
-    patient_name: Optional[str],
-    patient_id: Optional[str],
-    study_uid: Optional[str],
-    series_uid: Optional[str],
-    instance_number: int,
-    burned_in_annotation: Optional[bool],
-    frame_time_ms: Optional[float],
-) -> Path:
+@dataclass(frozen=True)
+class UsWrapOptions:
+    """The header of a wrapped file (the pixels and their geometry are the call's arguments).
+
+    ``anonymous`` writes the synthetic patient ANONYMOUS^SAMPLE / SONOSEG-SAMPLE; otherwise
+    ``patient_name``/``patient_id`` (or empty). ``seed_uid`` makes all UIDs deterministic; pass
+    ``study_uid``/``series_uid`` to put several files in one study/series. ``series_description``:
+    default "sonoseg sample" (image) or "sonoseg sample cine". ``burned_in_annotation``: None leaves
+    BurnedInAnnotation out.
+    """
+
+    series_description: Optional[str] = None
+    frame_of_reference: Optional[str] = None
+    anonymous: bool = True
+    seed_uid: Optional[str] = None
+    patient_name: Optional[str] = None
+    patient_id: Optional[str] = None
+    study_uid: Optional[str] = None
+    series_uid: Optional[str] = None
+    instance_number: int = 1
+    burned_in_annotation: Optional[bool] = None
+
+
+def _build(pixels: np.ndarray, out_path: Path, pixel_spacing_mm: Optional[Sequence[float]],
+           frame_time_ms: Optional[float], o: UsWrapOptions, default_description: str) -> Path:
+    """``frame_time_ms`` None: Ultrasound Image Storage (one frame); else US Multi-frame with Cine."""
     # pixels: (F, H, W) or (F, H, W, 3), uint8
     n_frames, rows, cols = pixels.shape[:3]
     rgb = pixels.ndim == 4
@@ -94,6 +104,8 @@ def _build(
         if not all(np.isfinite(spacing)) or min(spacing) <= 0:
             raise InputError(out_path, f"pixel spacing must be two positive numbers (row, col) in mm, "
                                        f"got {pixel_spacing_mm!r}")
+    multiframe = frame_time_ms is not None
+    seed_uid = o.seed_uid
     sop_class = US_MULTIFRAME_IMAGE_STORAGE if multiframe else US_IMAGE_STORAGE
     sop_uid = _uid(seed_uid, "sop")
 
@@ -109,18 +121,18 @@ def _build(
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     # Patient (Type 2 attributes present, empty when unknown)
-    if anonymous:
+    if o.anonymous:
         ds.PatientName = SAMPLE_PATIENT_NAME
         ds.PatientID = SAMPLE_PATIENT_ID
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = "sonoseg anonymous sample: no patient identifiers"
     else:
-        ds.PatientName = patient_name or ""
-        ds.PatientID = patient_id or ""
+        ds.PatientName = o.patient_name or ""
+        ds.PatientID = o.patient_id or ""
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     # General Study (dates left empty: Type 2, and keeps seeded files byte-reproducible)
-    ds.StudyInstanceUID = study_uid or _uid(seed_uid, "study")
+    ds.StudyInstanceUID = o.study_uid or _uid(seed_uid, "study")
     ds.StudyDate = ""
     ds.StudyTime = ""
     ds.ReferringPhysicianName = ""
@@ -129,25 +141,25 @@ def _build(
     ds.StudyDescription = "sonoseg sample"
     # General Series
     ds.Modality = "US"
-    ds.SeriesInstanceUID = series_uid or _uid(seed_uid, "series")
+    ds.SeriesInstanceUID = o.series_uid or _uid(seed_uid, "series")
     ds.SeriesNumber = 1
-    ds.SeriesDescription = series_description
+    ds.SeriesDescription = default_description if o.series_description is None else o.series_description
     # Frame of Reference (User optional in the US IODs; no patient geometry either way)
-    if frame_of_reference is not None:
-        ds.FrameOfReferenceUID = frame_of_reference
+    if o.frame_of_reference is not None:
+        ds.FrameOfReferenceUID = o.frame_of_reference
         ds.PositionReferenceIndicator = ""
     # General Equipment
     ds.Manufacturer = "sonoseg"
     ds.ManufacturerModelName = "sonoseg us_wrap"
     ds.SoftwareVersions = __version__
     # General Image
-    ds.InstanceNumber = int(instance_number)
+    ds.InstanceNumber = int(o.instance_number)
     ds.PatientOrientation = ""
     ds.ContentDate = ""
     ds.ContentTime = ""
     ds.ImageType = ["DERIVED", "PRIMARY"]
-    if burned_in_annotation is not None:
-        ds.BurnedInAnnotation = "YES" if burned_in_annotation else "NO"
+    if o.burned_in_annotation is not None:
+        ds.BurnedInAnnotation = "YES" if o.burned_in_annotation else "NO"
     # Image Pixel + US Image
     ds.SamplesPerPixel = 3 if rgb else 1
     ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
@@ -181,29 +193,13 @@ def _build(
     return out_path
 
 
-def wrap_as_us_dicom(
-    image: np.ndarray,
-    out_path: str | Path,
-    pixel_spacing_mm: Optional[Sequence[float]] = None,
-    series_description: str = "sonoseg sample",
-    frame_of_reference: Optional[str] = None,
-    anonymous: bool = True,
-    seed_uid: Optional[str] = None,
-    *,
-    patient_name: Optional[str] = None,
-    patient_id: Optional[str] = None,
-    study_uid: Optional[str] = None,
-    series_uid: Optional[str] = None,
-    instance_number: int = 1,
-    burned_in_annotation: Optional[bool] = None,
-) -> Path:
+def wrap_as_us_dicom(image: np.ndarray, out_path: str | Path, pixel_spacing_mm: Optional[Sequence[float]] = None,
+                     options: Optional[UsWrapOptions] = None) -> Path:
     """Write one H×W (MONOCHROME2) or H×W×3 (RGB, channel order R,G,B) uint8 image as Ultrasound Image
     Storage, explicit VR little endian.
 
     ``pixel_spacing_mm`` (row, col) goes into one SequenceOfUltrasoundRegions item covering the image
-    (cm, 2D tissue). ``anonymous`` writes the synthetic patient ANONYMOUS^SAMPLE / SONOSEG-SAMPLE;
-    otherwise ``patient_name``/``patient_id`` (or empty). ``seed_uid`` makes all UIDs deterministic;
-    pass ``study_uid``/``series_uid`` to put several files in one study/series.
+    (cm, 2D tissue). Patient, UIDs and descriptions: :class:`UsWrapOptions`.
     """
     out_path = Path(out_path)
     arr = np.asarray(image)
@@ -212,28 +208,11 @@ def wrap_as_us_dicom(
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or min(arr.shape[:2]) < 1:
         raise InputError(out_path, f"image must be HxW or HxWx3, got shape {arr.shape}")
     arr = _as_uint8(arr, out_path, "image")
-    return _build(arr[None], out_path, False, pixel_spacing_mm, series_description, frame_of_reference,
-                  anonymous, seed_uid, patient_name, patient_id, study_uid, series_uid, instance_number,
-                  burned_in_annotation, None)
+    return _build(arr[None], out_path, pixel_spacing_mm, None, options or UsWrapOptions(), "sonoseg sample")
 
 
-def wrap_as_us_cine(
-    frames: np.ndarray,
-    out_path: str | Path,
-    frame_time_ms: float = 33.3,
-    pixel_spacing_mm: Optional[Sequence[float]] = None,
-    series_description: str = "sonoseg sample cine",
-    frame_of_reference: Optional[str] = None,
-    anonymous: bool = True,
-    seed_uid: Optional[str] = None,
-    *,
-    patient_name: Optional[str] = None,
-    patient_id: Optional[str] = None,
-    study_uid: Optional[str] = None,
-    series_uid: Optional[str] = None,
-    instance_number: int = 1,
-    burned_in_annotation: Optional[bool] = None,
-) -> Path:
+def wrap_as_us_cine(frames: np.ndarray, out_path: str | Path, frame_time_ms: float = 33.3,
+                    pixel_spacing_mm: Optional[Sequence[float]] = None, options: Optional[UsWrapOptions] = None) -> Path:
     """Write an F×H×W (or F×H×W×3) uint8 frame stack as Ultrasound Multi-frame Image Storage with a
     Cine module (FrameTime = ``frame_time_ms``, FrameIncrementPointer -> FrameTime). Other arguments
     as :func:`wrap_as_us_dicom`."""
@@ -246,6 +225,5 @@ def wrap_as_us_cine(
     if not (np.isfinite(frame_time_ms) and frame_time_ms > 0):
         raise InputError(out_path, f"frame time must be positive, got {frame_time_ms!r}")
     arr = _as_uint8(arr, out_path, "frames")
-    return _build(arr, out_path, True, pixel_spacing_mm, series_description, frame_of_reference,
-                  anonymous, seed_uid, patient_name, patient_id, study_uid, series_uid, instance_number,
-                  burned_in_annotation, frame_time_ms)
+    return _build(arr, out_path, pixel_spacing_mm, float(frame_time_ms), options or UsWrapOptions(),
+                  "sonoseg sample cine")
