@@ -90,3 +90,57 @@ def test_results_listing_keeps_its_query_names_and_limits():
     assert all(p["in"] == "query" and not p.get("required") for p in params.values())
     assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50,
                                          "title": "Limit"}
+
+
+@pytest.fixture(scope="module")
+def lesion_model(tmp_path_factory):
+    """An untrained lesion model whose stored operating point never flags (P(malignant) >= 1.0) and whose
+    head always finds a lesion (P(normal) < 1.0): only an override can raise the suspicious flag."""
+    import torch
+
+    from sonoseg.config import load_config
+    from sonoseg.models import create_model_from_config
+    from sonoseg.models.checkpoint import save_checkpoint
+
+    cfg = load_config(None, ["model.name=fpn", "model.encoder=mobilenet_v2", "preprocess.size=[64, 64]",
+                             "model.classification={names: [benign, malignant, normal], lesion_rule: threshold, "
+                             "no_lesion_threshold: 1.0, suspicious_class: malignant, suspicious_threshold: 1.0}"])
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("lesion") / "lesion.pt", config=cfg,
+                           model_state=create_model_from_config(cfg.model).state_dict())
+
+
+def _png(path):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(path), (np.arange(64 * 80) % 251).reshape(64, 80).astype(np.uint8))
+    return path
+
+
+def test_suspicious_threshold_overrides_the_models_operating_point(lesion_model, tiny_model, tmp_path):
+    """``--suspicious-threshold`` / ``PredictOptions(suspicious_threshold=)``: the model's P(malignant)
+    cut-off for one run; refused in one line for a model that names no suspicious class."""
+    from typer.testing import CliRunner
+
+    from sonoseg.cli.main import app
+    from sonoseg.infer.run import predict_inputs
+
+    src = _png(tmp_path / "a.png")
+    own = predict_inputs([src], tmp_path / "own", PredictOptions(model=lesion_model, backend="torch", threads=1,
+                                                                 domain=False), log=lambda m: None)
+    assert own["results"][0]["summary"]["suspicious"] is False
+    args = ["predict", str(src), "--model", str(lesion_model), "--backend", "torch", "--threads", "1",
+            "--no-domain-check", "--no-progress"]
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "low"), "--suspicious-threshold", "0"])
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads((tmp_path / "low" / "results.json").read_text())["results"]
+    decision = json.loads((tmp_path / "low" / "a.measurements.json").read_text())["decision"]
+    assert r["summary"]["suspicious"] is True and r["summary"]["lesion_found"] is True
+    assert decision["suspicious_threshold"] == {"class": "malignant", "threshold": 0.0}
+    assert "suspicious for malignant" in decision["note"]
+    bad = CliRunner().invoke(app, ["predict", str(src), "--model", str(tiny_model), "--out", str(tmp_path / "x"),
+                                   "--backend", "torch", "--threads", "1", "--no-progress", "--suspicious-threshold", "0.5"])
+    assert bad.exit_code != 0 and "names no suspicious class" in bad.output and "Traceback" not in bad.output
+    with pytest.raises(ConfigError, match="suspicious_threshold must be between 0 and 1"):
+        PredictOptions(suspicious_threshold=1.5)

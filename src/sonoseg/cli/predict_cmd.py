@@ -106,6 +106,10 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = THREADS_OPTION,
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Foreground probability cut-off (default: the model's)."),
+        suspicious_threshold: Optional[float] = typer.Option(
+            None, "--suspicious-threshold", min=0.0, max=1.0,
+            help="Lesion models: flag a found lesion suspicious when P(the model's suspicious class, e.g. malignant) "
+                 "reaches this (default: the model's operating point)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
         spacing_file: Optional[Path] = typer.Option(None, "--spacing-file", help=SPACING_FILE_HELP),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
@@ -143,5 +147,6 @@ def register(app: typer.Typer) -> None:
             backend=backend, threads=threads, threshold=threshold, keep_largest=keep_largest, min_size=min_size,
             fill_holes=fill_holes, tta=parse_tta(tta), model=model, config=config, batch_size=batch_size, write_seg=seg,
             overlay_sc=overlay_sc, video=video, domain=domain, resume=resume, spacing=spacing, spacing_file=spacing_file,
-            contour=contour, biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window)
+            contour=contour, biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window,
+            suspicious_threshold=suspicious_threshold)
         run_predict(inputs, out, options, strict, progress_bars, show_withheld)

@@ -79,11 +79,13 @@ class PredictOptions(ModelOptions):
     biometry: Optional[bool] = None  # HC/BPD/OFD of the largest structure
     ellipse_fit: Optional[bool] = None  # replace each structure by its fitted ellipse
     temporal_window: Optional[int] = None  # cine: average probabilities over this many frames
+    suspicious_threshold: Optional[float] = None  # P(the model's suspicious class) that flags a found lesion
 
     def __post_init__(self) -> None:
         super().__post_init__()
         from sonoseg.io.spacing import parse_spacing
 
+        _unit("suspicious_threshold", self.suspicious_threshold)
         if self.model is not None:
             object.__setattr__(self, "model", Path(self.model))
         if int(self.batch_size) < 1:

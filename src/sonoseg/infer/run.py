@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sonoseg.errors import InputError, OutputError, SonosegError, reason
+from sonoseg.errors import ConfigError, InputError, OutputError, SonosegError, reason
 from sonoseg.infer import scope
 from sonoseg.infer.options import ModelOptions, PredictOptions
 
@@ -225,14 +225,18 @@ def output_series(predictor, kind: str, source_series: Optional[str]) -> Optiona
 def image_decision(predictor, mask_pixels: int, class_probs, options: Optional[PredictOptions] = None) -> dict:
     """The found / class decision of :mod:`sonoseg.infer.decision` for one input, in the model's words
     (its stored policy; ``options`` may override parts of it)."""
+    from dataclasses import replace
+
     from sonoseg.infer.decision import DecisionPolicy, decide
 
     from sonoseg.infer.structures import structure_name
 
     head = predictor.config.model.classification
+    policy = DecisionPolicy.from_head(head)
+    if options is not None and options.suspicious_threshold is not None:
+        policy = replace(policy, suspicious_threshold=float(options.suspicious_threshold))
     return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
-                  head.no_lesion_class if head is not None else None, DecisionPolicy.from_head(head),
-                  structure_name(predictor.config))
+                  head.no_lesion_class if head is not None else None, policy, structure_name(predictor.config))
 
 
 def decision_label(decision: dict) -> str:
@@ -371,6 +375,10 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
     apply_config(predictor, o.config, o)
+    head = predictor.config.model.classification
+    if o.suspicious_threshold is not None and (head is None or not head.suspicious_class):
+        raise ConfigError(f"--suspicious-threshold: model {predictor.model_version} names no suspicious class "
+                          "(model.classification.suspicious_class)")
     window = o.temporal_window if o.temporal_window is not None else predictor.config.postprocess.temporal_window
     scorer = None
     if o.domain:
