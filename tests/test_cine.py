@@ -44,8 +44,8 @@ def test_cine_frame_time_progress_video_and_json(tiny_ckpt, cine, tmp_path):
     from sonoseg.infer.run import predict_inputs
 
     calls = []
-    payload = predict_inputs([cine], tmp_path, PredictOptions(model=tiny_ckpt, threads=1, batch_size=2, video=True, threshold=0.5),
-                             log=lambda m: None, progress=lambda *a: calls.append(a))
+    opts = PredictOptions(model=tiny_ckpt, threads=1, batch_size=2, video=True, threshold=0.5)
+    payload = predict_inputs([cine], tmp_path, opts, log=lambda m: None, progress=lambda *a: calls.append(a))
     (r,) = payload["results"]
     assert r["ok"], r["error"]
     assert calls == [("loop.dcm", i, 5) for i in range(1, 6)]  # per frame, not per file

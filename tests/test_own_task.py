@@ -165,8 +165,8 @@ def test_fetal_head_model_names_its_seg_segment_and_json(tmp_path, dicom_file):
                               "postprocess.threshold=0.01"])
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "hc.pt", config=cfg, model_state=create_model_from_config(cfg.model).state_dict())
-    out = predict_inputs([dicom_file("US1_UNCR.dcm")], tmp_path / "p", PredictOptions(model=ckpt, threads=1, domain=False),
-                         log=lambda m: None)
+    out = predict_inputs([dicom_file("US1_UNCR.dcm")], tmp_path / "p",
+                         PredictOptions(model=ckpt, threads=1, domain=False), log=lambda m: None)
     r = out["results"][0]
     assert r["ok"], r
     text = Path(r["measurements"]).read_text()

@@ -81,8 +81,8 @@ def test_predict_skips_bad_files_and_finishes_the_rest(tiny_ckpt, tmp_path):
     (inp / "notes.png").write_bytes(b"not a png")
     good = dicom_testfile("US1_UNCR.dcm")
     (inp / "good.dcm").write_bytes(Path(good).read_bytes())
-    payload = predict_inputs([inp, tmp_path / "missing.dcm"], tmp_path / "out", PredictOptions(model=tiny_ckpt, threads=1),
-                             log=lambda m: None)
+    payload = predict_inputs([inp, tmp_path / "missing.dcm"], tmp_path / "out",
+                             PredictOptions(model=tiny_ckpt, threads=1), log=lambda m: None)
     by = {Path(r["input"]).name: r for r in payload["results"]}
     assert by["good.dcm"]["ok"]
     assert payload["n_ok"] == 1 and payload["n_failed"] >= 2
@@ -149,7 +149,8 @@ def test_segs_of_a_series_of_stills_form_one_seg_series(tiny_ckpt, tmp_path):
     srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm", "US1_UNCR.dcm")]
     heads = [pydicom.dcmread(s, stop_before_pixels=True) for s in srcs]
     assert heads[0].SeriesInstanceUID == heads[1].SeriesInstanceUID != heads[2].SeriesInstanceUID
-    payload = predict_inputs(srcs, tmp_path, PredictOptions(model=tiny_ckpt, threads=1, domain=False), log=lambda m: None)
+    payload = predict_inputs(srcs, tmp_path, PredictOptions(model=tiny_ckpt, threads=1, domain=False),
+                             log=lambda m: None)
     segs = [pydicom.dcmread(r["seg"], stop_before_pixels=True) for r in payload["results"]]
     assert segs[0].SeriesInstanceUID == segs[1].SeriesInstanceUID != segs[2].SeriesInstanceUID
     assert len({s.SOPInstanceUID for s in segs}) == 3

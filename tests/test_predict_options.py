@@ -140,7 +140,8 @@ def test_suspicious_threshold_overrides_the_models_operating_point(lesion_model,
     assert decision["suspicious_threshold"] == {"class": "malignant", "threshold": 0.0}
     assert "suspicious for malignant" in decision["note"]
     bad = CliRunner().invoke(app, ["predict", str(src), "--model", str(tiny_model), "--out", str(tmp_path / "x"),
-                                   "--backend", "torch", "--threads", "1", "--no-progress", "--suspicious-threshold", "0.5"])
+                                   "--backend", "torch", "--threads", "1", "--no-progress",
+                                   "--suspicious-threshold", "0.5"])
     assert bad.exit_code != 0 and "names no suspicious class" in bad.output and "Traceback" not in bad.output
     with pytest.raises(ConfigError, match="suspicious_threshold must be between 0 and 1"):
         PredictOptions(suspicious_threshold=1.5)

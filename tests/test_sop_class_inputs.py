@@ -60,8 +60,8 @@ def test_predict_segments_the_image_and_counts_the_rest(tmp_path, tiny_model):
 
     folder, image = _pulled_study(tmp_path / "pulled")
     lines = []
-    payload = predict_inputs([folder], tmp_path / "out", PredictOptions(model=tiny_model, backend="torch", threads=1, domain=False),
-                             log=lines.append)
+    opts = PredictOptions(model=tiny_model, backend="torch", threads=1, domain=False)
+    payload = predict_inputs([folder], tmp_path / "out", opts, log=lines.append)
     assert [Path(r["input"]).name for r in payload["results"]] == [image.name]
     assert payload["n_not_images"] == 5
     assert payload["not_images"] == {"SEG": 1, "SR": 1, "PR": 1, "KO": 1, "Encapsulated PDF": 1}

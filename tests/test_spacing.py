@@ -67,8 +67,8 @@ def test_predict_spacing_override_recorded_everywhere(tiny_ckpt, tmp_path):
 
     img = (np.random.default_rng(0).random((70, 90)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), img)
-    payload = predict_inputs([tmp_path / "a.png"], tmp_path / "o",
-                             PredictOptions(model=tiny_ckpt, threads=1, spacing="0.2,0.3", threshold=0.01), log=lambda m: None)
+    opts = PredictOptions(model=tiny_ckpt, threads=1, spacing="0.2,0.3", threshold=0.01)
+    payload = predict_inputs([tmp_path / "a.png"], tmp_path / "o", opts, log=lambda m: None)
     (r,) = payload["results"]
     assert payload["spacing_override_mm"] == [0.2, 0.3] and payload["threshold"] == 0.01
     assert r["summary"]["spacing_source"] == "cli --spacing" and r["summary"]["unit"] == "mm"
