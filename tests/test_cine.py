@@ -40,11 +40,12 @@ def test_cine_frame_time_progress_video_and_json(tiny_ckpt, cine, tmp_path):
     import nibabel as nib
     from PIL import Image
 
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     calls = []
-    payload = predict_inputs([cine], tmp_path, model=tiny_ckpt, threads=1, batch_size=2, log=lambda m: None,
-                             video=True, progress=lambda *a: calls.append(a), threshold=0.5)
+    opts = PredictOptions(model=tiny_ckpt, threads=1, batch_size=2, video=True, threshold=0.5)
+    payload = predict_inputs([cine], tmp_path, opts, log=lambda m: None, progress=lambda *a: calls.append(a))
     (r,) = payload["results"]
     assert r["ok"], r["error"]
     assert calls == [("loop.dcm", i, 5) for i in range(1, 6)]  # per frame, not per file
@@ -84,6 +85,7 @@ def test_out_of_scope_flagged_in_json_table_and_no_seg(tiny_ckpt, cine, tmp_path
     from sonoseg.cli.main import app
     from sonoseg.infer.backends import load_torch_model
     from sonoseg.infer.domain import DomainStats, encoder_features, sidecar_path
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     model, _ = load_torch_model(tiny_ckpt)
@@ -93,7 +95,7 @@ def test_out_of_scope_flagged_in_json_table_and_no_seg(tiny_ckpt, cine, tmp_path
     ck = tmp_path / "m.pt"
     ck.write_bytes(Path(tiny_ckpt).read_bytes())
     DomainStats.fit(feats[:30], feats[30:], k=4).save(sidecar_path(ck))
-    payload = predict_inputs([cine], tmp_path / "o", model=ck, threads=1, log=lambda m: None)
+    payload = predict_inputs([cine], tmp_path / "o", PredictOptions(model=ck, threads=1), log=lambda m: None)
     (r,) = payload["results"]
     assert r["summary"]["in_scope"] is False and r["seg"] is None and payload["n_out_of_scope"] == 1
     meas = json.loads(Path(r["measurements"]).read_text())
@@ -103,5 +105,5 @@ def test_out_of_scope_flagged_in_json_table_and_no_seg(tiny_ckpt, cine, tmp_path
                              env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "NO" in res.output and "not a finding" in res.output
-    off = predict_inputs([cine], tmp_path / "o3", model=ck, threads=1, log=lambda m: None, domain=False)
+    off = predict_inputs([cine], tmp_path / "o3", PredictOptions(model=ck, threads=1, domain=False), log=lambda m: None)
     assert off["results"][0]["summary"]["in_scope"] is None and off["results"][0]["seg"]

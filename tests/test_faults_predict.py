@@ -29,10 +29,10 @@ def tiny(tiny_model) -> Path:
 
 
 def _predict(inputs, out, tiny, **kw):
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
-    return predict_inputs([str(i) for i in inputs], out, model=tiny, threads=1, log=lambda m: None,
-                          show_progress=False, **kw)
+    return predict_inputs([str(i) for i in inputs], out, PredictOptions(model=tiny, threads=1, **kw), log=lambda m: None)
 
 
 def _variant(name: str, out: Path, **changes) -> Path:
@@ -113,7 +113,8 @@ def test_full_disk_reports_per_output_and_lists_only_written_files(tiny, tmp_pat
     src = dicom_testfile("OBXXXX1A.dcm")
     out = tmp_path / "out"
     code = ("import sys; from sonoseg.infer.run import predict_inputs; "
-            f"predict_inputs([{str(src)!r}], {str(out)!r}, model={str(tiny)!r}, threads=1, show_progress=False)")
+            "from sonoseg.infer.options import PredictOptions as O; "
+            f"predict_inputs([{str(src)!r}], {str(out)!r}, O(model={str(tiny)!r}, threads=1))")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           preexec_fn=_limit_file_size(12_000))
@@ -191,11 +192,12 @@ def test_interrupted_batch_leaves_a_journal_and_resume_continues(tiny, tmp_path)
         calls.append(msg)
         raise KeyboardInterrupt
 
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     with pytest.raises(KeyboardInterrupt):
-        predict_inputs([a, b], out, model=tiny, threads=1, log=stop_after_first, notify=lambda m: None,
-                       show_progress=False, write_seg=False)
+        predict_inputs([a, b], out, PredictOptions(model=tiny, threads=1, write_seg=False), log=stop_after_first,
+                       notify=lambda m: None)
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["status"] == "ok"
     partial = json.loads((out / "results.json").read_text())
@@ -217,8 +219,9 @@ def test_sigterm_removes_the_run_temp_folder(tiny, tmp_path):
     cine = wrap_as_us_cine(frames, tmp_path / "cine.dcm", options=UsWrapOptions(seed_uid="t"))
     out = tmp_path / "out"
     code = ("from sonoseg.infer.run import predict_inputs; "
-            f"predict_inputs([{str(cine)!r}], {str(out)!r}, model={str(tiny)!r}, threads=1, batch_size=1, "
-            "show_progress=False, write_seg=False)")
+            "from sonoseg.infer.options import PredictOptions as O; "
+            f"predict_inputs([{str(cine)!r}], {str(out)!r}, O(model={str(tiny)!r}, threads=1, batch_size=1, "
+            "write_seg=False))")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -32,6 +32,7 @@ def test_corpus_is_seeded_and_large_enough():
 
 
 def test_fuzz_subset_through_predict(tiny, tmp_path):
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     if seed_path("OBXXXX1A.dcm") is None or seed_path("US1_UNCR.dcm") is None:
@@ -43,8 +44,8 @@ def test_fuzz_subset_through_predict(tiny, tmp_path):
     by_path = {}
     for v in subset:
         by_path[str(v.write(folder))] = v
-    payload = predict_inputs([folder], tmp_path / "out", model=tiny, threads=1, log=lambda m: None,
-                             show_progress=False, write_seg=False)
+    payload = predict_inputs([folder], tmp_path / "out", PredictOptions(model=tiny, threads=1, write_seg=False),
+                             log=lambda m: None)
     seen = {r["input"]: r for r in payload["results"]}
     assert set(by_path) <= set(seen), "every variant must be listed"
     problems = []

@@ -156,6 +156,7 @@ def test_fetal_head_model_names_its_seg_segment_and_json(tmp_path, dicom_file):
     from pydicom.sr.codedict import codes
 
     from sonoseg.config import load_config
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
     from sonoseg.models import create_model_from_config
     from sonoseg.train.checkpoint import save_checkpoint
@@ -164,7 +165,8 @@ def test_fetal_head_model_names_its_seg_segment_and_json(tmp_path, dicom_file):
                               "postprocess.threshold=0.01"])
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "hc.pt", config=cfg, model_state=create_model_from_config(cfg.model).state_dict())
-    out = predict_inputs([dicom_file("US1_UNCR.dcm")], tmp_path / "p", ckpt, threads=1, log=lambda m: None, domain=False)
+    out = predict_inputs([dicom_file("US1_UNCR.dcm")], tmp_path / "p",
+                         PredictOptions(model=ckpt, threads=1, domain=False), log=lambda m: None)
     r = out["results"][0]
     assert r["ok"], r
     text = Path(r["measurements"]).read_text()

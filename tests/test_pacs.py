@@ -157,6 +157,7 @@ def _mask_file(r) -> np.ndarray:
 
 
 def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     pulled = []
@@ -165,7 +166,8 @@ def test_round_trip_pull_segment_push_query(srv, predictor, tmp_path):
         pulled += exchange.pull(srv, Query(study_uid=h.StudyInstanceUID, series_uid=h.SeriesInstanceUID),
                                 tmp_path / "in", via)[h.StudyInstanceUID]
     assert len(pulled) == 2
-    payload = predict_inputs(pulled, tmp_path / "pred", predictor=predictor, domain=False, log=lambda m: None)
+    payload = predict_inputs(pulled, tmp_path / "pred", PredictOptions(domain=False), predictor=predictor,
+                             log=lambda m: None)
     results = {pydicom.dcmread(r["input"], stop_before_pixels=True).SOPInstanceUID: r for r in payload["results"]}
     assert all(r["status"] == "ok" and r["seg"] for r in results.values())
 

@@ -6,6 +6,7 @@ not accuracy (accuracy is covered by the evaluation of the shipped model)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from conftest import dicom_testfile
+from sonoseg.infer.options import ModelOptions, PredictOptions
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_predict_vendor_dicom_geometry_and_seg(name, tiny_ckpt, tmp_path):
     src = dicom_testfile(name)
     ds = pydicom.dcmread(src, stop_before_pixels=True)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    payload = predict_inputs([src], tmp_path, model=tiny_ckpt, threads=1, log=lambda m: None, show_progress=False)
+    payload = predict_inputs([src], tmp_path, PredictOptions(model=tiny_ckpt, threads=1), log=lambda m: None)
     r = payload["results"][0]
     assert r["ok"], r["error"]
     assert r["frames"] == frames
@@ -79,8 +81,8 @@ def test_predict_skips_bad_files_and_finishes_the_rest(tiny_ckpt, tmp_path):
     (inp / "notes.png").write_bytes(b"not a png")
     good = dicom_testfile("US1_UNCR.dcm")
     (inp / "good.dcm").write_bytes(Path(good).read_bytes())
-    payload = predict_inputs([inp, tmp_path / "missing.dcm"], tmp_path / "out", model=tiny_ckpt, threads=1,
-                             log=lambda m: None, show_progress=False)
+    payload = predict_inputs([inp, tmp_path / "missing.dcm"], tmp_path / "out",
+                             PredictOptions(model=tiny_ckpt, threads=1), log=lambda m: None)
     by = {Path(r["input"]).name: r for r in payload["results"]}
     assert by["good.dcm"]["ok"]
     assert payload["n_ok"] == 1 and payload["n_failed"] >= 2
@@ -118,8 +120,8 @@ def test_predict_png_and_nifti(tiny_ckpt, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), img)
     nib.save(nib.Nifti1Image(np.random.default_rng(1).random((50, 40, 3)).astype(np.float32), np.diag([0.3, 0.4, 2, 1])),
              str(tmp_path / "v.nii.gz"))
-    payload = predict_inputs([tmp_path / "a.png", tmp_path / "v.nii.gz"], tmp_path / "out", model=tiny_ckpt,
-                             threads=1, log=lambda m: None, show_progress=False)
+    payload = predict_inputs([tmp_path / "a.png", tmp_path / "v.nii.gz"], tmp_path / "out",
+                             PredictOptions(model=tiny_ckpt, threads=1), log=lambda m: None)
     r_png, r_nii = payload["results"]
     assert r_png["ok"] and cv2.imread(r_png["mask"], 0).shape == (70, 90)
     assert r_nii["ok"] and nib.load(r_nii["mask"]).shape == (50, 40, 3)
@@ -133,7 +135,7 @@ def test_reused_predictor_is_domain_checked_against_its_own_model(tiny_model, tm
     from sonoseg.infer.predictor import Predictor
     from sonoseg.infer.run import predict_inputs
 
-    p = Predictor.from_path(tiny_model, backend="torch", threads=1)
+    p = Predictor.from_path(tiny_model, ModelOptions(backend="torch", threads=1))
     assert p.path == tiny_model
     r = predict_inputs([dicom_file("US1_J2KR.dcm")], tmp_path, predictor=p, log=lambda m: None)["results"][0]
     assert r["status"] == "ok" and r["seg"], r["error"]
@@ -147,7 +149,8 @@ def test_segs_of_a_series_of_stills_form_one_seg_series(tiny_ckpt, tmp_path):
     srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm", "US1_UNCR.dcm")]
     heads = [pydicom.dcmread(s, stop_before_pixels=True) for s in srcs]
     assert heads[0].SeriesInstanceUID == heads[1].SeriesInstanceUID != heads[2].SeriesInstanceUID
-    payload = predict_inputs(srcs, tmp_path, model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
+    payload = predict_inputs(srcs, tmp_path, PredictOptions(model=tiny_ckpt, threads=1, domain=False),
+                             log=lambda m: None)
     segs = [pydicom.dcmread(r["seg"], stop_before_pixels=True) for r in payload["results"]]
     assert segs[0].SeriesInstanceUID == segs[1].SeriesInstanceUID != segs[2].SeriesInstanceUID
     assert len({s.SOPInstanceUID for s in segs}) == 3
@@ -164,10 +167,10 @@ def test_images_of_one_series_segmented_in_two_runs_share_one_seg_series(tiny_ck
     from sonoseg.infer.run import predict_inputs
 
     srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle.dcm")]
-    quiet = dict(model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
-    first = predict_inputs(srcs[:1], tmp_path / "a", **quiet)["results"][0]
-    second = predict_inputs(srcs[1:], tmp_path / "b", **quiet)["results"][0]
-    other = predict_inputs(srcs[1:], tmp_path / "c", threshold=0.7, **quiet)["results"][0]
+    quiet = PredictOptions(model=tiny_ckpt, threads=1, domain=False)
+    first = predict_inputs(srcs[:1], tmp_path / "a", quiet, log=lambda m: None)["results"][0]
+    second = predict_inputs(srcs[1:], tmp_path / "b", quiet, log=lambda m: None)["results"][0]
+    other = predict_inputs(srcs[1:], tmp_path / "c", replace(quiet, threshold=0.7), log=lambda m: None)["results"][0]
     a, b, c = (pydicom.dcmread(r["seg"], stop_before_pixels=True) for r in (first, second, other))
     src = pydicom.dcmread(srcs[0], stop_before_pixels=True)
     assert a.SeriesInstanceUID == b.SeriesInstanceUID != c.SeriesInstanceUID
@@ -180,10 +183,11 @@ def test_overlay_capture_only_when_asked_and_equal_to_the_overlay_png(tiny_ckpt,
     from sonoseg.infer.run import predict_inputs
 
     srcs = [dicom_testfile(n) for n in ("OBXXXX1A.dcm", "OBXXXX1A_rle_2frame.dcm")]
-    off = predict_inputs(srcs[:1], tmp_path / "off", model=tiny_ckpt, threads=1, log=lambda m: None, domain=False)
+    off = predict_inputs(srcs[:1], tmp_path / "off", PredictOptions(model=tiny_ckpt, threads=1, domain=False),
+                         log=lambda m: None)
     assert off["results"][0]["overlay_sc"] is None and not list((tmp_path / "off").glob("*.overlay.dcm"))
-    on = predict_inputs(srcs, tmp_path / "on", model=tiny_ckpt, threads=1, log=lambda m: None, domain=False,
-                        overlay_sc=True)
+    on = predict_inputs(srcs, tmp_path / "on", PredictOptions(model=tiny_ckpt, threads=1, domain=False, overlay_sc=True),
+                        log=lambda m: None)
     caps = []
     for r, s in zip(on["results"], srcs):
         assert r["status"] == "ok", r

@@ -55,12 +55,13 @@ def test_kinds_by_sop_class():
 
 def test_predict_segments_the_image_and_counts_the_rest(tmp_path, tiny_model):
     """`predict --no-domain-check` on a pulled study folder: one result (the image), no SEG of a SEG."""
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     folder, image = _pulled_study(tmp_path / "pulled")
     lines = []
-    payload = predict_inputs([folder], tmp_path / "out", model=tiny_model, backend="torch", threads=1, domain=False,
-                             log=lines.append)
+    opts = PredictOptions(model=tiny_model, backend="torch", threads=1, domain=False)
+    payload = predict_inputs([folder], tmp_path / "out", opts, log=lines.append)
     assert [Path(r["input"]).name for r in payload["results"]] == [image.name]
     assert payload["n_not_images"] == 5
     assert payload["not_images"] == {"SEG": 1, "SR": 1, "PR": 1, "KO": 1, "Encapsulated PDF": 1}

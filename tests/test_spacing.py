@@ -62,12 +62,13 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 def test_predict_spacing_override_recorded_everywhere(tiny_ckpt, tmp_path):
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     img = (np.random.default_rng(0).random((70, 90)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), img)
-    payload = predict_inputs([tmp_path / "a.png"], tmp_path / "o", model=tiny_ckpt, threads=1, log=lambda m: None,
-                             spacing="0.2,0.3", threshold=0.01)
+    opts = PredictOptions(model=tiny_ckpt, threads=1, spacing="0.2,0.3", threshold=0.01)
+    payload = predict_inputs([tmp_path / "a.png"], tmp_path / "o", opts, log=lambda m: None)
     (r,) = payload["results"]
     assert payload["spacing_override_mm"] == [0.2, 0.3] and payload["threshold"] == 0.01
     assert r["summary"]["spacing_source"] == "cli --spacing" and r["summary"]["unit"] == "mm"
@@ -136,14 +137,16 @@ def test_agreement_statistics_known_values():
 
 def test_config_file_postprocess_applies_unless_a_flag_is_given(tiny_ckpt, tmp_path):
     from sonoseg.infer.predictor import Predictor
-    from sonoseg.infer.run import _apply_config
+    from sonoseg.infer.options import ModelOptions
+    from sonoseg.infer.run import apply_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("postprocess: {keep_largest: true, threshold: 0.3}\nmeasure: {biometry: true, contour: centre}\n")
-    p = Predictor.from_path(tiny_ckpt, backend="torch", threads=1)
-    _apply_config(p, cfg)
+    p = Predictor.from_path(tiny_ckpt, ModelOptions(backend="torch", threads=1))
+    apply_config(p, cfg)
     assert p.post.keep_largest and p.threshold == 0.3 and p.config.measure.biometry
     assert p.config.measure.contour == "centre" and not p.post.fill_holes  # not in the file: the model's
-    q = Predictor.from_path(tiny_ckpt, backend="torch", threads=1, keep_largest=False, threshold=0.7)
-    _apply_config(q, cfg, threshold=0.7, keep_largest=False)
+    flags = ModelOptions(backend="torch", threads=1, keep_largest=False, threshold=0.7)
+    q = Predictor.from_path(tiny_ckpt, flags)
+    apply_config(q, cfg, flags)
     assert not q.post.keep_largest and q.threshold == 0.7  # flags win

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Segment the shipped sample ultrasound DICOMs with the shipped default model."""
         from sonoseg.cli.predict_cmd import run_predict
+        from sonoseg.infer.options import PredictOptions
 
-        run_predict([], out, None, "auto", None, 8, True, None, None, None, [], False, True)
+        run_predict([], out, PredictOptions())
         console.print(f"open {out}/*.overlay.png to see the segmentations")

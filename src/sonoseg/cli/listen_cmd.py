@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         import signal
         import threading
 
+        from sonoseg.infer.options import ModelOptions
         from sonoseg.infer.predictor import Predictor
         from sonoseg.pacs import server
         from sonoseg.pacs.listener import Listener, ListenerSettings
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
                           f"{work / 'results'}")
         logging.getLogger("sonoseg.pacs").setLevel(logging.INFO)
         _show_info()
-        predictor = Predictor.from_path(model, backend=backend, threads=threads)
+        predictor = Predictor.from_path(model, ModelOptions(backend=backend, threads=threads))
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
                                     quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
                                     retry_s=retry, overlay_sc=overlay_sc, tls=tls,

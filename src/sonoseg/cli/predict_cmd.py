@@ -9,23 +9,21 @@ import typer
 
 from sonoseg.cli._common import THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_FILE_HELP, SPACING_HELP
+from sonoseg.infer.options import PredictOptions
 
 
-def run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                strict, progress_bars, **options) -> dict:
+def run_predict(inputs, out, options: PredictOptions, strict: bool = False, progress_bars: bool = True,
+                show_withheld: bool = False) -> dict:
     from rich.table import Table
 
     from sonoseg.infer.default_model import sample_dicom_dir
     from sonoseg.infer.run import predict_inputs
 
-    show_withheld = options.pop("show_withheld", False)
     if not inputs:
         inputs = [sample_dicom_dir()]
         console.print(f"no inputs given: using the shipped sample DICOMs in {inputs[0]}")
     with frame_progress(progress_bars) as cb:
-        payload = predict_inputs(list(inputs), out, model, backend, threads, batch_size, seg, keep_largest, min_size,
-                                 fill_holes, parse_tta(tta), log=lambda m: None, progress=cb, notify=note_line,
-                                 **options)
+        payload = predict_inputs(list(inputs), out, options, log=lambda m: None, progress=cb, notify=note_line)
     rows = [r for r in payload["results"] if r["ok"]]
     bio = any(r["summary"].get("biometry") for r in rows)
     table = Table(title=f"sonoseg predict -> {out}")
@@ -108,6 +106,10 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = THREADS_OPTION,
         batch_size: int = typer.Option(8, help="Frames per inference batch (cine is streamed)."),
         threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Foreground probability cut-off (default: the model's)."),
+        suspicious_threshold: Optional[float] = typer.Option(
+            None, "--suspicious-threshold", min=0.0, max=1.0,
+            help="Lesion models: flag a found lesion suspicious when P(the model's suspicious class, e.g. malignant) "
+                 "reaches this (default: the model's operating point)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
         spacing_file: Optional[Path] = typer.Option(None, "--spacing-file", help=SPACING_FILE_HELP),
         contour: Optional[str] = typer.Option(None, "--contour", help=CONTOUR_HELP),
@@ -141,7 +143,10 @@ def register(app: typer.Typer) -> None:
 
             run_predict_3d(inputs, out, model, threads, seg, strict, keep_largest)
             return
-        run_predict(inputs, out, model, backend, threads, batch_size, seg, keep_largest, min_size, fill_holes, tta,
-                    strict, progress_bars, show_withheld=show_withheld, threshold=threshold, spacing=spacing, config=config, contour=contour,
-                    biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window, video=video,
-                    domain=domain, resume=resume, overlay_sc=overlay_sc, spacing_file=spacing_file)
+        options = PredictOptions(
+            backend=backend, threads=threads, threshold=threshold, keep_largest=keep_largest, min_size=min_size,
+            fill_holes=fill_holes, tta=parse_tta(tta), model=model, config=config, batch_size=batch_size, write_seg=seg,
+            overlay_sc=overlay_sc, video=video, domain=domain, resume=resume, spacing=spacing, spacing_file=spacing_file,
+            contour=contour, biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window,
+            suspicious_threshold=suspicious_threshold)
+        run_predict(inputs, out, options, strict, progress_bars, show_withheld)

@@ -94,28 +94,33 @@ class Predictor:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_path(cls, path: Optional[str | Path] = None, backend: str = "auto", threads: Optional[int] = None,
-                  keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                  fill_holes: Optional[bool] = None, log=None, **kw) -> "Predictor":
+    def from_path(cls, path: Optional[str | Path] = None, options=None, log=None, **legacy) -> "Predictor":
         """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model.
+        ``options``: a :class:`~sonoseg.infer.options.ModelOptions` (a PredictOptions is one):
         ``backend="auto"`` picks the fastest backend that is correct on this machine
         (:func:`sonoseg.infer.backend_choice.choose_backend`); ``threads`` None = the machine's default
-        (:func:`sonoseg.system.default_threads`). Postprocessing flags left as None come from the
-        model's stored config. ``log`` receives one-line notes (what was built, which backend)."""
+        (:func:`sonoseg.system.default_threads`); threshold, postprocessing and TTA left as None come
+        from the model's stored config. ``log`` receives one-line notes (what was built, which backend).
+        ``legacy``: the previous release's keywords (``backend=``, ``threads=`` ...), with a
+        DeprecationWarning; ``postprocess=`` (a PostprocessOptions) replaces the merged postprocessing."""
         from sonoseg.infer.backend_choice import choose_backend
         from sonoseg.infer.default_model import default_model_path
+        from sonoseg.infer.options import ModelOptions
         from sonoseg.system import resolve_threads
 
+        o, rest = ModelOptions.with_legacy(options, legacy, "Predictor.from_path")
+        post = rest.pop("postprocess", None)
+        if rest:
+            raise TypeError(f"Predictor.from_path() got an unexpected keyword argument {sorted(rest)[0]!r}")
         path = Path(path) if path is not None else default_model_path()
-        threads = resolve_threads(threads, warn=log)
-        be = choose_backend(backend, path, threads=threads, log=log)
+        threads = resolve_threads(o.threads, warn=log)
+        be = choose_backend(o.backend, path, threads=threads, log=log)
         if be.config is None:
             from sonoseg.errors import InputError
 
             raise InputError(path, "model file carries no sonoseg config (preprocessing unknown)")
-        if kw.get("postprocess") is None:
-            kw["postprocess"] = merge_postprocess(be.config, keep_largest, min_size, fill_holes)
-        pred = cls(be, be.config, **kw)
+        post = post or merge_postprocess(be.config, o.keep_largest, o.min_size, o.fill_holes)
+        pred = cls(be, be.config, o.threshold, post, o.tta)
         pred.model_version = model_version(be.config, path)
         pred.path = path
         return pred

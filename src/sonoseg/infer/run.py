@@ -18,8 +18,9 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sonoseg.errors import InputError, OutputError, SonosegError, reason
+from sonoseg.errors import ConfigError, InputError, OutputError, SonosegError, reason
 from sonoseg.infer import scope
+from sonoseg.infer.options import ModelOptions, PredictOptions
 
 
 @dataclass
@@ -44,15 +45,12 @@ class InputResult:
 
 @dataclass
 class RunSettings:
-    """Per-run choices shared by every input (from CLI flags / a config file over the model's config)."""
+    """Per-run state shared by every input: the options and what was resolved from them for this model."""
 
-    spacing: Optional[tuple[float, float]] = None  # --spacing override
-    measure: dict = field(default_factory=dict)  # MeasureOptions overrides (contour, biometry, ...)
-    temporal_window: int = 1
-    video: bool = False
+    options: PredictOptions = field(default_factory=PredictOptions)
+    temporal_window: int = 1  # the option's, else the model's postprocess.temporal_window
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
-    overlay_sc: bool = False  # also the overlay picture as a DICOM Secondary Capture (infer.dicom_sc)
     spacing_table: object = None  # io.spacing_table.SpacingTable: per-image spacing (labels.csv, --spacing-file)
 
     def resolve_spacing(self, path: Path, own, own_source):
@@ -60,7 +58,7 @@ class RunSettings:
         from sonoseg.io.spacing import resolve_spacing
 
         table, table_source = self.spacing_table.lookup(path) if self.spacing_table is not None else (None, None)
-        return resolve_spacing(own, own_source, self.spacing, table, table_source or "labels.csv")
+        return resolve_spacing(own, own_source, self.options.spacing, table, table_source or "labels.csv")
 
 
 def _output(res: InputResult, name: str, write: Callable[[], Path]) -> None:
@@ -82,9 +80,8 @@ def _finish_status(res: InputResult) -> InputResult:
     return res
 
 
-def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str, batch_size: int,
-                            write_seg: bool, settings: Optional[RunSettings] = None,
-                            tmpdir: Optional[Path] = None) -> InputResult:
+def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str,
+                            settings: Optional[RunSettings] = None, tmpdir: Optional[Path] = None) -> InputResult:
     from sonoseg.infer.cine_outputs import OverlayVideo, temporal_smooth
     from sonoseg.infer.domain import confidence
     from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
@@ -93,11 +90,12 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
     from sonoseg.io import iter_frames, read_meta
 
     st = settings or RunSettings()
+    o = st.options
     meta = read_meta(path)
     n = max(int(meta.frames or 1), 1)
     spacing, source = st.resolve_spacing(path, meta.pixel_spacing_mm, meta.spacing_source)
     opts = MeasureOptions.from_config(predictor.config, spacing, source, meta.frame_time_ms if n > 1 else None,
-                                      **st.measure)
+                                      **o.measure)
     res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n, warnings=list(meta.warnings))
     tmp = None
     if n > 1:
@@ -106,13 +104,13 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         check_declared(path, meta.rows, meta.columns, n, meta.samples_per_pixel)
         tmp = (tmpdir or out) / f"{stem}.masks.npy"
         masks = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
-    video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if st.video and n > 1 else None
+    video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if o.video and n > 1 else None
     window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
     per_frame, best = [], (-1.0, None, None, None, None)
     class_sum = None  # class head: probabilities summed over frames (the image-level class is their mean)
     i = 0
     try:
-        stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, batch_size), window,
+        stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, o.batch_size), window,
                                  predictor.mask_from_probability)
         for i, (frame, pred, m, prob) in enumerate(stream):
             if i >= n:
@@ -149,7 +147,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         in_scope = None if domain is None else domain["in_scope"]
         why = chosen_reason(per_frame[chosen], opts)
         decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
-                                  None if class_sum is None else class_sum / len(per_frame))
+                                  None if class_sum is None else class_sum / len(per_frame), o)
         caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
         shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per_frame[chosen].get("biometry"), domain)
         _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
@@ -163,7 +161,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                  **scope.decision_fields(decision, domain)}
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
-        if fmt == "dicom" and write_seg and in_scope is not False:
+        if fmt == "dicom" and o.write_seg and in_scope is not False:
             from sonoseg.infer.dicom_seg import SegWriteOptions, write_dicom_seg
             from sonoseg.infer.structures import structure_names
 
@@ -181,7 +179,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                 return out / f"{stem}.seg.dcm"
 
             _output(res, "seg", seg)
-        if fmt == "dicom" and st.overlay_sc and res.overlay and in_scope is not False:
+        if fmt == "dicom" and o.overlay_sc and res.overlay and in_scope is not False:
             def capture() -> Path:
                 import cv2
 
@@ -225,16 +223,21 @@ def output_series(predictor, kind: str, source_series: Optional[str]) -> Optiona
                                       repr(float(predictor.threshold)), repr(predictor.post), repr(tuple(predictor.tta))])
 
 
-def image_decision(predictor, mask_pixels: int, class_probs) -> dict:
-    """The found / class decision of :mod:`sonoseg.infer.decision` for one input, in the model's words."""
+def image_decision(predictor, mask_pixels: int, class_probs, options: Optional[PredictOptions] = None) -> dict:
+    """The found / class decision of :mod:`sonoseg.infer.decision` for one input, in the model's words
+    (its stored policy; ``options`` may override parts of it)."""
+    from dataclasses import replace
+
     from sonoseg.infer.decision import DecisionPolicy, decide
 
     from sonoseg.infer.structures import structure_name
 
     head = predictor.config.model.classification
+    policy = DecisionPolicy.from_head(head)
+    if options is not None and options.suspicious_threshold is not None:
+        policy = replace(policy, suspicious_threshold=float(options.suspicious_threshold))
     return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
-                  head.no_lesion_class if head is not None else None, DecisionPolicy.from_head(head),
-                  structure_name(predictor.config))
+                  head.no_lesion_class if head is not None else None, policy, structure_name(predictor.config))
 
 
 def decision_label(decision: dict) -> str:
@@ -299,7 +302,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     if why:
         notes.append(f"calibration from the NIfTI header dropped: {why}; sizes are in pixels")
     spacing, source = st.resolve_spacing(path, own, "NIfTI pixdim" if own else None)
-    opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.measure)
+    opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.options.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
     per, best = [], (-1.0, 0, None, None, None)
     class_sum = None
@@ -323,7 +326,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     chosen = best[1]
     why = chosen_reason(per[chosen], opts)
     decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
-                              None if class_sum is None else class_sum / data.shape[2])
+                              None if class_sum is None else class_sum / data.shape[2], st.options)
     caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
     shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per[chosen].get("biometry"), domain)
     _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
@@ -340,71 +343,55 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     return _finish_status(res)
 
 
-def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optional[str | Path] = None,
-                   backend: str = "auto", threads: Optional[int] = None, batch_size: int = 8,
-                   write_seg: bool = True, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                   fill_holes: Optional[bool] = None, tta: Optional[tuple[str, ...]] = None,
-                   log: Callable[[str], None] = print, show_progress: bool = False, *,
-                   threshold: Optional[float] = None, spacing=None, config=None, contour: Optional[str] = None,
-                   biometry: Optional[bool] = None, ellipse_fit: Optional[bool] = None,
-                   temporal_window: Optional[int] = None, video: bool = False, domain: bool = True,
-                   progress: Optional[Callable[[str, int, int], None]] = None,
-                   notify: Optional[Callable[[str], None]] = None, predictor=None, resume: bool = False,
-                   overlay_sc: bool = False, spacing_file=None) -> dict:
+def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optional[PredictOptions] = None, *,
+                   predictor=None, log: Callable[[str], None] = print, notify: Optional[Callable[[str], None]] = None,
+                   progress: Optional[Callable[[str, int, int], None]] = None, **legacy) -> dict:
     """Run the model on every input; returns the results.json payload (also written to ``out_dir``).
 
-    ``spacing`` (ROW_MM[,COL_MM]) overrides every input's own spacing; ``config`` (a YAML path or a
-    SonosegConfig) supplies ``measure`` and ``postprocess`` sections over the model's (flags win);
-    ``progress(name, frames_done, frames_total)`` is called after every frame; ``domain``: score each
-    input against the model's training distribution when the model has domain statistics.
-    ``show_progress`` is kept for callers of the previous release and ignored (use ``progress``).
+    ``options``: what to run and how (:class:`~sonoseg.infer.options.PredictOptions`; None: the
+    defaults, the shipped model). ``predictor``: an already loaded Predictor to reuse (a long-running
+    server loads it once); ``options.model`` and its loading fields are then not used.
     ``log`` gets one line per input, ``notify`` (default ``log``) the model notes: which backend was
-    chosen, what was built for this machine, thread warnings. ``predictor``: an already loaded
-    Predictor to reuse (a long-running server loads it once). ``resume``: reuse the inputs a previous
-    run in ``out_dir`` finished (its results.jsonl journal); every finished input is journalled at once.
-    ``overlay_sc``: for DICOM inputs also the overlay picture as a DICOM Secondary Capture.
-    Per-image spacing: a ``spacing_file`` CSV (file -> spacing), else a dataset's ``labels.csv`` beside
-    the inputs (:mod:`sonoseg.io.spacing_table`); ``spacing`` overrides both."""
+    chosen, what was built for this machine, thread warnings; ``progress(name, frames_done,
+    frames_total)`` is called after every frame. Every finished input is journalled at once
+    (``options.resume`` reuses them). ``legacy``: the previous release's keyword arguments (``model=``,
+    ``threads=`` ...), folded into ``options`` with a DeprecationWarning."""
     from sonoseg.infer.inputs import expand_inputs
     from sonoseg.infer.journal import Journal
     from sonoseg.infer.sop_class import describe_skipped, split_images
     from sonoseg.infer.outputs import unique_stem, write_json
     from sonoseg.infer.predictor import Predictor
-    from sonoseg.io import detect_format
     from sonoseg.io.safety import run_tempdir
-    from sonoseg.io.spacing import parse_spacing
     from sonoseg.redact import install
 
     install()  # third-party warnings quote header values (patient names): redact them
+    o, predictor = _with_legacy(options, predictor, legacy)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(out, f"cannot create the output folder: {reason(OSError(exc.errno, exc.strerror))}") from exc
-    if isinstance(model, Predictor):  # an already loaded model passed as ``model``
-        predictor, model = model, None
-    sp = parse_spacing(spacing) if spacing is not None else None
     if predictor is None:
-        predictor = Predictor.from_path(model, backend=backend, threads=threads, keep_largest=keep_largest,
-                                        min_size=min_size, fill_holes=fill_holes, tta=tta, threshold=threshold,
-                                        log=notify or log)
+        predictor = Predictor.from_path(o.model, o, log=notify or log)
     be = predictor.backend
     (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
-    _apply_config(predictor, config, threshold, keep_largest, min_size, fill_holes, tta)
-    measure = {"contour": contour, "biometry": biometry, "ellipse_fit": ellipse_fit}
-    window = temporal_window if temporal_window is not None else predictor.config.postprocess.temporal_window
+    apply_config(predictor, o.config, o)
+    head = predictor.config.model.classification
+    if o.suspicious_threshold is not None and (head is None or not head.suspicious_class):
+        raise ConfigError(f"--suspicious-threshold: model {predictor.model_version} names no suspicious class "
+                          "(model.classification.suspicious_class)")
+    window = o.temporal_window if o.temporal_window is not None else predictor.config.postprocess.temporal_window
     scorer = None
-    if domain:
+    if o.domain:
         from sonoseg.infer.domain import DomainScorer
 
         # the statistics of the model that runs: a reused predictor's own file, not the shipped default
-        own = model if model is not None else getattr(predictor, "path", None)
+        own = o.model if o.model is not None else getattr(predictor, "path", None)
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
     from sonoseg.io.spacing_table import SpacingTable
 
-    settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress,
-                           overlay_sc=bool(overlay_sc), spacing_table=SpacingTable(spacing_file))
+    settings = RunSettings(o, int(window), scorer, progress, SpacingTable(o.spacing_file))
     files, unusable = expand_inputs(inputs)
     files, not_images = split_images(files)  # SEG, SR, PR, KO ... are not segmented (infer.sop_class)
     if not_images:
@@ -413,13 +400,13 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
 
     def payload() -> dict:
         return {
-            "model": str(model) if model else "default",
+            "model": str(o.model) if o.model else "default",
             "model_version": predictor.model_version,
             "class_names": list(predictor.class_names),
             "backend": predictor.backend.kind,
             "threads": predictor.backend.threads,
             "threshold": predictor.threshold,
-            "spacing_override_mm": list(sp) if sp else None,
+            "spacing_override_mm": list(o.spacing) if o.spacing else None,
             "domain_check": scorer is not None,
             "complete": complete,
             "n_inputs": len(results),
@@ -433,7 +420,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
             "results": [_as_dict(r) for r in results],
         }
 
-    with run_tempdir(out) as tmpdir, Journal(out, resume=resume) as journal:
+    with run_tempdir(out) as tmpdir, Journal(out, resume=o.resume) as journal:
         try:
             for name, why in unusable:
                 results.append(InputResult(name, ok=False, error=why))
@@ -441,11 +428,11 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
             for path in files:
                 t0 = time.time()
                 stem = unique_stem(out, path, taken)
-                prev = journal.reusable(path) if resume else None
+                prev = journal.reusable(path) if o.resume else None
                 if prev is not None:
                     r = _Resumed(prev)
                 else:
-                    r = _predict_one(predictor, path, out, stem, batch_size, write_seg, settings, tmpdir, detect_format)
+                    r = _predict_one(predictor, path, out, stem, settings, tmpdir)
                     r.seconds = round(time.time() - t0, 3)
                 results.append(r)
                 journal.record(_as_dict(r))
@@ -462,13 +449,14 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
     return data
 
 
-def _predict_one(predictor, path: Path, out: Path, stem: str, batch_size: int, write_seg: bool, settings,
-                 tmpdir: Path, detect_format) -> InputResult:
+def _predict_one(predictor, path: Path, out: Path, stem: str, settings: RunSettings, tmpdir: Path) -> InputResult:
+    from sonoseg.io import detect_format
+
     try:
         fmt = detect_format(path)
         if fmt == "nifti":
             return _predict_volume(predictor, path, out, stem, settings)
-        return _predict_dicom_or_image(predictor, path, fmt, out, stem, batch_size, write_seg, settings, tmpdir)
+        return _predict_dicom_or_image(predictor, path, fmt, out, stem, settings, tmpdir)
     except SonosegError as exc:
         return InputResult(str(path), ok=False, error=str(exc) if isinstance(exc, InputError) else f"{path}: {exc}")
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
@@ -489,22 +477,45 @@ def _as_dict(r) -> dict:
     return dict(r) if isinstance(r, dict) else asdict(r)
 
 
-def _apply_config(predictor, config, threshold=None, keep_largest=None, min_size=None, fill_holes=None,
-                  tta=None) -> None:
+def _with_legacy(options, predictor, legacy: dict):
+    """(PredictOptions, predictor) from the new arguments and the previous release's keywords: the old
+    third positional ``model`` (a path or a loaded Predictor), ``model=``, ``threads=`` ..."""
+    if options is not None and not isinstance(options, PredictOptions):
+        legacy = {"model": options, **legacy}
+        options = None
+    legacy.pop("show_progress", None)  # ignored since the release before
+    if legacy.get("model") is not None and hasattr(legacy["model"], "predict_stream"):  # a loaded Predictor
+        predictor = predictor if predictor is not None else legacy["model"]
+        legacy["model"] = None
+    o, rest = PredictOptions.with_legacy(options, legacy, "predict_inputs", stacklevel=4)
+    if rest:
+        raise TypeError(f"predict_inputs() got an unexpected keyword argument {sorted(rest)[0]!r}")
+    return o, predictor
+
+
+def apply_config(predictor, config, options: Optional[ModelOptions] = None) -> None:
     """A config file (``-c``) over the model's own settings: the ``postprocess`` fields the file sets
-    and its ``measure`` section replace the model's; explicit arguments (CLI flags) win over both."""
+    and its ``measure`` section replace the model's; the fields ``options`` gives (CLI flags) win over both."""
     if config is None:
         return
     from sonoseg.config import SonosegConfig, load_config
     from sonoseg.infer.predictor import merge_postprocess
 
+    o = options or ModelOptions()
     cfg = config if isinstance(config, SonosegConfig) else load_config(config)
     given = cfg.postprocess.model_fields_set
     pp = predictor.config.postprocess.model_copy(update={k: getattr(cfg.postprocess, k) for k in given})
     measure = cfg.measure if "measure" in cfg.model_fields_set else predictor.config.measure
     predictor.config = predictor.config.model_copy(update={"measure": measure, "postprocess": pp})
-    if threshold is None and "threshold" in given:
+    if o.threshold is None and "threshold" in given:
         predictor.threshold = pp.threshold
-    if tta is None and "tta" in given:
+    if o.tta is None and "tta" in given:
         predictor.tta = tuple(pp.tta)
-    predictor.post = merge_postprocess(predictor.config, keep_largest, min_size, fill_holes)
+    predictor.post = merge_postprocess(predictor.config, o.keep_largest, o.min_size, o.fill_holes)
+
+
+def _apply_config(predictor, config, threshold=None, keep_largest=None, min_size=None, fill_holes=None,
+                  tta=None) -> None:
+    """The previous release's spelling of :func:`apply_config` (kept one release for its callers)."""
+    apply_config(predictor, config, ModelOptions(threshold=threshold, keep_largest=keep_largest, min_size=min_size,
+                                                 fill_holes=fill_holes, tta=tta))

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 
 import pydicom
 
+from sonoseg.infer.options import PredictOptions
 from sonoseg.infer.sop_class import not_an_image, split_images
 
 
@@ -38,6 +39,10 @@ class SegmentOptions:
     overlay_sc: bool = False
     ledger: object = None  # sonoseg.pacs.ledger.Ledger, or None: segment everything
     settings: str = ""  # sonoseg.pacs.ledger.settings_key of the run
+
+    def predict(self) -> PredictOptions:
+        """What predict does with a study's images: one SEG each, the listener's domain check and capture."""
+        return PredictOptions(write_seg=True, domain=self.domain, overlay_sc=self.overlay_sc)
 
 
 def is_segmentable(path: Path) -> bool:
@@ -79,8 +84,8 @@ def segment_study(study: str, files: Sequence[Path], out_dir: Path, predictor, o
     res.images = len(todo)
     if not todo:
         return res
-    payload = predict_inputs(list(todo), out_dir, predictor=predictor, write_seg=True, domain=opts.domain,
-                             log=lambda m: None, notify=lambda m: None, overlay_sc=opts.overlay_sc)
+    payload = predict_inputs(list(todo), out_dir, opts.predict(), predictor=predictor, log=lambda m: None,
+                             notify=lambda m: None)
     model = str(predictor.model_version)
     for i, r in enumerate(payload["results"], 1):
         fp, entry = todo.get(str(r["input"]), (None, None))

@@ -150,6 +150,7 @@ def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int
     The SEG is stored de-identified (store.deid); ``keep_identifiers`` also keeps it as written, with
     the source's identifiers ("seg_original", for admins, audited). An out-of-scope input is stored
     without class or probabilities and without mask layers for the viewer (no verdict)."""
+    from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs
 
     src = store.find_spooled(job.id)
@@ -157,8 +158,9 @@ def run_job(store: Store, job: Job, predictor, model: ModelInfo, max_frames: int
         raise RuntimeError("uploaded file missing from the spool")
     out = Path(tempfile.mkdtemp(prefix=f"{job.id}-", dir=store.work))
     try:
-        payload = predict_inputs([src], out / "pred", write_seg=True, log=lambda m: None, show_progress=False,
-                                 predictor=predictor)
+        # the service's jobs: a SEG for DICOM uploads, the domain check on (the model is loaded once: ``predictor``)
+        payload = predict_inputs([src], out / "pred", PredictOptions(write_seg=True, domain=True), predictor=predictor,
+                                 log=lambda m: None)
         r = payload["results"][0]
         if not r["ok"] or not all(r.get(k) for k in ("mask", "overlay", "measurements")):  # partial: an output missing
             raise RuntimeError((r.get("error") or "prediction failed").replace(str(src), "upload"))

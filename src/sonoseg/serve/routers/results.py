@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from pydantic import BaseModel, Field
 
 from sonoseg.serve.security import Principal, Viewer
 from sonoseg.serve.views import result_view
@@ -30,16 +31,31 @@ def _study(s, r) -> Optional[str]:
         Instance, Instance.series_id == Series.id).filter(Instance.id == r.instance_id).scalar()
 
 
+class ResultQuery(BaseModel):
+    """The listing's query parameters, checked in one place (a bad value answers 422)."""
+
+    label: LabelQ = None
+    model: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.+-]{1,128}$")
+    since: Optional[datetime] = None
+    until: Optional[datetime] = None
+    min_diameter: Optional[float] = Field(None, ge=0)
+    max_diameter: Optional[float] = Field(None, ge=0)
+    min_area: Optional[float] = Field(None, ge=0)
+    max_area: Optional[float] = Field(None, ge=0)
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=500)
+
+    def filter(self) -> ResultFilter:
+        return ResultFilter(self.label, self.model, self.since, self.until, self.min_diameter, self.max_diameter,
+                            self.min_area, self.max_area)
+
+
 @router.get("/results")
-def list_results(request: Request, p: Viewer, label: LabelQ = None, model: Optional[str] = Query(None, pattern=r"^[A-Za-z0-9_.+-]{1,128}$"),
-                 since: Optional[datetime] = None, until: Optional[datetime] = None,
-                 min_diameter: Optional[float] = Query(None, ge=0), max_diameter: Optional[float] = Query(None, ge=0),
-                 min_area: Optional[float] = Query(None, ge=0), max_area: Optional[float] = Query(None, ge=0),
-                 offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
+def list_results(request: Request, p: Viewer, q: Annotated[ResultQuery, Query()]) -> dict:
     st = request.app.state.store
-    f = ResultFilter(label, model, since, until, min_diameter, max_diameter, min_area, max_area)
+    offset, limit = q.offset, q.limit
     with st.reader() as s:
-        total, rows = query_results(s, f, p.allowed(), offset, limit)
+        total, rows = query_results(s, q.filter(), p.allowed(), offset, limit)
         items = [result_view(r, _study(s, r)) for r in rows]
     return {"total": total, "offset": offset, "limit": limit, "items": items}
 
