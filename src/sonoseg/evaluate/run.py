@@ -71,20 +71,22 @@ def evaluate_model(
     from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
     from sonoseg.evaluate.report import GalleryItem, write_report
+    from sonoseg.infer.options import ModelOptions
     from sonoseg.infer.predictor import Predictor
     from sonoseg.io import load_image
 
     out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_path(o.model, backend=o.backend, threads=o.threads, keep_largest=o.keep_largest,
-                                    min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta, log=log)
+    model_options = ModelOptions(backend=o.backend, threads=o.threads, keep_largest=o.keep_largest,
+                                 min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta)
+    predictor = Predictor.from_path(o.model, model_options, log=log)
     log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
         + (f" ({predictor.backend.note})" if predictor.backend.note else ""))
     classes = predictor.classes
-    from sonoseg.infer.run import _apply_config
+    from sonoseg.infer.run import apply_config
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
 
-    _apply_config(predictor, o.config, None, o.keep_largest, o.min_size, o.fill_holes, o.tta)
+    apply_config(predictor, o.config, model_options)
     refs = _references(Path(dataset), o.reference)
     measurements = measurements or bool(refs)
     if biometry is None and any(q in ("hc", "bpd", "ofd") for _, q, _ in refs):

@@ -513,9 +513,3 @@ def apply_config(predictor, config, options: Optional[ModelOptions] = None) -> N
         predictor.tta = tuple(pp.tta)
     predictor.post = merge_postprocess(predictor.config, o.keep_largest, o.min_size, o.fill_holes)
 
-
-def _apply_config(predictor, config, threshold=None, keep_largest=None, min_size=None, fill_holes=None,
-                  tta=None) -> None:
-    """The previous release's spelling of :func:`apply_config` (kept one release for its callers)."""
-    apply_config(predictor, config, ModelOptions(threshold=threshold, keep_largest=keep_largest, min_size=min_size,
-                                                 fill_holes=fill_holes, tta=tta))
