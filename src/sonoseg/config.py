@@ -154,7 +154,9 @@ class QatConfig(BaseModel):
     # resolved when training starts and recorded in the run's config
     weight_bits: Optional[Literal[7, 8]] = None
     per_channel: bool = True  # as the exporter quantises weights
-    # moving-average weight of each batch's min/max in the activation ranges (torch's default for QAT)
+    # layer input ranges: "ema" = moving average of each batch's min/max with weight observer_momentum
+    # (torch's default for QAT); "minmax" = the extremes of every batch seen, as the exporter's calibration
+    observer: Literal["ema", "minmax"] = "ema"
     observer_momentum: float = Field(0.01, gt=0, le=1)
 
 

@@ -1,7 +1,7 @@
 """Quantisation-aware fine-tuning that simulates the exporter's int8 build (sonoseg.export.quantize).
 
 The exporter quantises with onnxruntime's static QDQ scheme: every Conv/Gemm/MatMul node except the
-model's ``model.int8_keep_float`` ones gets int8 weights, symmetric per output channel (range -64..64
+model's ``model.int8_keep_float`` ones, and every ConvTranspose, gets int8 weights, symmetric per output channel (range -64..64
 with ``reduce_range`` on CPUs without VNNI, else -127..127), and a uint8 input, asymmetric per tensor,
 whose range is the min/max seen on calibration images (widened to include 0). Here the same
 convolutions and linear layers of the PyTorch model compute with weights and inputs rounded to those
@@ -28,7 +28,9 @@ import torch.nn as nn
 
 from sonoseg.errors import ConfigError
 
-QUANTISED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # ONNX Conv / Gemm / MatMul nodes
+# ONNX Conv / Gemm / MatMul nodes, which model.int8_keep_float can keep in fp32, and ConvTranspose, always int8
+KEEPABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+QUANTISED_TYPES = KEEPABLE_TYPES + (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 RANGE_BUFFER = "sonoseg_qat_range"  # [min, max] of a layer's input; not in the state_dict
 WEIGHT_RANGES = {7: (-64, 64), 8: (-127, 127)}  # onnxruntime's symmetric qint8: reduce_range / full
 ACT_RANGE = (0, 255)  # quint8 activations
@@ -50,16 +52,17 @@ def resolve_weight_bits(qcfg) -> int:
     return scheme_weight_bits(default_scheme())
 
 
-def fake_quant_weight(w: torch.Tensor, bits: int, per_channel: bool = True) -> torch.Tensor:
-    """``w`` rounded to onnxruntime's symmetric int8 grid (scale = max|w| / qmax per output channel)."""
+def fake_quant_weight(w: torch.Tensor, bits: int, per_channel: bool = True, axis: int = 0) -> torch.Tensor:
+    """``w`` rounded to onnxruntime's symmetric int8 grid (scale = max|w| / qmax per output channel:
+    ``axis`` 0, or 1 for a transposed convolution's weight)."""
     qmin, qmax = WEIGHT_RANGES[bits]
     wd = w.detach().float()
-    absmax = wd.abs().flatten(1).amax(1) if per_channel else wd.abs().amax().reshape(1)
+    absmax = wd.abs().transpose(0, axis).flatten(1).amax(1) if per_channel else wd.abs().amax().reshape(1)
     scale = absmax / ((qmax - qmin) / 2)
     scale = torch.where(scale < torch.finfo(torch.float32).tiny, torch.ones_like(scale), scale)
     if per_channel:
         zp = torch.zeros(scale.shape, dtype=torch.int32, device=w.device)
-        return torch.fake_quantize_per_channel_affine(w.float(), scale, zp, 0, qmin, qmax).to(w.dtype)
+        return torch.fake_quantize_per_channel_affine(w.float(), scale, zp, axis, qmin, qmax).to(w.dtype)
     return torch.fake_quantize_per_tensor_affine(w.float(), scale, torch.zeros(1, dtype=torch.int32, device=w.device),
                                                  qmin, qmax).to(w.dtype)
 
@@ -85,11 +88,12 @@ class QatOptions:
     weight_bits: int = 7
     per_channel: bool = True
     momentum: float = 0.01
+    observer: str = "ema"  # "ema": moving average of batch min/max; "minmax": the extremes of all batches seen
     active: bool = True  # False: the layers run their plain fp32 forward (epochs before train.qat.start_epoch)
 
 
-def _observe(module: nn.Module, x: torch.Tensor, momentum: float) -> None:
-    """Moving-average min/max of training batches (the first batch sets them)."""
+def _observe(module: nn.Module, x: torch.Tensor, opts: QatOptions) -> None:
+    """Moving-average (or running extreme) min/max of training batches (the first batch sets them)."""
     rng = getattr(module, RANGE_BUFFER)
     with torch.no_grad():
         lo, hi = torch.aminmax(x.detach())
@@ -97,9 +101,12 @@ def _observe(module: nn.Module, x: torch.Tensor, momentum: float) -> None:
         if not module.__dict__.get("_sonoseg_qat_seen"):
             rng.copy_(torch.stack([lo, hi]))
             module.__dict__["_sonoseg_qat_seen"] = True
+        elif opts.observer == "minmax":  # as the exporter's MinMax calibration over its images
+            rng[0].clamp_(max=lo)
+            rng[1].clamp_(min=hi)
         else:
-            rng[0].lerp_(lo, momentum)
-            rng[1].lerp_(hi, momentum)
+            rng[0].lerp_(lo, opts.momentum)
+            rng[1].lerp_(hi, opts.momentum)
 
 
 def _qat_forward(module: nn.Module, plain, opts: QatOptions, *args, **kwargs):
@@ -108,11 +115,12 @@ def _qat_forward(module: nn.Module, plain, opts: QatOptions, *args, **kwargs):
     if not opts.active:
         return plain(*args, **kwargs)
     if module.training or not module.__dict__.get("_sonoseg_qat_seen"):
-        _observe(module, args[0], opts.momentum)
+        _observe(module, args[0], opts)
     rng = getattr(module, RANGE_BUFFER)
     args = (fake_quant_activation(args[0], rng[0], rng[1]), *args[1:])
     weight = module._parameters["weight"]
-    module._parameters["weight"] = fake_quant_weight(weight, opts.weight_bits, opts.per_channel)  # autograd to weight
+    axis = 1 if isinstance(module, nn.modules.conv._ConvTransposeNd) else 0
+    module._parameters["weight"] = fake_quant_weight(weight, opts.weight_bits, opts.per_channel, axis)  # autograd to it
     try:
         return plain(*args, **kwargs)
     finally:
@@ -133,6 +141,18 @@ class QatHandle:
                 m.__dict__.pop(k, None)
             m._buffers.pop(RANGE_BUFFER, None)
         self.layers.clear()
+
+    def ranges(self) -> dict[str, torch.Tensor]:
+        """The observed input ranges (kept in ``last.pt`` so that a resumed run continues exactly)."""
+        return {n: getattr(m, RANGE_BUFFER).detach().cpu().clone() for n, m in self.layers.items()
+                if m.__dict__.get("_sonoseg_qat_seen")}
+
+    def load_ranges(self, ranges: dict[str, torch.Tensor]) -> None:
+        for n, r in ranges.items():
+            m = self.layers.get(n)
+            if m is not None:
+                getattr(m, RANGE_BUFFER).copy_(r)
+                m.__dict__["_sonoseg_qat_seen"] = True
 
     def record(self) -> dict:
         """What a checkpoint notes: whether these weights were trained with the int8 simulation, and how."""
@@ -193,7 +213,7 @@ def kept_float_modules(model: nn.Module, prefixes: Sequence[str], example: torch
     nodes = {}
     for name, scope in onnx_scopes(model, example).items():
         m = model.get_submodule(name) if name else model
-        if isinstance(m, QUANTISED_TYPES):
+        if isinstance(m, KEEPABLE_TYPES):
             nodes[name] = [scope + op for op in (("Gemm", "MatMul") if isinstance(m, nn.Linear) else ("Conv",))]
     hit = {p: [n for n, ops in nodes.items() if any(o.startswith(p) for o in ops)] for p in prefixes}
     unmatched = [p for p, names in hit.items() if not names]
@@ -237,5 +257,5 @@ def attach_from_config(model: nn.Module, cfg, device) -> QatHandle:
     if cfg.model.int8_keep_float:
         h, w = cfg.preprocess.size
         example = torch.zeros(1, cfg.model.in_channels, int(h), int(w), device=device)
-    return attach(model, QatOptions(resolve_weight_bits(q), q.per_channel, q.observer_momentum),
+    return attach(model, QatOptions(resolve_weight_bits(q), q.per_channel, q.observer_momentum, q.observer),
                   cfg.model.int8_keep_float, example)

@@ -280,6 +280,8 @@ def train(
         from sonoseg.train.qat import attach_from_config
 
         qat = attach_from_config(model, cfg, device)
+        if payload is not None and payload.get("qat_ranges"):
+            qat.load_ranges(payload["qat_ranges"])
         if main:
             log(f"quantisation-aware training from epoch {cfg.train.qat.start_epoch}: {qat.summary()}")
     # find_unused_parameters: smp's timm EfficientNet encoders keep a conv_head + bn2 that the decoders never use
@@ -349,6 +351,7 @@ def train(
                          scheduler_state=scheduler.state_dict() if scheduler is not None else None,
                          scaler_state=scaler.state_dict(), rng_state=capture_rng_state(),
                          best_epoch=best_epoch, bad_epochs=bad_epochs,
+                         **({"qat_ranges": qat.ranges()} if qat is not None else {}),
                          history=history.read_rows(csv_path))  # resume restores metrics.csv from this
             if improved:
                 save_checkpoint(run_dir / "best.pt", **state)
