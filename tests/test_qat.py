@@ -162,6 +162,7 @@ def _cfg(root: Path, tmp: Path, epochs: int, *extra: str):
         "train.threads=1", "train.lr=0.01", "train.scheduler=none", "augment.enabled=false", *extra])
 
 
+@pytest.mark.slow  # two trainings
 def test_trainer_qat_fine_tune_from_init_keeps_the_checkpoint_format(phantom_ds, tmp_path, monkeypatch):
     from sonoseg.models.checkpoint import load_checkpoint
     from sonoseg.train.trainer import train
@@ -181,6 +182,7 @@ def test_trainer_qat_fine_tune_from_init_keeps_the_checkpoint_format(phantom_ds,
     assert "weight_bits: 7" in (Path(tuned.run_dir) / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # a training and a 2-process one
 def test_torchrun_two_processes_qat_fine_tune(phantom_ds, tmp_path):
     """DDP (2 gloo processes, find_unused_parameters) with QAT from an --init checkpoint: one run, and
     its checkpoint is QAT-trained and of the plain model's format."""
@@ -212,6 +214,7 @@ def test_torchrun_two_processes_qat_fine_tune(phantom_ds, tmp_path):
     assert list(ck["model_state"]) == list(load_checkpoint(base.last_checkpoint)["model_state"])
 
 
+@pytest.mark.slow  # three trainings
 def test_resumed_qat_run_equals_the_uninterrupted_one(phantom_ds, tmp_path):
     """The observed input ranges travel in last.pt, so resume stays exact with QAT on."""
     from sonoseg.models.checkpoint import load_checkpoint
@@ -228,6 +231,7 @@ def test_resumed_qat_run_equals_the_uninterrupted_one(phantom_ds, tmp_path):
     assert load_checkpoint(Path(part.run_dir) / "last.pt")["qat"]["active"] is True
 
 
+@pytest.mark.slow  # three trainings, three int8 exports
 def test_int8_of_a_qat_fine_tune_agrees_with_fp32_better_than_a_plain_fine_tune(tmp_path, monkeypatch):
     """Issue 22's Done-when: a phantom model trained in fp32 is (a) exported int8 as it is, and (b)
     fine-tuned for the same epochs with QAT and, as the control, in plain fp32; both are exported int8
