@@ -147,6 +147,21 @@ def test_scopes_name_the_exporters_conv_nodes_and_keep_float_skips_them(tmp_path
         attach(net, QatOptions(), ["/model/nope/"], torch.zeros(1, 1, 64, 64))
 
 
+def test_qat_config_is_validated_and_defaults_to_the_cpus_scheme(monkeypatch):
+    from sonoseg.errors import ConfigError
+    from sonoseg.train.qat import resolve_weight_bits
+
+    q = load_config(None, ["train.qat.enabled=true"]).train.qat
+    assert q.weight_bits is None and q.per_channel and q.start_epoch == 1 and q.observer == "ema"
+    for scheme, bits in (("u8s8-reduced", 7), ("u8s8", 8)):
+        monkeypatch.setenv("SONOSEG_INT8_SCHEME", scheme)
+        assert resolve_weight_bits(q) == bits
+    for bad in ("train.qat.weight_bits=6", "train.qat.start_epoch=0", "train.qat.observer=histogram",
+                "train.qat.observer_momentum=0", "train.qat.nope=1"):
+        with pytest.raises(ConfigError, match="invalid config"):
+            load_config(None, [bad])
+
+
 # -- the trainer -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def phantom_ds(tmp_path_factory) -> Path:
