@@ -139,6 +139,27 @@ class DataConfig(BaseModel):
     batch_size: int = 8
 
 
+class QatConfig(BaseModel):
+    """Quantisation-aware fine-tuning (sonoseg.train.qat): from ``start_epoch`` on, the trainer runs the
+    model as the exporter's static int8 build will (conv/linear weights symmetric per channel, their
+    inputs uint8 with moving-average min/max ranges), so training learns weights that survive int8.
+    Checkpoints stay plain fp32 models; export and quantise them as any other."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    start_epoch: int = Field(1, ge=1)  # epochs before it train in plain fp32
+    # 7: onnxruntime's reduce_range weights (-64..64, CPUs without VNNI); 8: full range (-127..127).
+    # null: the int8 scheme this CPU's export will use (sonoseg.system.int8_scheme.default_scheme),
+    # resolved when training starts and recorded in the run's config
+    weight_bits: Optional[Literal[7, 8]] = None
+    per_channel: bool = True  # as the exporter quantises weights
+    # layer input ranges: "ema" = moving average of each batch's min/max with weight observer_momentum
+    # (torch's default for QAT); "minmax" = the extremes of every batch seen, as the exporter's calibration
+    observer: Literal["ema", "minmax"] = "ema"
+    observer_momentum: float = Field(0.01, gt=0, le=1)
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -164,6 +185,7 @@ class TrainConfig(BaseModel):
     # NHWC activations for 2D models: oneDNN's convolutions train ~1.4x faster per epoch on CPU
     # (bench/train_epoch.py); the weights and checkpoints are the same either way
     channels_last: bool = True
+    qat: QatConfig = Field(default_factory=QatConfig)  # quantisation-aware fine-tuning (off by default)
 
 
 class PostprocessConfig(BaseModel):

@@ -41,27 +41,10 @@ import numpy as np
 from sonoseg.errors import ConfigError
 from sonoseg.export.onnx_export import INPUT_NAME, QUANT_KEY, ExportError, embed_metadata, read_metadata
 
+# scheme -> quantize_static arguments, and the CPU's default: shared with the trainer's QAT (sonoseg.train.qat)
+from sonoseg.system.int8_scheme import SCHEME_ENV, SCHEMES, default_scheme  # noqa: F401
+
 ACTIVATION_TYPES = ("quint8", "qint8")
-# scheme -> quantize_static arguments. "u8s8" needs VNNI to be exact (see module docstring).
-SCHEMES = {
-    "u8s8": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": False},
-    "u8s8-reduced": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": True},
-    "u8u8": {"activation_type": "quint8", "weight_type": "quint8", "reduce_range": False},
-}
-SCHEME_ENV = "SONOSEG_INT8_SCHEME"
-
-
-def default_scheme(cpu=None) -> str:
-    """The int8 scheme that is exact and fast on ``cpu`` (default: this machine); ``$SONOSEG_INT8_SCHEME``
-    forces one."""
-    forced = os.environ.get(SCHEME_ENV, "").strip()
-    if forced:
-        if forced not in SCHEMES:
-            raise ConfigError(f"${SCHEME_ENV}={forced!r} is not one of {', '.join(SCHEMES)}")
-        return forced
-    from sonoseg.system.cpu import has_vnni
-
-    return "u8s8" if has_vnni(cpu) else "u8s8-reduced"
 
 
 def scheme_of(info: Optional[dict]) -> Optional[str]:

@@ -202,6 +202,10 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
         split = select_samples(cfg, run_dir, folds)
     if resume is None and not cfg.is_3d:
         resolve_class_names(cfg, split.train + split.val, log if main else (lambda _m: None))
+    if resume is None and cfg.train.qat.enabled:  # record the int8 grid trained for (null = this CPU's)
+        from sonoseg.train.qat import resolve_weight_bits
+
+        cfg.train.qat.weight_bits = resolve_weight_bits(cfg.train.qat)
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "samples.json").write_text(json.dumps(  # provenance: exactly which images trained/validated
@@ -263,6 +267,15 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     from sonoseg.train.volume_setup import sliding_forward
 
     val_forward = sliding_forward(model, cfg)  # 3D: whole volumes through the inference sliding window
+    qat = None
+    if cfg.train.qat.enabled:  # before DDP, which then broadcasts the range buffers with the others
+        from sonoseg.train.qat import attach_from_config
+
+        qat = attach_from_config(model, cfg, device)
+        if payload is not None and payload.get("qat_ranges"):
+            qat.load_ranges(payload["qat_ranges"])
+        if main:
+            log(f"quantisation-aware training from epoch {cfg.train.qat.start_epoch}: {qat.summary()}")
     # find_unused_parameters: smp's timm EfficientNet encoders keep a conv_head + bn2 that the decoders never use
     net = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True,
@@ -280,6 +293,10 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         t0 = time.time()
         s = _seed_epoch(cfg, epoch, ctx.rank, train_ds)
+        if qat is not None:  # validation measures the int8 simulation too: that model ships
+            qat.options.active = epoch >= cfg.train.qat.start_epoch
+            if epoch == cfg.train.qat.start_epoch > start_epoch:  # best.pt: chosen among the QAT epochs
+                best, bad_epochs = -math.inf, 0
         if isinstance(train_dl.sampler, DistributedSampler):
             train_dl.sampler.set_epoch(epoch)
         else:
@@ -320,11 +337,13 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
                     writer.add_scalar(k, row[k], epoch)
             state = dict(config=cfg, model_state={k: v.contiguous() for k, v in model.state_dict().items()}, epoch=epoch, best_score=best,
                          metrics={"val_dice": val_dice, "val_loss": val_loss, "val_score": score,
-                                  **{f"val_{k}": v for k, v in cls_scores.items()}})
+                                  **{f"val_{k}": v for k, v in cls_scores.items()}},
+                         **({"qat": qat.record()} if qat is not None else {}))
             extra = dict(optimizer_state=optimizer.state_dict(),
                          scheduler_state=scheduler.state_dict() if scheduler is not None else None,
                          scaler_state=scaler.state_dict(), rng_state=capture_rng_state(),
                          best_epoch=best_epoch, bad_epochs=bad_epochs,
+                         **({"qat_ranges": qat.ranges()} if qat is not None else {}),
                          history=history.read_rows(csv_path))  # resume restores metrics.csv from this
             if improved:
                 save_checkpoint(run_dir / "best.pt", **state)
