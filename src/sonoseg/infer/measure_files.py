@@ -82,7 +82,7 @@ def measure_masks(masks: list[str | Path], out_dir: str | Path, spacing=None, co
     from sonoseg.infer.outputs import unique_stem, write_json, write_overlay
     from sonoseg.io import find_inputs
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
-    from sonoseg.io.spacing_table import SpacingTable
+    from sonoseg.data.spacing_table import SpacingTable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

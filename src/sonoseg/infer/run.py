@@ -400,7 +400,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, model: Optiona
         own = model if model is not None else getattr(predictor, "path", None)
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
-    from sonoseg.io.spacing_table import SpacingTable
+    from sonoseg.data.spacing_table import SpacingTable
 
     settings = RunSettings(sp, {k: v for k, v in measure.items() if v is not None}, int(window), video, scorer, progress,
                            overlay_sc=bool(overlay_sc), spacing_table=SpacingTable(spacing_file))

@@ -30,7 +30,7 @@ from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
 from sonoseg.train.loop import train_one_epoch, validate
 from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
-from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
+from sonoseg.system.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 
 
 @dataclass
