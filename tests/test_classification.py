@@ -192,7 +192,7 @@ def test_cli_evaluate_writes_class_metrics(trained):
 @pytest.mark.slow  # int8 quantisation
 def test_export_carries_both_outputs_with_same_class_probabilities(trained):
     from sonoseg.export import export_model, split_grids
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
     from sonoseg.train.checkpoint import load_model
 
     tmp, root, run = trained
@@ -257,7 +257,7 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
 def test_fast_int8_path_checks_the_class_too(trained):
     """predict's automatic int8 model (shipped calibration frames) is only used when it also names the
     same class as PyTorch on the check frames."""
-    from sonoseg.infer import fast_model
+    from sonoseg.runtime import fast_model
 
     tmp, _, run = trained
     fm = fast_model.build_fast_model(run / "best.pt", quantize=True, cache_dir=tmp / "fast", threads=1)

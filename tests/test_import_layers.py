@@ -22,6 +22,7 @@ LAYERS = [  # lowest first; one meaning per row
     ["config"],
     ["data"],
     ["models"],
+    ["runtime"],
     ["train", "evaluate"],
     ["export"],
     ["infer"],

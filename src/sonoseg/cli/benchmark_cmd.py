@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             rows_table,
             run_benchmark,
         )
-        from sonoseg.infer.backends import KINDS
+        from sonoseg.runtime.backends import KINDS
 
         kinds = tuple(dict.fromkeys(b.strip() for b in backends.split(",") if b.strip()))
         if dynamic_int8 and "onnx-int8-dynamic" not in kinds:

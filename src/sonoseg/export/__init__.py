@@ -20,9 +20,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from sonoseg.errors import ConfigError, SonosegError
-from sonoseg.export.onnx_export import ExportError, export_onnx, read_onnx_config
-from sonoseg.export.quantize import quantize_dynamic_int8, quantize_static_int8
-from sonoseg.export.torchscript import export_torchscript, load_torchscript
+from sonoseg.runtime.onnx_export import ExportError, export_onnx, read_onnx_config
+from sonoseg.runtime.quantize import quantize_dynamic_int8, quantize_static_int8
+from sonoseg.runtime.torchscript import export_torchscript, load_torchscript
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 FILE_NAMES = {"onnx": "{stem}.onnx", "onnx-int8": "{stem}.int8.onnx", "torchscript": "{stem}.ts"}
@@ -233,7 +233,7 @@ def export_model(
     ``min_agreement`` or worst below ``min_worst_agreement``: a mean Dice can hold while single
     images change badly. ``scheme``: int8 scheme (default: the one exact on this CPU).
     """
-    from sonoseg.infer.backends import create_backend, load_torch_model
+    from sonoseg.runtime.backends import create_backend, load_torch_model
 
     t0 = time.perf_counter()
     formats = tuple(dict.fromkeys(formats))
@@ -267,7 +267,7 @@ def export_model(
             if "onnx" in formats:
                 staged["onnx"] = res.path
         if "onnx-int8" in formats:
-            from sonoseg.export.quantize import default_scheme
+            from sonoseg.runtime.quantize import default_scheme
 
             scheme = scheme or default_scheme()
             log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")

@@ -102,7 +102,7 @@ class Predictor:
         (:func:`sonoseg.infer.backend_choice.choose_backend`); ``threads`` None = the machine's default
         (:func:`sonoseg.system.default_threads`). Postprocessing flags left as None come from the
         model's stored config. ``log`` receives one-line notes (what was built, which backend)."""
-        from sonoseg.infer.backend_choice import choose_backend
+        from sonoseg.runtime.backend_choice import choose_backend
         from sonoseg.infer.default_model import default_model_path
         from sonoseg.system import resolve_threads
 

@@ -2,7 +2,7 @@
 use on *this* CPU, checked against PyTorch, and cached.
 
 Why build instead of ship: the int8 scheme that is exact depends on the CPU (VNNI or not, see
-:mod:`sonoseg.export.quantize`), and an fp32 ONNX file is cheap to make (seconds). The package ships
+:mod:`sonoseg.runtime.quantize`), and an fp32 ONNX file is cheap to make (seconds). The package ships
 a calibration set of 100 small training-split breast-ultrasound frames (``assets/calibration``);
 four fifths calibrate the int8 model, the rest check it: the int8 model is used only when its
 masks agree with PyTorch's (per-image Dice, mean >= ``MIN_AGREEMENT``, worst >= ``MIN_WORST``),
@@ -46,7 +46,7 @@ class FastModel:
 
 
 def calibration_dir() -> Path:
-    from sonoseg.infer.default_model import assets_dir
+    from sonoseg.models.shipped import assets_dir
 
     return assets_dir() / "calibration"
 
@@ -101,8 +101,8 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
 
     ``quantize=False``: fp32 ONNX only (exact to ~1e-4 logits, 2-4x faster than eager PyTorch).
     int8 schemes are tried in :func:`int8_schemes_to_try` order; the first that passes the check is used."""
-    from sonoseg.export.onnx_export import export_onnx
-    from sonoseg.infer.backends import load_torch_model
+    from sonoseg.runtime.onnx_export import export_onnx
+    from sonoseg.runtime.backends import load_torch_model
 
     checkpoint = Path(checkpoint)
     folder = cache_folder(checkpoint, cache_dir)
@@ -143,7 +143,7 @@ def int8_schemes_to_try() -> list[str]:
     """The CPU's default scheme first; where that is not u8u8, u8u8 next (it needs no VNNI and keeps
     full-range weights: EfficientNet-Lite's int8 masks agree with fp32 only with it on AVX2 CPUs).
     ``$SONOSEG_INT8_SCHEME`` pins one scheme."""
-    from sonoseg.export.quantize import SCHEME_ENV, default_scheme
+    from sonoseg.runtime.quantize import SCHEME_ENV, default_scheme
 
     first = default_scheme()
     if os.environ.get(SCHEME_ENV, "").strip() or first == "u8u8":
@@ -191,9 +191,9 @@ def _decide(rec: dict, int8: Path, fp32: Path, scheme: str) -> FastModel:
 def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads: int) -> dict:
     """Quantise on half the shipped frames, compare masks with PyTorch's on the other half."""
     from sonoseg.export import per_image_agreement, predict_masks
-    from sonoseg.export.onnx_export import ExportError
-    from sonoseg.export.quantize import quantize_static_int8
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.onnx_export import ExportError
+    from sonoseg.runtime.quantize import quantize_static_int8
+    from sonoseg.runtime.backends import create_backend
 
     calib, check = calibration_grids(cfg)
     try:
