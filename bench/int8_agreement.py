@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from sonoseg.runtime.quantize import default_scheme, quantize_static_int8
     from sonoseg.runtime.backends import create_backend, load_torch_model
     from sonoseg.infer.default_model import default_model_path
-    from sonoseg.runtime.fast_model import calibration_grids
+    from sonoseg.runtime.calibration import calibration_grids
     from sonoseg.system import cpu_info
 
     ckpt = a.model or default_model_path()

@@ -68,7 +68,8 @@ def test_no_vnni_scheme_agrees_with_fp32_on_real_frames(fast_cache, monkeypatch)
     from sonoseg.runtime.quantize import SCHEME_ENV, quantization_info
     from sonoseg.runtime.backends import create_backend, load_torch_model
     from sonoseg.infer.default_model import default_model_path
-    from sonoseg.runtime.fast_model import build_fast_model, calibration_grids
+    from sonoseg.runtime.calibration import calibration_grids
+    from sonoseg.runtime.fast_model import build_fast_model
 
     monkeypatch.setenv(SCHEME_ENV, "u8s8-reduced")
     fm = build_fast_model(default_model_path(), cache_dir=fast_cache)
@@ -126,7 +127,7 @@ def test_default_backend_is_fast_and_cached(fast_cache, monkeypatch):
     """Shipped model: int8 when its masks agree with PyTorch's on this CPU, else fp32 ONNX; built once
     and reused; the chosen backend finds what eager PyTorch finds."""
     from sonoseg.runtime import fast_model
-    from sonoseg.runtime.fast_model import calibration_frames
+    from sonoseg.runtime.calibration import calibration_frames
     from sonoseg.infer.predictor import Predictor
 
     monkeypatch.setenv("SONOSEG_CACHE_DIR", str(fast_cache))

@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
                     "(preprocessed as in training)")
             say(f"validation: {len(val)} images of split {cfg.data.val_split!r} of {len(datasets)} source(s)")
         else:
-            from sonoseg.runtime.fast_model import calibration_grids
+            from sonoseg.runtime.calibration import calibration_grids
 
             calib, check = calibration_grids(cfg)
             val = [(g, None) for g in check]

@@ -288,7 +288,7 @@ def prepare_artifacts(bm: BenchModel, backends: Sequence[str], work_dir: Path,
                     if calib_images:
                         calib = calib_images
                     else:  # the shipped calibration frames (real ultrasound), as predict's fast path uses
-                        from sonoseg.runtime.fast_model import calibration_grids
+                        from sonoseg.runtime.calibration import calibration_grids
 
                         calib = calibration_grids(bm.config)[0]
                     quantize_static_int8(fp32, q, calib)

@@ -291,7 +291,7 @@ def _create_onnx_backend(kind, source, threads, config, calib_images):
         from sonoseg.runtime.quantize import quantize_static_int8
 
         if not calib_images:  # the shipped breast-US calibration frames, preprocessed for this model
-            from sonoseg.runtime.fast_model import calibration_grids
+            from sonoseg.runtime.calibration import calibration_grids
 
             cfg = config or read_onnx_config_safe(path)
             if cfg is None:
