@@ -240,9 +240,9 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
     seg = pydicom.dcmread(r["seg"])
     item = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
     mod = item.SegmentedPropertyTypeModifierCodeSequence[0]
-    from sonoseg.infer.seg_class_codes import CLASS_CODES
+    from sonoseg.outputs.seg_class_codes import CLASS_CODES
 
-    # the phantom's class names have SNOMED CT qualifier values (sonoseg.infer.seg_class_codes)
+    # the phantom's class names have SNOMED CT qualifier values (sonoseg.outputs.seg_class_codes)
     assert (mod.CodeValue, mod.CodingSchemeDesignator) == (CLASS_CODES[cls].value, "SCT")
     assert "CodingSchemeIdentificationSequence" not in seg  # no local scheme used
     assert cls in seg.SegmentSequence[0].SegmentDescription

@@ -18,6 +18,7 @@ BASELINE = Path(__file__).with_name("import_baseline.json")
 LAYERS = [  # lowest first; one meaning per row
     ["__init__", "errors", "redact", "_compat", "progress", "system"],  # primitives (__init__: the version only)
     ["io"],
+    ["outputs"],
     ["preprocess"],
     ["config"],
     ["data"],

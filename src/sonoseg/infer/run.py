@@ -164,7 +164,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and write_seg and in_scope is not False:
-            from sonoseg.infer.dicom_seg import write_dicom_seg
+            from sonoseg.outputs.dicom_seg import write_dicom_seg
             from sonoseg.infer.structures import structure_names
 
             labels = structure_names(predictor.config)
@@ -184,7 +184,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             def capture() -> Path:
                 import cv2
 
-                from sonoseg.infer.dicom_sc import write_overlay_sc
+                from sonoseg.outputs.dicom_sc import write_overlay_sc
                 from sonoseg.io.safety import atomic_path
 
                 rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

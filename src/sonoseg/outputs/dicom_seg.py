@@ -68,8 +68,8 @@ from pydicom.uid import generate_uid
 
 from sonoseg import __version__
 from sonoseg.errors import InputError
-from sonoseg.infer.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
-from sonoseg.infer.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
+from sonoseg.outputs.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
+from sonoseg.outputs.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
 
 SourceLike = Union[str, Path, Dataset]
 
