@@ -255,7 +255,7 @@ def test_train_without_config_uses_the_shipped_recipe_and_writes_small_checkpoin
 
 
 def test_benchmark_machine_info_names_cpu_and_isa():
-    from sonoseg.infer.benchmark import machine_info
+    from sonoseg.bench.benchmark import machine_info
     from sonoseg.system import cpu_info
 
     info = machine_info()

@@ -27,6 +27,7 @@ LAYERS = [  # lowest first; one meaning per row
     ["train", "evaluate"],
     ["export"],
     ["infer"],
+    ["assess", "bench"],
     ["experiments", "store"],
     ["serve", "pacs"],
     ["cli", "__main__", "assets"],

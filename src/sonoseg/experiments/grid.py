@@ -79,7 +79,7 @@ def int8_fps(checkpoint: Path, threads: int, calib=None, iters: int = 30, max_se
     """Network-only int8 frames/s of a trained model (export + static int8 + onnxruntime, via
     :func:`sonoseg.infer.benchmark.run_benchmark`); ``calib``: calibration grids (default: the
     shipped frames)."""
-    from sonoseg.infer.benchmark import BenchmarkPlan, BenchModel, run_benchmark
+    from sonoseg.bench.benchmark import BenchmarkPlan, BenchModel, run_benchmark
 
     bm = BenchModel.from_source(checkpoint)
     plan = BenchmarkPlan(backends=("onnx-int8",), threads=(threads,), e2e=False, iters=iters, max_seconds=max_seconds,
@@ -227,7 +227,7 @@ def grid_study(dataset: str | Path, out: str | Path, *, archs: Sequence[str] = A
     study.reports = reports
     records = run_cells(study, cells, extra=_cost(study, speed, speed_iters), on_cell=on_cell)
     df = grid_table(records, list(archs), list(encoders))
-    from sonoseg.infer.benchmark import machine_info
+    from sonoseg.bench.benchmark import machine_info
 
     info = machine_info()
     threads_used = df["fps_threads"].dropna()

@@ -12,7 +12,7 @@ Timing: ``warmup`` untimed calls, then up to ``iters`` timed calls (``time.perf_
 early once ``max_seconds`` have been spent (slow comparison models), never fewer than ``min_iters``.
 
 Peak memory (``peak_rss_mb``): the process's peak resident set size, VmHWM from /proc/self/status.
-With ``isolate=True`` (CLI default) every row runs in a fresh ``python -m sonoseg.infer.benchmark``
+With ``isolate=True`` (CLI default) every row runs in a fresh ``python -m sonoseg.bench.benchmark``
 process, so the figure is what a deployment of that one backend needs: interpreter + runtime
 libraries + model + activations (an ONNX row never imports torch). ``base_rss_mb`` is the same
 process's RSS just before the model was loaded, so ``peak - base`` ~ model + runtime arenas.
@@ -177,7 +177,7 @@ def run_row_isolated(spec: RowSpec, timeout: float = 900.0) -> dict:
         json.dump(asdict(spec), fh)
         spec_path = fh.name
     try:
-        proc = subprocess.run([sys.executable, "-m", "sonoseg.infer.benchmark", spec_path], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "sonoseg.bench.benchmark", spec_path], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     except subprocess.TimeoutExpired:
         return _empty_row(spec, "failed", f"timed out after {timeout:.0f} s")
@@ -412,7 +412,7 @@ def machine_info() -> dict:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """Child entry point: ``python -m sonoseg.infer.benchmark SPEC.json`` prints one marked JSON row."""
+    """Child entry point: ``python -m sonoseg.bench.benchmark SPEC.json`` prints one marked JSON row."""
     import warnings
 
     warnings.simplefilter("ignore")
