@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sonoseg.errors import ConfigError
-from sonoseg.evaluate.class_metrics import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
+from sonoseg.metrics.classification import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
 from sonoseg.infer.decision import decide
 from sonoseg.models import create_model, list_models, unwrap
 from sonoseg.models.registry import get_entry

@@ -99,7 +99,7 @@ class ExportReport:
 # -- Dice of a backend over model-grid pairs --------------------------------------------------------
 def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: int = 1) -> float:
     """Mean per-image Dice over images with a non-empty ground truth (sonoseg.evaluate convention)."""
-    from sonoseg.evaluate.metrics import segmentation_metrics
+    from sonoseg.metrics.segmentation import segmentation_metrics
 
     vals = []
     for p, g in zip(preds, gts):

@@ -148,7 +148,7 @@ class Predictor:
 
         if not self.tta:
             return probs(x)
-        from sonoseg.evaluate.tta import flip_sets  # same flip combinations as evaluate.tta_predict
+        from sonoseg.infer.tta import flip_sets  # same flip combinations as evaluate.tta_predict
 
         sets = flip_sets(self.tta)
         acc, acc_c = None, None
@@ -177,7 +177,7 @@ class Predictor:
         return self._post((p >= self.threshold).astype(np.uint8))
 
     def _post(self, mask: np.ndarray) -> np.ndarray:
-        from sonoseg.evaluate.postprocess import postprocess
+        from sonoseg.infer.postprocess import postprocess
 
         if self.post.keep_largest or self.post.min_size or self.post.fill_holes:
             mask = postprocess(mask, keep_largest=self.post.keep_largest, min_size=self.post.min_size,

@@ -22,7 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from sonoseg.config import SonosegConfig, save_config
 from sonoseg.errors import ConfigError
-from sonoseg.evaluate.class_metrics import quick_scores
+from sonoseg.metrics.classification import quick_scores
 from sonoseg.train import history
 from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from sonoseg.train.data_setup import select_samples
