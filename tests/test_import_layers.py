@@ -148,3 +148,13 @@ def test_the_checker_sees_an_upward_import_and_a_circle():
     assert module_circles(g) == {"sonoseg.infer.y sonoseg.io.x"}
     assert upward_imports({"sonoseg.export": {"sonoseg.infer.run"}}) == {"sonoseg.export -> sonoseg.infer.run"}
     assert upward_imports({"sonoseg.infer.run": {"sonoseg.infer.frames", "sonoseg.runtime.backends"}}) == set()
+
+
+def test_docs_show_the_same_rows():
+    """docs/architecture.md's table lists the packages of LAYERS, row by row (``sonoseg`` = ``__init__``)."""
+    import re
+
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    rows = [re.findall(r"`([\w.]+)`", line.split("|")[2]) for line in doc.splitlines() if re.match(r"\| \d+ \|", line)]
+    rows = [["__init__" if p == "sonoseg" else p for p in row] for row in rows]
+    assert rows == LAYERS, "docs/architecture.md's layer table differs from LAYERS in tests/test_import_layers.py"
