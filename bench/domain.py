@@ -77,7 +77,7 @@ def main() -> int:
 
     from sonoseg.data import discover_dataset, read_split_csv
     from sonoseg.data.phantom import make_phantom
-    from sonoseg.infer.backends import load_torch_model
+    from sonoseg.runtime.backends import load_torch_model
     from sonoseg.infer.default_model import default_model_path
     from sonoseg.infer.domain import DomainScorer, encoder_features, file_features
     from sonoseg.preprocess import preprocess_image

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = measure(args.model, args.backend, args.threads, args.rounds, args.dataset)
-    from sonoseg.infer.benchmark import machine_info
+    from sonoseg.bench.benchmark import machine_info
 
     info = machine_info()
     lines = [f"Machine: {info.get('cpu_label', info.get('cpu'))}; 1-min load {info.get('loadavg_1min', 0):.2f}; "

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     from rich.console import Console
 
-    from sonoseg.infer.benchmark import (
+    from sonoseg.bench.benchmark import (
         BenchmarkPlan,
         BenchModel,
         comparison_models,

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def _latency_ms(path: Path, x: np.ndarray, threads: int, n: int = 40) -> float:
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
 
     be = create_backend("onnx", path, threads=threads)
     for _ in range(5):
@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from sonoseg.export import per_image_agreement, predict_masks, split_grids
-    from sonoseg.export.onnx_export import export_onnx
-    from sonoseg.export.quantize import default_scheme, quantize_static_int8
-    from sonoseg.infer.backends import create_backend, load_torch_model
+    from sonoseg.runtime.onnx_export import export_onnx
+    from sonoseg.runtime.quantize import default_scheme, quantize_static_int8
+    from sonoseg.runtime.backends import create_backend, load_torch_model
     from sonoseg.infer.default_model import default_model_path
-    from sonoseg.infer.fast_model import calibration_grids
+    from sonoseg.runtime.calibration import calibration_grids
     from sonoseg.system import cpu_info
 
     ckpt = a.model or default_model_path()

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sonoseg.infer.benchmark import BenchmarkPlan, machine_info, registry_model, run_benchmark
+    from sonoseg.bench.benchmark import BenchmarkPlan, machine_info, registry_model, run_benchmark
 
     console = Console(stderr=True)
     threads = tuple(int(t) for t in args.threads.split(","))

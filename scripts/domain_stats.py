@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from sonoseg.data import discover_dataset, read_split_csv
-from sonoseg.infer.backends import load_torch_model
+from sonoseg.runtime.backends import load_torch_model
 from sonoseg.infer.default_model import default_model_path
 from sonoseg.infer.domain import DomainStats, file_features, sidecar_path
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sonoseg.evaluate.calibration import apply_temperature, fit_temperature, logits_from_probs, mean_nll
-from sonoseg.evaluate.class_metrics import expected_calibration_error
+from sonoseg.metrics.classification import expected_calibration_error
 
 
 def read_probs(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -2,7 +2,7 @@
 
 ``seg_problems(path)`` -> (errors, warnings) as dciodvfy prints them. No allowance: a SEG of a source
 stored under a single-frame SOP Class with several frames (pydicom-data's ``OBXXXX1A_2frame``) states
-its frames without ReferencedFrameNumber (issue 27; sonoseg.infer.dicom_seg), so it passes as is.
+its frames without ReferencedFrameNumber (issue 27; sonoseg.outputs.dicom_seg), so it passes as is.
 """
 
 from __future__ import annotations

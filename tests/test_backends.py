@@ -45,7 +45,7 @@ def calib():
 
 
 def test_torch_and_onnx_backends_agree(ckpt, tmp_path):
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
 
     path, model = ckpt
     x = x_batch()
@@ -65,7 +65,7 @@ def test_torch_and_onnx_backends_agree(ckpt, tmp_path):
 
 
 def test_int8_backends_close_to_fp32(ckpt):
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
 
     path, model = ckpt
     x = x_batch(seed=50)
@@ -81,8 +81,8 @@ def test_int8_backends_close_to_fp32(ckpt):
 
 def test_exported_files_load_with_their_config(ckpt, tmp_path):
     from sonoseg.export import export_onnx, export_torchscript
-    from sonoseg.export.quantize import quantize_static_int8
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.quantize import quantize_static_int8
+    from sonoseg.runtime.backends import create_backend
 
     path, model = ckpt
     x = x_batch(seed=9)
@@ -105,7 +105,7 @@ def test_exported_files_load_with_their_config(ckpt, tmp_path):
 @pytest.mark.skipif(os.environ.get("SONOSEG_TEST_COMPILE") != "1",
                     reason="inductor's first C++ compile takes 25-55 s here; set SONOSEG_TEST_COMPILE=1 to run")
 def test_torch_compile_backend_or_clear_skip(ckpt):
-    from sonoseg.infer.backends import BackendUnavailable, create_backend
+    from sonoseg.runtime.backends import BackendUnavailable, create_backend
 
     path, model = ckpt
     x = x_batch((1, 1, 64, 64))
@@ -118,7 +118,7 @@ def test_torch_compile_backend_or_clear_skip(ckpt):
 
 
 def test_torch_compile_failure_becomes_backend_unavailable(ckpt, monkeypatch):
-    from sonoseg.infer.backends import BackendUnavailable, create_backend
+    from sonoseg.runtime.backends import BackendUnavailable, create_backend
 
     def broken(*a, **k):
         raise RuntimeError("Compiler: cc not found")
@@ -129,7 +129,7 @@ def test_torch_compile_failure_becomes_backend_unavailable(ckpt, monkeypatch):
 
 
 def test_torch_backend_threads_applied_per_run(ckpt):
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
 
     before = torch.get_num_threads()
     try:
@@ -144,7 +144,7 @@ def test_torch_backend_threads_applied_per_run(ckpt):
 def test_backend_errors(ckpt, tmp_path):
     from sonoseg.errors import ConfigError, InputError
     from sonoseg.export import export_onnx
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
 
     with pytest.raises(ConfigError, match="unknown backend"):
         create_backend("tensorrt", ckpt[0])

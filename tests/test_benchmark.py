@@ -17,13 +17,13 @@ REQUIRED = {"backend", "threads", "batch", "median_ms", "p95_ms", "fps", "peak_r
 
 @pytest.fixture(scope="module")
 def tiny():
-    from sonoseg.infer.benchmark import registry_model
+    from sonoseg.bench.benchmark import registry_model
 
     return registry_model("unet", size=(64, 64), label="tiny-unet", base_channels=4, depth=2)
 
 
 def test_in_process_rows_have_required_keys_and_consistent_numbers(tiny):
-    from sonoseg.infer.benchmark import BenchmarkPlan, rows_markdown, run_benchmark
+    from sonoseg.bench.benchmark import BenchmarkPlan, rows_markdown, run_benchmark
 
     plan = BenchmarkPlan(backends=("torch", "onnx", "onnx-int8"), threads=(1,), batches=(1, 2), e2e=True,
                          warmup=1, iters=4, min_iters=2, max_seconds=2.0, isolate=False)
@@ -48,7 +48,7 @@ def test_in_process_rows_have_required_keys_and_consistent_numbers(tiny):
 def test_isolated_row_runs_in_fresh_process_without_torch(tiny, tmp_path):
     """An ONNX row in its own process: peak RSS is that of an onnxruntime-only deployment."""
     from sonoseg.export import export_onnx
-    from sonoseg.infer.benchmark import RowSpec, run_row_isolated
+    from sonoseg.bench.benchmark import RowSpec, run_row_isolated
 
     export_onnx(tiny.module, tmp_path / "t.onnx", config=tiny.config)
     spec = RowSpec("tiny-unet", "onnx", str(tmp_path / "t.onnx"), threads=1, size=(64, 64), warmup=1, iters=3,
@@ -62,7 +62,7 @@ def test_isolated_row_runs_in_fresh_process_without_torch(tiny, tmp_path):
 
 
 def test_broken_source_gives_failed_row_not_exception(tmp_path):
-    from sonoseg.infer.benchmark import RowSpec, run_row
+    from sonoseg.bench.benchmark import RowSpec, run_row
 
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     row = run_row(RowSpec("x", "onnx", str(tmp_path / "bad.onnx"), threads=1, size=(32, 32), iters=1))
@@ -71,7 +71,7 @@ def test_broken_source_gives_failed_row_not_exception(tmp_path):
 
 
 def test_unavailable_compile_is_skipped_with_reason(tiny, monkeypatch):
-    from sonoseg.infer.benchmark import BenchmarkPlan, run_benchmark
+    from sonoseg.bench.benchmark import BenchmarkPlan, run_benchmark
 
     monkeypatch.setattr(torch, "compile", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no C++ compiler")))
     plan = BenchmarkPlan(backends=("torch-compile",), threads=(1,), e2e=False, iters=2, min_iters=1, isolate=False)

@@ -83,7 +83,7 @@ def test_out_of_scope_flagged_in_json_table_and_no_seg(tiny_ckpt, cine, tmp_path
     from typer.testing import CliRunner
 
     from sonoseg.cli.main import app
-    from sonoseg.infer.backends import load_torch_model
+    from sonoseg.runtime.backends import load_torch_model
     from sonoseg.infer.domain import DomainStats, encoder_features, sidecar_path
     from sonoseg.infer.options import PredictOptions
     from sonoseg.infer.run import predict_inputs

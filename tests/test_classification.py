@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sonoseg.errors import ConfigError
-from sonoseg.evaluate.class_metrics import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
+from sonoseg.metrics.classification import class_metrics, confusion_matrix, expected_calibration_error, roc_auc
 from sonoseg.infer.decision import decide
 from sonoseg.models import create_model, list_models, unwrap
 from sonoseg.models.registry import get_entry
@@ -192,7 +192,7 @@ def test_cli_evaluate_writes_class_metrics(trained):
 @pytest.mark.slow  # int8 quantisation
 def test_export_carries_both_outputs_with_same_class_probabilities(trained):
     from sonoseg.export import ExportOptions, export_model, split_grids
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.backends import create_backend
     from sonoseg.train.checkpoint import load_model
 
     tmp, root, run = trained
@@ -240,9 +240,9 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
     seg = pydicom.dcmread(r["seg"])
     item = seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
     mod = item.SegmentedPropertyTypeModifierCodeSequence[0]
-    from sonoseg.infer.seg_class_codes import CLASS_CODES
+    from sonoseg.outputs.seg_class_codes import CLASS_CODES
 
-    # the phantom's class names have SNOMED CT qualifier values (sonoseg.infer.seg_class_codes)
+    # the phantom's class names have SNOMED CT qualifier values (sonoseg.outputs.seg_class_codes)
     assert (mod.CodeValue, mod.CodingSchemeDesignator) == (CLASS_CODES[cls].value, "SCT")
     assert "CodingSchemeIdentificationSequence" not in seg  # no local scheme used
     assert cls in seg.SegmentSequence[0].SegmentDescription
@@ -257,7 +257,7 @@ def test_cli_predict_reports_class_in_table_json_overlay_and_seg(trained, monkey
 def test_fast_int8_path_checks_the_class_too(trained):
     """predict's automatic int8 model (shipped calibration frames) is only used when it also names the
     same class as PyTorch on the check frames."""
-    from sonoseg.infer import fast_model
+    from sonoseg.runtime import fast_model
 
     tmp, _, run = trained
     fm = fast_model.build_fast_model(run / "best.pt", quantize=True, cache_dir=tmp / "fast", threads=1)

@@ -27,7 +27,7 @@ flags\t\t: fpu sse sse2 avx avx2 fma sha_ni vaes
 
 
 def test_cpuinfo_parsing_and_scheme_choice(monkeypatch):
-    from sonoseg.export.quantize import SCHEME_ENV, default_scheme
+    from sonoseg.runtime.quantize import SCHEME_ENV, default_scheme
 
     monkeypatch.delenv(SCHEME_ENV, raising=False)
     intel, amd = parse_cpuinfo(INTEL), parse_cpuinfo(AMD)
@@ -44,7 +44,7 @@ def test_cpuinfo_parsing_and_scheme_choice(monkeypatch):
 
 
 def test_scheme_warning_only_for_full_range_weights_without_vnni():
-    from sonoseg.export.quantize import scheme_of, scheme_warning
+    from sonoseg.runtime.quantize import scheme_of, scheme_warning
 
     intel, amd = parse_cpuinfo(INTEL), parse_cpuinfo(AMD)
     old = {"mode": "static", "activation": "quint8"}  # a file written before schemes were recorded
@@ -65,10 +65,11 @@ def test_no_vnni_scheme_agrees_with_fp32_on_real_frames(fast_cache, monkeypatch)
     saturate the AVX2 kernel, and its masks agree with PyTorch's on real held-out frames (computed here
     independently of the builder's own check)."""
     from sonoseg.export import per_image_agreement, predict_masks
-    from sonoseg.export.quantize import SCHEME_ENV, quantization_info
-    from sonoseg.infer.backends import create_backend, load_torch_model
+    from sonoseg.runtime.quantize import SCHEME_ENV, quantization_info
+    from sonoseg.runtime.backends import create_backend, load_torch_model
     from sonoseg.infer.default_model import default_model_path
-    from sonoseg.infer.fast_model import build_fast_model, calibration_grids
+    from sonoseg.runtime.calibration import calibration_grids
+    from sonoseg.runtime.fast_model import build_fast_model
 
     monkeypatch.setenv(SCHEME_ENV, "u8s8-reduced")
     fm = build_fast_model(default_model_path(), cache_dir=fast_cache)
@@ -127,15 +128,15 @@ def test_export_gate_refuses_on_mask_agreement(tmp_path):
 def test_default_backend_is_fast_and_cached(fast_cache, monkeypatch):
     """Shipped model: int8 when its masks agree with PyTorch's on this CPU, else fp32 ONNX; built once
     and reused; the chosen backend finds what eager PyTorch finds."""
-    from sonoseg.infer import fast_model
-    from sonoseg.infer.fast_model import calibration_frames
+    from sonoseg.runtime import fast_model
+    from sonoseg.runtime.calibration import calibration_frames
     from sonoseg.infer.predictor import Predictor
 
     monkeypatch.setenv("SONOSEG_CACHE_DIR", str(fast_cache))
     notes = []
     p = Predictor.from_path(None, threads=1, log=notes.append)
     assert p.backend.kind in ("onnx-int8", "onnx") and p.backend.threads == 1 and p.backend.note
-    from sonoseg.export.quantize import default_scheme
+    from sonoseg.runtime.quantize import default_scheme
 
     rec = json.loads(next(fast_cache.glob(f"models/*/int8-{default_scheme()}-*.json")).read_text())
     accepted = rec["agreement_mean"] >= fast_model.MIN_AGREEMENT and rec["agreement_worst"] >= fast_model.MIN_WORST
@@ -181,9 +182,9 @@ def test_backend_errors_name_the_users_file(tmp_path, monkeypatch):
     from test_backends import CFG
 
     from sonoseg.errors import SonosegError
-    from sonoseg.export import quantize
-    from sonoseg.export.onnx_export import ExportError
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime import quantize
+    from sonoseg.runtime.onnx_export import ExportError
+    from sonoseg.runtime.backends import create_backend
     from sonoseg.models import create_model_from_config
     from sonoseg.train.checkpoint import save_checkpoint
 
@@ -256,7 +257,7 @@ def test_train_without_config_uses_the_shipped_recipe_and_writes_small_checkpoin
 
 
 def test_benchmark_machine_info_names_cpu_and_isa():
-    from sonoseg.infer.benchmark import machine_info
+    from sonoseg.bench.benchmark import machine_info
     from sonoseg.system import cpu_info
 
     info = machine_info()
@@ -269,10 +270,10 @@ def test_benchmark_machine_info_names_cpu_and_isa():
 def test_fast_path_falls_back_to_u8u8_when_the_default_scheme_fails(tmp_path, monkeypatch):
     """Where the CPU's default scheme fails the agreement check, u8u8 is tried next and used if it
     passes; a pinned scheme ($SONOSEG_INT8_SCHEME) is the only one tried."""
-    from sonoseg.infer import fast_model
+    from sonoseg.runtime import fast_model
 
     monkeypatch.delenv("SONOSEG_INT8_SCHEME", raising=False)
-    monkeypatch.setattr("sonoseg.export.quantize.default_scheme", lambda cpu=None: "u8s8-reduced")
+    monkeypatch.setattr("sonoseg.runtime.quantize.default_scheme", lambda cpu=None: "u8s8-reduced")
     assert fast_model.int8_schemes_to_try() == ["u8s8-reduced", "u8u8"]
     fp32 = tmp_path / "model.onnx"
     fp32.write_bytes(b"x")  # build_fast_model only needs it to exist here

@@ -9,7 +9,7 @@ import pytest
 from conftest import dicom_testfile
 
 from sonoseg.errors import InputError
-from sonoseg.infer.dicom_sc import SERIES_DESCRIPTION, write_overlay_sc
+from sonoseg.outputs.dicom_sc import SERIES_DESCRIPTION, write_overlay_sc
 
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 

@@ -11,7 +11,7 @@ from conftest import dicom_testfile
 from pydicom.sr.codedict import codes
 
 from sonoseg.errors import InputError
-from sonoseg.infer.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, SegWriteOptions, read_dicom_seg, write_dicom_seg
+from sonoseg.outputs.dicom_seg import NOMINAL_SLICE_THICKNESS_MM, SegWriteOptions, read_dicom_seg, write_dicom_seg
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"  # single-frame SOP Class (some files hold 2 frames anyway)
@@ -374,7 +374,7 @@ def test_class_finding_is_coded_without_an_unknown_scheme_warning(tmp_path, cls,
     CodingSchemeIdentificationSequence (dciodvfy still warns that it does not know that designator)."""
     import dciodvfy_check as dv
 
-    from sonoseg.infer.seg_class_codes import CLASS_CODES
+    from sonoseg.outputs.seg_class_codes import CLASS_CODES
 
     name = "US1_UNCR.dcm"
     src = header(name)

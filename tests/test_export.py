@@ -156,8 +156,8 @@ def test_torchscript_matches_and_carries_config(tmp_path):
 
 
 def test_export_model_writes_all_formats_and_reports_dice(tmp_path):
-    from sonoseg.evaluate.metrics import segmentation_metrics
     from sonoseg.export import ExportOptions, export_model
+    from sonoseg.metrics.segmentation import segmentation_metrics
 
     model = LesionNet().eval()
     pairs = phantom_pairs(6)

@@ -170,7 +170,7 @@ def test_output_folder_that_is_a_file_gives_one_line(tiny, tmp_path):
 # -- 5. one output failing (SEG of a retired SOP class) keeps and lists the others -------------------
 def test_seg_failure_keeps_other_outputs(tiny, tmp_path):
     # no Study Instance UID: the image reads, a SEG cannot attach to a study (a retired SOP Class, used
-    # here before, now gets its SEG: sonoseg.infer.seg_legacy)
+    # here before, now gets its SEG: sonoseg.outputs.seg_legacy)
     p = _variant("OBXXXX1A.dcm", tmp_path / "nostudy.dcm", StudyInstanceUID=None)
     r = _predict([p], tmp_path / "out", tiny)["results"][0]
     assert r["status"] == "partial" and r["ok"]

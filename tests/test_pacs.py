@@ -281,7 +281,7 @@ def test_cli_echo_find_pull_push(srv, orthanc, tmp_path):
     from typer.testing import CliRunner
 
     from sonoseg.cli.main import app
-    from sonoseg.infer.dicom_seg import write_dicom_seg
+    from sonoseg.outputs.dicom_seg import write_dicom_seg
 
     cfg = servers_yaml(tmp_path, orthanc)
     run = CliRunner().invoke
@@ -494,7 +494,7 @@ def test_a_restarted_listener_sends_what_is_left_without_segmenting_again(srv, o
 def test_listener_sends_the_overlay_capture_when_asked(srv, orthanc, predictor, tmp_path):
     """--overlay-sc: next to the SEG, a Secondary Capture of the overlay in a series of its own, referencing
     the image; sent back to the listener, neither is segmented."""
-    from sonoseg.infer.dicom_sc import SERIES_DESCRIPTION
+    from sonoseg.outputs.dicom_sc import SERIES_DESCRIPTION
     from sonoseg.pacs.sinks import PacsSink
 
     (src,) = _loose_series(tmp_path / "src", 1, "capture")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sonoseg.evaluate import postprocess, tta_predict
-from sonoseg.evaluate.tta import flip_sets
+from sonoseg.infer.tta import flip_sets
 
 
 def _three_blobs():

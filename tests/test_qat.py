@@ -74,7 +74,7 @@ def test_simulation_matches_onnxruntime_int8_weights_and_input_ranges(tmp_path):
     from onnx import numpy_helper
 
     from sonoseg.export import export_onnx
-    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.runtime.quantize import quantize_static_int8
 
     net = _conv_net()
     calib = _images(8)

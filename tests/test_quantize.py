@@ -77,8 +77,8 @@ def exported(tmp_path_factory):
 def test_static_int8_close_to_fp32_and_self_describing(exported):
     import onnx
 
-    from sonoseg.export.onnx_export import read_metadata, read_onnx_config
-    from sonoseg.export.quantize import quantization_info, quantize_static_int8
+    from sonoseg.runtime.onnx_export import read_metadata, read_onnx_config
+    from sonoseg.runtime.quantize import quantization_info, quantize_static_int8
 
     model, d = exported
     res = quantize_static_int8(d / "fp32.onnx", d / "int8.onnx", phantom_grids(16, seed=100))
@@ -101,7 +101,7 @@ def test_static_int8_close_to_fp32_and_self_describing(exported):
 
 def test_wrecked_calibration_is_far_from_fp32(exported):
     """Sanity of the comparison above: calibrating on blank images must ruin the model."""
-    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.runtime.quantize import quantize_static_int8
 
     _, d = exported
     quantize_static_int8(d / "fp32.onnx", d / "bad.onnx", [np.zeros((64, 64), np.float32)] * 2)
@@ -113,7 +113,7 @@ def test_wrecked_calibration_is_far_from_fp32(exported):
 @pytest.mark.parametrize("scheme", ["u8s8-reduced", "u8u8"])
 def test_schemes_exact_on_any_cpu_are_recorded(exported, scheme):
     """The two saturation-free schemes (valid on CPUs with and without VNNI) stay close to fp32."""
-    from sonoseg.export.quantize import SCHEMES, quantization_info, quantize_static_int8
+    from sonoseg.runtime.quantize import SCHEMES, quantization_info, quantize_static_int8
 
     _, d = exported
     res = quantize_static_int8(d / "fp32.onnx", d / f"{scheme}.onnx", phantom_grids(8, seed=100), scheme=scheme)
@@ -127,7 +127,7 @@ def test_schemes_exact_on_any_cpu_are_recorded(exported, scheme):
 def test_dynamic_int8_runs_and_is_labelled(exported):
     import onnx
 
-    from sonoseg.export.quantize import quantization_info, quantize_dynamic_int8
+    from sonoseg.runtime.quantize import quantization_info, quantize_dynamic_int8
 
     _, d = exported
     res = quantize_dynamic_int8(d / "fp32.onnx", d / "dyn.onnx")
@@ -140,7 +140,7 @@ def test_dynamic_int8_runs_and_is_labelled(exported):
 
 
 def test_calibration_reader_batches_and_rewinds():
-    from sonoseg.export.quantize import ImageCalibrationReader
+    from sonoseg.runtime.quantize import ImageCalibrationReader
 
     imgs = [np.full((8, 8), i, np.float32) for i in range(5)] + [np.zeros((4, 4), np.float32)]
     r = ImageCalibrationReader(imgs, "image", in_channels=3, batch_size=2)
@@ -155,7 +155,7 @@ def test_calibration_reader_batches_and_rewinds():
 
 def test_bad_options_raise(exported):
     from sonoseg.errors import ConfigError
-    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.runtime.quantize import quantize_static_int8
 
     _, d = exported
     with pytest.raises(ConfigError):
@@ -195,7 +195,7 @@ def _run_model(model, x):
 
 
 def test_fold_pads_into_convs_is_exact():
-    from sonoseg.export.onnx_graph import fold_pads_into_convs
+    from sonoseg.runtime.onnx_graph import fold_pads_into_convs
 
     x = np.random.default_rng(1).normal(size=(1, 2, 16, 16)).astype(np.float32)
     model = _pad_conv_graph([0, 0, 1, 1, 0, 0, 2, 2])  # TF SAME of a 5x5 stride-2 conv on even input
@@ -213,7 +213,7 @@ def test_fold_pads_into_convs_is_exact():
     ([0, 0, 1, 1, 0, 0, 2, 2], 0.0, True),   # the padded tensor is used elsewhere too
 ])
 def test_fold_pads_leaves_what_is_not_a_conv_padding(pads, value, second):
-    from sonoseg.export.onnx_graph import fold_pads_into_convs
+    from sonoseg.runtime.onnx_graph import fold_pads_into_convs
 
     model = _pad_conv_graph(pads, value, second)
     assert fold_pads_into_convs(model) == 0
@@ -250,7 +250,7 @@ def _run_named(model, feeds):
 def test_stacked_sum_becomes_adds_with_the_same_result():
     import onnx
 
-    from sonoseg.export.onnx_graph import stacked_sums_to_adds
+    from sonoseg.runtime.onnx_graph import stacked_sums_to_adds
 
     rng = np.random.default_rng(3)
     feeds = {n: rng.normal(size=(1, 3, 8, 8)).astype(np.float32) for n in "abcd"}
@@ -265,7 +265,7 @@ def test_stacked_sum_becomes_adds_with_the_same_result():
 
 @pytest.mark.parametrize("axis, keepdims, second", [(1, 0, False), (0, 1, False), (0, 0, True)])
 def test_stacked_sum_rewrite_leaves_other_reductions(axis, keepdims, second):
-    from sonoseg.export.onnx_graph import stacked_sums_to_adds
+    from sonoseg.runtime.onnx_graph import stacked_sums_to_adds
 
     model = _stack_sum_graph(axis, keepdims, second)
     assert stacked_sums_to_adds(model) == 0
@@ -278,7 +278,7 @@ def test_fpn_export_and_int8_have_no_stacked_sum(tmp_path):
     import onnx
 
     from sonoseg.export import export_onnx
-    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.runtime.quantize import quantize_static_int8
     from sonoseg.models import create_model
 
     torch.manual_seed(0)
@@ -296,7 +296,7 @@ def test_static_int8_of_tf_padded_net_has_no_float_pads(tmp_path):
     import onnx
 
     from sonoseg.export import export_onnx
-    from sonoseg.export.quantize import quantize_static_int8
+    from sonoseg.runtime.quantize import quantize_static_int8
     from sonoseg.models.pretrained_lite import make_tf_faithful
 
     torch.manual_seed(0)
@@ -319,7 +319,7 @@ def test_keep_float_prefixes_from_the_model_config_stay_fp32(tmp_path):
     import onnx
 
     from sonoseg.export import export_onnx
-    from sonoseg.export.quantize import quantization_info, quantize_static_int8
+    from sonoseg.runtime.quantize import quantization_info, quantize_static_int8
 
     model = trained_cnn()
     cfg = CFG.model_copy(deep=True)

@@ -18,7 +18,7 @@ from sonoseg.evaluate import (
     to_rgb_uint8,
     write_report,
 )
-from sonoseg.evaluate.overlay import FN_COLOR, FP_COLOR, TP_COLOR
+from sonoseg.outputs.overlay import FN_COLOR, FP_COLOR, TP_COLOR
 
 SIZE = 64
 

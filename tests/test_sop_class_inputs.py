@@ -32,7 +32,7 @@ def _object(path: Path, sop_class: str, modality: str, study: str) -> Path:
 
 def _pulled_study(folder: Path) -> tuple[Path, Path]:
     """A study folder as `pacs pull` leaves it: the image, its earlier SEG, an SR, a PR, a KO and a PDF."""
-    from sonoseg.infer.dicom_seg import write_dicom_seg
+    from sonoseg.outputs.dicom_seg import write_dicom_seg
 
     folder.mkdir(parents=True)
     image = folder / "image.dcm"

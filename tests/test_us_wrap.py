@@ -114,7 +114,7 @@ def test_read_by_sonoseg_io(tmp_path, gray):
 
 
 def test_accepted_as_seg_source(tmp_path, gray):
-    from sonoseg.infer.dicom_seg import read_dicom_seg, write_dicom_seg
+    from sonoseg.outputs.dicom_seg import read_dicom_seg, write_dicom_seg
 
     src = wrap_as_us_dicom(gray, tmp_path / "img.dcm", pixel_spacing_mm=(0.1, 0.1))
     mask = np.zeros(gray.shape, np.uint8)

@@ -107,7 +107,7 @@ def _predictor(model, roi, overlap=0.5, spacing=(1.6, 1.8, 4.0)):
 
 
 def test_sliding_window_equals_whole_volume_inference_when_both_fit():
-    from sonoseg.infer.volume import make_inferer
+    from sonoseg.models.sliding_window import make_inferer
     from sonoseg.models import create_model
 
     torch.manual_seed(0)
@@ -222,7 +222,7 @@ def test_monai_3d_networks_from_the_registry_take_any_volume_size(name, params):
 
 
 def test_window_shrinks_to_small_volumes_instead_of_padding_them():
-    from sonoseg.infer.volume import effective_roi
+    from sonoseg.models.sliding_window import effective_roi
 
     assert effective_roi((96, 96, 96), (167, 167, 14), 8) == (96, 96, 16)
     assert effective_roi((96, 96, 96), (200, 90, 96), 8) == (96, 96, 96)

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from sonoseg.infer.label_table import distinct_colors, label_table
+from sonoseg.outputs.label_table import distinct_colors, label_table
 from sonoseg.infer.volume_overlay import render_volume_overlay
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows (+ machine info) as JSON."),
     ) -> None:
         """Time torch / ONNX / int8 backends at 1 and 2 threads (model-only and end-to-end rows)."""
-        from sonoseg.infer.benchmark import (
+        from sonoseg.bench.benchmark import (
             BenchmarkPlan,
             BenchModel,
             comparison_models,
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             rows_table,
             run_benchmark,
         )
-        from sonoseg.infer.backends import KINDS
+        from sonoseg.runtime.backends import KINDS
 
         kinds = tuple(dict.fromkeys(b.strip() for b in backends.split(",") if b.strip()))
         if dynamic_int8 and "onnx-int8-dynamic" not in kinds:

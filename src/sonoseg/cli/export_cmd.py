@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         """Export for deployment; refuses (exit 1, file not written) a format whose masks differ from PyTorch's."""
         say = lambda m: console.print(m, highlight=False, soft_wrap=True)  # noqa: E731
         from sonoseg.export import ExportOptions, ExportRefused, export_model, split_grids
-        from sonoseg.infer.backends import load_torch_model
+        from sonoseg.runtime.backends import load_torch_model
 
         from sonoseg.system import apply_threads, resolve_threads
 
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
                     "(preprocessed as in training)")
             say(f"validation: {len(val)} images of split {cfg.data.val_split!r} of {len(datasets)} source(s)")
         else:
-            from sonoseg.infer.fast_model import calibration_grids
+            from sonoseg.runtime.calibration import calibration_grids
 
             calib, check = calibration_grids(cfg)
             val = [(g, None) for g in check]

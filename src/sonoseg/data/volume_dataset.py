@@ -66,7 +66,7 @@ class VolumeDataset(Dataset):
 
     # -- sampling ------------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        from sonoseg.train.seeding import epoch_seed
+        from sonoseg.system.seeding import epoch_seed
 
         self._patch_transform().set_random_state(seed=epoch_seed(self.seed, epoch, 0) % (2**32))
 

@@ -1,14 +1,15 @@
-"""Evaluation stage: per-image metrics (empty-mask aware), bootstrap summaries, post-processing,
-flip TTA, overlays and the evaluation report. See :mod:`sonoseg.evaluate.metrics` for how empty
-ground truth / predictions are scored."""
+"""The evaluation job (``sonoseg evaluate``), above ``infer``: runs the predictor over a dataset split
+and scores it: per-image metrics (:mod:`sonoseg.metrics`), bootstrap summaries, measurement agreement,
+class reports, operating points, 3D volumes and the evaluation report. See
+:mod:`sonoseg.metrics.segmentation` for how empty ground truth / predictions are scored."""
 
 from sonoseg.evaluate.aggregate import EvalResult, aggregate, bootstrap_ci, evaluate_pairs, write_metrics
-from sonoseg.evaluate.metrics import METRICS, binary_metrics, segmentation_metrics
-from sonoseg.evaluate.overlay import contour_overlay, error_map, overlay_image, to_rgb_uint8
-from sonoseg.evaluate.postprocess import postprocess
 from sonoseg.evaluate.report import GalleryItem, select_gallery_stems, write_report
-from sonoseg.evaluate.surface import hd95_assd
-from sonoseg.evaluate.tta import tta_predict
+from sonoseg.infer.postprocess import postprocess
+from sonoseg.infer.tta import tta_predict
+from sonoseg.metrics.segmentation import METRICS, binary_metrics, segmentation_metrics
+from sonoseg.metrics.surface import hd95_assd
+from sonoseg.outputs.overlay import contour_overlay, error_map, overlay_image, to_rgb_uint8
 
 __all__ = [
     "METRICS",

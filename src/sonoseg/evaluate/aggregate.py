@@ -1,7 +1,7 @@
 """Dataset-level summaries: mean / std / median / bootstrap 95% CI per metric, empty-case counts,
 and the ``metrics.json`` + ``per_image.csv`` files of an evaluation run.
 
-NaN values (images where a metric is undefined, see :mod:`sonoseg.evaluate.metrics`) are left
+NaN values (images where a metric is undefined, see :mod:`sonoseg.metrics.segmentation`) are left
 out of every statistic; ``n`` counts only finite values and ``counts["excluded"]`` says, per
 metric, how many images were left out and why.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from sonoseg.errors import InputError
-from sonoseg.evaluate.metrics import METRICS, segmentation_metrics
-from sonoseg.evaluate.surface import Backend
+from sonoseg.metrics.segmentation import METRICS, segmentation_metrics
+from sonoseg.metrics.surface import Backend
 
 CONVENTIONS = (
     "Overlap (dice, iou, precision, recall) and distance (hd95, assd) metrics are averaged over images "

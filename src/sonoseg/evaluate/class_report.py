@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from sonoseg.evaluate.class_metrics import class_metrics, expected_calibration_error, roc_curve
+from sonoseg.metrics.classification import class_metrics, expected_calibration_error, roc_curve
 
 SEG_COLUMNS = ("dice", "iou", "precision", "recall", "hd95", "assd")
 

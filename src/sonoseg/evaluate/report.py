@@ -17,8 +17,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from sonoseg.evaluate.aggregate import CONVENTIONS, EvalResult
-from sonoseg.evaluate.metrics import DISTANCE, METRICS
-from sonoseg.evaluate.overlay import (
+from sonoseg.metrics.segmentation import DISTANCE, METRICS
+from sonoseg.outputs.overlay import (
     FN_COLOR,
     FP_COLOR,
     TP_COLOR,

@@ -1,5 +1,5 @@
 """Per-organ evaluation of a 3D model: Dice and IoU (MONAI), HD95 and ASSD in mm on the volume's own
-anisotropic spacing (MONAI, via :func:`sonoseg.evaluate.surface.hd95_assd`), volume (mL) and volume
+anisotropic spacing (MONAI, via :func:`sonoseg.metrics.surface.hd95_assd`), volume (mL) and volume
 error; mean and bootstrap 95% CI over cases. Predictions are scored in the ORIGINAL image grid, where
 the ground truth lives. An organ absent from both ground truth and prediction is not scored; absent
 from one only, it scores Dice = IoU = 0 and no distance (counted as missed / false positive)."""
@@ -20,7 +20,7 @@ def organ_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], na
     import torch
     from monai.metrics import compute_dice, compute_iou
 
-    from sonoseg.evaluate.surface import hd95_assd
+    from sonoseg.metrics.surface import hd95_assd
 
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []

@@ -70,9 +70,9 @@ def gflops(model, size: tuple[int, int], in_channels: int) -> Optional[float]:
 
 def int8_fps(checkpoint: Path, threads: int, calib=None, iters: int = 30, max_seconds: float = 5.0) -> dict:
     """Network-only int8 frames/s of a trained model (export + static int8 + onnxruntime, via
-    :func:`sonoseg.infer.benchmark.run_benchmark`); ``calib``: calibration grids (default: the
+    :func:`sonoseg.bench.benchmark.run_benchmark`); ``calib``: calibration grids (default: the
     shipped frames)."""
-    from sonoseg.infer.benchmark import BenchmarkPlan, BenchModel, run_benchmark
+    from sonoseg.bench.benchmark import BenchmarkPlan, BenchModel, run_benchmark
 
     bm = BenchModel.from_source(checkpoint)
     plan = BenchmarkPlan(backends=("onnx-int8",), threads=(threads,), e2e=False, iters=iters, max_seconds=max_seconds,
@@ -213,7 +213,7 @@ def grid_study(dataset: str | Path, out: str | Path, options: Optional[GridOptio
                           "speed": o.speed})
     records = run_cells(study, cells, extra=_cost(study, o.speed, o.speed_iters))
     df = grid_table(records, archs, encoders)
-    from sonoseg.infer.benchmark import machine_info
+    from sonoseg.bench.benchmark import machine_info
 
     info = machine_info()
     threads_used = df["fps_threads"].dropna()

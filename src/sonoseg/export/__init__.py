@@ -21,10 +21,11 @@ import numpy as np
 
 from sonoseg.errors import ConfigError, SonosegError
 from sonoseg._compat.legacy_kwargs import options_with_legacy
-from sonoseg.export.onnx_export import ExportError, OnnxOptions, export_onnx, read_onnx_config
 from sonoseg.export.options import FORMATS, ExportOptions
-from sonoseg.export.quantize import quantize_dynamic_int8, quantize_static_int8
-from sonoseg.export.torchscript import export_torchscript, load_torchscript
+from sonoseg.runtime.agreement import per_image_agreement, predict_class_probs, predict_masks
+from sonoseg.runtime.onnx_export import ExportError, OnnxOptions, export_onnx, read_onnx_config
+from sonoseg.runtime.quantize import quantize_dynamic_int8, quantize_static_int8
+from sonoseg.runtime.torchscript import export_torchscript, load_torchscript
 
 FILE_NAMES = {"onnx": "{stem}.onnx", "onnx-int8": "{stem}.int8.onnx", "torchscript": "{stem}.ts"}
 BACKEND_OF = {"onnx": "onnx", "onnx-int8": "onnx-int8", "torchscript": "torch"}
@@ -97,51 +98,9 @@ class ExportReport:
 
 
 # -- Dice of a backend over model-grid pairs --------------------------------------------------------
-def _masks_from_logits(logits: np.ndarray) -> np.ndarray:
-    """N x K x H x W logits -> N x H x W uint8 labels (sigmoid >= 0.5 <=> logit >= 0 for K = 1)."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] >= 0).astype(np.uint8)
-    return logits.argmax(1).astype(np.uint8)
-
-
-def predict_masks(run: Callable[[np.ndarray], np.ndarray], images: Sequence[np.ndarray], in_channels: int = 1,
-                  batch_size: int = 8) -> list[np.ndarray]:
-    """Masks on the model grid for HxW (or CxHxW) float32 images, batching images of equal size."""
-    out: list[np.ndarray] = []
-    i = 0
-    while i < len(images):
-        j = i + 1
-        while j < len(images) and j - i < batch_size and np.shape(images[j]) == np.shape(images[i]):
-            j += 1
-        x = np.stack([np.asarray(im, np.float32) for im in images[i:j]])
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.shape[1] == 1 and in_channels > 1:
-            x = np.repeat(x, in_channels, axis=1)
-        out.extend(_masks_from_logits(np.asarray(run(np.ascontiguousarray(x)))))
-        i = j
-    return out
-
-
-def predict_class_probs(run_all, images: Sequence[np.ndarray], in_channels: int = 1) -> Optional[np.ndarray]:
-    """N x C softmax probabilities of a class head (None without one), one image at a time."""
-    out = []
-    for im in images:
-        x = np.asarray(im, np.float32)
-        x = x[None, None] if x.ndim == 2 else x[None]
-        if x.shape[1] == 1 and in_channels > 1:
-            x = np.repeat(x, in_channels, axis=1)
-        c = run_all(np.ascontiguousarray(x))[1]
-        if c is None:
-            return None
-        e = np.exp(c - c.max(1, keepdims=True))
-        out.append((e / e.sum(1, keepdims=True))[0])
-    return np.stack(out) if out else None
-
-
 def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: int = 1) -> float:
     """Mean per-image Dice over images with a non-empty ground truth (sonoseg.evaluate convention)."""
-    from sonoseg.evaluate.metrics import segmentation_metrics
+    from sonoseg.metrics.segmentation import segmentation_metrics
 
     vals = []
     for p, g in zip(preds, gts):
@@ -149,20 +108,6 @@ def mean_dice(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], classes: i
         vals.append(m["dice"] if classes == 1 else m["macro"]["dice"])
     vals = np.asarray(vals, dtype=float)
     return float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-
-
-def per_image_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray], min_area: int = 64) -> np.ndarray:
-    """Dice of each pair of foreground masks (the fp32 model's and another backend's).
-
-    A pair where both masks have fewer than ``min_area`` pixels counts as agreeing (1.0): a few
-    pixels of noise either side are not a disagreement about a finding, and their Dice is
-    meaningless. Otherwise plain Dice, so a small blob present in one mask only scores ~0."""
-    out = []
-    for x, y in zip(a, b):
-        x, y = np.asarray(x) > 0, np.asarray(y) > 0
-        nx, ny = int(x.sum()), int(y.sum())
-        out.append(1.0 if nx < min_area and ny < min_area else 2.0 * int((x & y).sum()) / (nx + ny))
-    return np.asarray(out, dtype=float)
 
 
 def mask_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
@@ -226,7 +171,7 @@ def export_model(
     images change badly. The old keywords (``formats=``, ``tolerance=`` ...) and a positional
     ``out_dir`` still work this release, with a DeprecationWarning.
     """
-    from sonoseg.infer.backends import create_backend, load_torch_model
+    from sonoseg.runtime.backends import create_backend, load_torch_model
 
     t0 = time.perf_counter()
     o = options_with_legacy(ExportOptions, options, legacy, "export_model", positional="out_dir")
@@ -259,7 +204,7 @@ def export_model(
             if "onnx" in formats:
                 staged["onnx"] = res.path
         if "onnx-int8" in formats:
-            from sonoseg.export.quantize import default_scheme
+            from sonoseg.runtime.quantize import default_scheme
 
             scheme = o.scheme or default_scheme()
             log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")

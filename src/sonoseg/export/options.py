@@ -1,6 +1,6 @@
 """``ExportOptions``: the settings of ``export_model``, with defaults and checks in one place
 (``sonoseg export`` builds one from its flags). A bad value fails here, before minutes of exporting
-and quantising. ``export_onnx`` alone takes :class:`sonoseg.export.onnx_export.OnnxOptions`."""
+and quantising. ``export_onnx`` alone takes :class:`sonoseg.runtime.onnx_export.OnnxOptions`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from sonoseg.errors import ConfigError
-from sonoseg.export.onnx_export import DEFAULT_OPSET, check_onnx_settings
-from sonoseg.export.quantize import CALIBRATION_METHODS, SCHEMES
+from sonoseg.runtime.onnx_export import DEFAULT_OPSET, check_onnx_settings
+from sonoseg.runtime.quantize import CALIBRATION_METHODS, SCHEMES
 
 FORMATS = ("onnx", "onnx-int8", "torchscript")
 

@@ -144,7 +144,7 @@ class DomainScorer:
 @lru_cache(maxsize=4)
 def _cached_scorer(path: str, _mtime_ns: int, side: str) -> DomainScorer:
     """One PyTorch copy of a model per process for scoring (a server scores every job with it)."""
-    from sonoseg.infer.backends import load_torch_model
+    from sonoseg.runtime.backends import load_torch_model
 
     model, _ = load_torch_model(path)
     return DomainScorer(model, DomainStats.load(side))

@@ -75,14 +75,14 @@ def measure_masks(masks: list[str | Path], out_dir: str | Path, spacing=None, co
                   ellipse_fit: Optional[bool] = None, progress: Optional[Callable[[str, int, int], None]] = None,
                   spacing_file=None) -> dict:
     """Measure every mask; writes ``<stem>.measurements.json``, ``<stem>.overlay.png`` and ``results.json``.
-    Spacing per mask: ``spacing``, else ``spacing_file`` / a dataset's labels.csv (io.spacing_table), else its own."""
+    Spacing per mask: ``spacing``, else ``spacing_file`` / a dataset's labels.csv (data.spacing_table), else its own."""
     from sonoseg.config import SonosegConfig, load_config
     from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
                                       summary)
     from sonoseg.infer.outputs import unique_stem, write_json, write_overlay
     from sonoseg.io import find_inputs
     from sonoseg.io.spacing import parse_spacing, resolve_spacing
-    from sonoseg.io.spacing_table import SpacingTable
+    from sonoseg.data.spacing_table import SpacingTable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

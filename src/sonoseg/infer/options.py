@@ -74,7 +74,7 @@ class PredictOptions(ModelOptions):
     domain: bool = True  # flag inputs unlike the model's training images (when it has statistics)
     resume: bool = False  # reuse inputs a previous run in the output folder finished (its journal)
     spacing: Union[str, tuple[float, float], None] = None  # ROW_MM[,COL_MM] over every input's own
-    spacing_file: Optional[Path] = None  # CSV file -> spacing (io.spacing_table)
+    spacing_file: Optional[Path] = None  # CSV file -> spacing (data.spacing_table)
     contour: Optional[str] = None  # edge | centre; None: config/model
     biometry: Optional[bool] = None  # HC/BPD/OFD of the largest structure
     ellipse_fit: Optional[bool] = None  # replace each structure by its fitted ellipse

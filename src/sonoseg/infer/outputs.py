@@ -55,7 +55,7 @@ def _write_png(img: np.ndarray, path: Path, what: str) -> Path:
 def render_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35, caption=(), biometry=None,
                    spacing=None, banner=None) -> np.ndarray:
     """RGB uint8 overlay: filled mask + contour, then captions / biometry ellipse / banner."""
-    from sonoseg.evaluate.overlay import contour_overlay, overlay_image
+    from sonoseg.outputs.overlay import contour_overlay, overlay_image
     from sonoseg.infer.annotate import annotate
 
     thick = max(1, round(max(mask.shape) / 300))

@@ -98,12 +98,12 @@ class Predictor:
         """``path``: .pt checkpoint, .onnx, .ts/.torchscript, or None for the shipped default model.
         ``options``: a :class:`~sonoseg.infer.options.ModelOptions` (a PredictOptions is one):
         ``backend="auto"`` picks the fastest backend that is correct on this machine
-        (:func:`sonoseg.infer.backend_choice.choose_backend`); ``threads`` None = the machine's default
+        (:func:`sonoseg.runtime.backend_choice.choose_backend`); ``threads`` None = the machine's default
         (:func:`sonoseg.system.default_threads`); threshold, postprocessing and TTA left as None come
         from the model's stored config. ``log`` receives one-line notes (what was built, which backend).
         ``legacy``: the previous release's keywords (``backend=``, ``threads=`` ...), with a
         DeprecationWarning; ``postprocess=`` (a PostprocessOptions) replaces the merged postprocessing."""
-        from sonoseg.infer.backend_choice import choose_backend
+        from sonoseg.runtime.backend_choice import choose_backend
         from sonoseg.infer.default_model import default_model_path
         from sonoseg.infer.options import ModelOptions
         from sonoseg.system import resolve_threads
@@ -153,7 +153,7 @@ class Predictor:
 
         if not self.tta:
             return probs(x)
-        from sonoseg.evaluate.tta import flip_sets  # same flip combinations as evaluate.tta_predict
+        from sonoseg.infer.tta import flip_sets  # same flip combinations as evaluate.tta_predict
 
         sets = flip_sets(self.tta)
         acc, acc_c = None, None
@@ -182,7 +182,7 @@ class Predictor:
         return self._post((p >= self.threshold).astype(np.uint8))
 
     def _post(self, mask: np.ndarray) -> np.ndarray:
-        from sonoseg.evaluate.postprocess import postprocess
+        from sonoseg.infer.postprocess import postprocess
 
         if self.post.keep_largest or self.post.min_size or self.post.fill_holes:
             mask = postprocess(mask, keep_largest=self.post.keep_largest, min_size=self.post.min_size,

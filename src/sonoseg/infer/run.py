@@ -51,7 +51,7 @@ class RunSettings:
     temporal_window: int = 1  # the option's, else the model's postprocess.temporal_window
     domain: object = None  # DomainScorer or None
     progress: Optional[Callable[[str, int, int], None]] = None  # (input name, frames done, frames total)
-    spacing_table: object = None  # io.spacing_table.SpacingTable: per-image spacing (labels.csv, --spacing-file)
+    spacing_table: object = None  # data.spacing_table.SpacingTable: per-image spacing (labels.csv, --spacing-file)
 
     def resolve_spacing(self, path: Path, own, own_source):
         """(spacing, source): --spacing, else the spacing table's row for ``path``, else the file's own."""
@@ -162,7 +162,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
         if fmt == "dicom" and o.write_seg and in_scope is not False:
-            from sonoseg.infer.dicom_seg import SegWriteOptions, write_dicom_seg
+            from sonoseg.outputs.dicom_seg import SegWriteOptions, write_dicom_seg
             from sonoseg.infer.structures import structure_names
 
             labels = structure_names(predictor.config)
@@ -183,7 +183,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             def capture() -> Path:
                 import cv2
 
-                from sonoseg.infer.dicom_sc import write_overlay_sc
+                from sonoseg.outputs.dicom_sc import write_overlay_sc
                 from sonoseg.io.safety import atomic_path
 
                 rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -389,7 +389,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
         own = o.model if o.model is not None else getattr(predictor, "path", None)
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
-    from sonoseg.io.spacing_table import SpacingTable
+    from sonoseg.data.spacing_table import SpacingTable
 
     settings = RunSettings(o, int(window), scorer, progress, SpacingTable(o.spacing_file))
     files, unusable = expand_inputs(inputs)

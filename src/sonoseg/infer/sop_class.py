@@ -56,7 +56,7 @@ def not_an_image(path: str | Path) -> Optional[str]:
     kind = kind_of_class(str(ds.get("SOPClassUID", "")))
     if kind is not None:
         return kind
-    from sonoseg.infer.dicom_sc import is_overlay_capture
+    from sonoseg.outputs.dicom_sc import is_overlay_capture
 
     return "sonoseg overlay capture" if is_overlay_capture(ds) else None
 

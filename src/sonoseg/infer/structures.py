@@ -1,7 +1,7 @@
 """What a model segments, in words: one source for every name an output shows.
 
 The measurements JSON, the overlay caption, the decision note and the DICOM SEG segment label (and so
-its SNOMED CT code, :func:`sonoseg.infer.dicom_seg.property_codes_for`) all take the name from here:
+its SNOMED CT code, :func:`sonoseg.outputs.dicom_seg.property_codes_for`) all take the name from here:
 
 1. the model's ``measure.names`` (label value -> name), set at training and stored in the model file,
    e.g. ``{1: fetal head}`` from ``configs/fetal_head_biometry.yaml``;

@@ -1,4 +1,4 @@
-"""3D inference: sliding window with Gaussian blending on the model grid, probabilities mapped back to
+"""3D inference: sliding window (:mod:`sonoseg.models.sliding_window`) on the model grid, probabilities mapped back to
 the ORIGINAL voxel grid (inverse of crop, spacing and orientation), argmax there.
 
 Memory is bounded by the ROI size and ``sw_batch_size`` for the network; what grows with the volume is
@@ -17,31 +17,7 @@ import torch
 
 from sonoseg.config import SonosegConfig
 from sonoseg.io.types import Volume
-from sonoseg.preprocess.volume_config import VolumeConfig
-
-
-def effective_roi(roi, shape, multiple: int = 1) -> tuple[int, ...]:
-    """The window, shrunk on axes where the volume is smaller (to the volume's size rounded up to the
-    network's multiple): MONAI would pad such axes to the full ROI with a constant, and a window that is
-    mostly padding shifts the instance-norm statistics the network was trained with (a 14-slice
-    volume in a 96-slice window comes out empty)."""
-    m = max(1, int(multiple))
-    return tuple(min(int(r), -(-int(s) // m) * m) for r, s in zip(roi, shape))
-
-
-def sliding_window(vcfg: VolumeConfig, model, x: torch.Tensor) -> torch.Tensor:
-    """Logits for a N x C x D x H x W batch through the configured sliding window."""
-    roi = effective_roi(vcfg.roi_size, x.shape[2:], getattr(model, "multiple", 1))
-    return make_inferer(vcfg, roi=roi)(x, model)
-
-
-def make_inferer(vcfg: VolumeConfig, device: Optional[torch.device] = None, roi=None):
-    """MONAI SlidingWindowInferer from the config (Gaussian blending by default)."""
-    from monai.inferers import SlidingWindowInferer
-
-    return SlidingWindowInferer(roi_size=tuple(roi or vcfg.roi_size), sw_batch_size=vcfg.sw_batch_size,
-                                overlap=vcfg.overlap, mode=vcfg.blend, padding_mode="constant",
-                                cval=float(vcfg.b_min), device=device, progress=False)
+from sonoseg.models.sliding_window import sliding_window
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sonoseg.infer.label_table import LabelEntry
+from sonoseg.outputs.label_table import LabelEntry
 from sonoseg.infer.volume_measure import ras_xyz
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

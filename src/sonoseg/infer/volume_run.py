@@ -72,11 +72,11 @@ def _source_headers(files: list[Path]) -> tuple[list, list[str]]:
 def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, entries: list, out_path: Path,
                      model_version: str) -> tuple[Path, list[str]]:
     """Multi-segment DICOM SEG (BINARY, empty frames omitted) referencing every slice of the source
-    series; ``labels_zyx`` holds the label values of ``entries`` (:mod:`sonoseg.infer.label_table`).
+    series; ``labels_zyx`` holds the label values of ``entries`` (:mod:`sonoseg.outputs.label_table`).
     Every label of the model is a segment, numbered as its row in the label table (1..K), so a segment
     number means the same organ in every SEG of one model, with the table's name and colour, and the
     label value in its description; an organ not found is a segment without frames. Returns (path, notes)."""
-    from sonoseg.infer.dicom_seg import SegWriteOptions, write_dicom_seg
+    from sonoseg.outputs.dicom_seg import SegWriteOptions, write_dicom_seg
 
     if not any((labels_zyx == e.value).any() for e in entries):
         raise InputError(source, "no organ found: no DICOM SEG written")
@@ -92,7 +92,7 @@ def write_volume_seg(source: Path, volume, labels_zyx: np.ndarray, entries: list
 
 def predict_volume_file(predictor, path: Path, out: Path, stem: str, write_seg: bool = True) -> dict:
     """One input -> outputs in ``out``; returns its results.json record."""
-    from sonoseg.infer.label_table import as_json, label_table, write_label_tables
+    from sonoseg.outputs.label_table import as_json, label_table, write_label_tables
     from sonoseg.infer.outputs import write_json
     from sonoseg.infer.volume_measure import measure_organs
     from sonoseg.infer.volume_overlay import write_volume_overlay

@@ -6,7 +6,7 @@ output):
 1. ``--spacing ROW_MM[,COL_MM]`` given on the command line (``"cli --spacing"``);
 2. a ``spacing`` column (``ROW_MM`` or ``ROW_MM,COL_MM``) or ``spacing_row``/``spacing_col`` columns
    in a dataset's ``labels.csv`` (``"labels.csv"``) or a ``--spacing-file`` (``"spacing file"``), per
-   image by file stem (:mod:`sonoseg.io.spacing_table`);
+   image by file stem (:mod:`sonoseg.data.spacing_table`);
 3. the file itself: DICOM PixelSpacing / SequenceOfUltrasoundRegions / ImagerPixelSpacing, NIfTI
    pixdim, PNG ``pHYs`` (``"PNG pHYs"``);
 4. none: sizes are reported in pixels.
@@ -67,7 +67,7 @@ def png_phys_spacing(info: dict) -> Optional[tuple[float, float]]:
 def resolve_spacing(file_spacing, file_source: Optional[str], override=None, table_spacing=None,
                     table_source: str = LABELS_SOURCE):
     """``(spacing, source)`` by the precedence above; ``(None, None)`` when nothing is known.
-    ``table_source`` names the table (labels.csv or a --spacing-file, :mod:`sonoseg.io.spacing_table`)."""
+    ``table_source`` names the table (labels.csv or a --spacing-file, :mod:`sonoseg.data.spacing_table`)."""
     if override is not None:
         return parse_spacing(override), CLI_SOURCE
     if table_spacing is not None:

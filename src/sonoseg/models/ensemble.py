@@ -55,7 +55,7 @@ def member_spec(model_cfg: Any) -> dict:
 
 @register_model("ensemble", description="Mean probability of several trained networks (params.members).")
 def build_ensemble(encoder=None, in_channels: int = 1, classes: int = 1, members: Sequence[dict] = ()) -> nn.Module:
-    from sonoseg.models.registry import create_model  # the members are ordinary registered models
+    from sonoseg.models.factory import create_model  # the members are ordinary registered models
 
     nets = []
     for i, spec in enumerate(members):

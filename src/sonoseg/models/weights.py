@@ -72,7 +72,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         first = (str(exc).splitlines() or [""])[0][:150]
         raise InputError(p, f"cannot read weights ({type(exc).__name__}: {first})") from exc
     if isinstance(obj, dict):
-        from sonoseg.models.checkpoint import decode_stored_weights  # a shipped checkpoint: int8-stored weights
+        from sonoseg.models.weight_storage import decode_stored_weights  # a shipped checkpoint: int8-stored weights
 
         obj = decode_stored_weights(obj, p)
     for _ in range(2):  # training checkpoints nest the state dict one or two levels deep

@@ -88,7 +88,7 @@ def is_result(path: str | Path) -> bool:
     """A DICOM SEG (anyone's) or one of sonoseg's overlay captures: what ``push`` sends from a folder."""
     import pydicom
 
-    from sonoseg.infer.dicom_sc import is_overlay_capture
+    from sonoseg.outputs.dicom_sc import is_overlay_capture
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True,

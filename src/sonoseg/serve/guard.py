@@ -14,8 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sonoseg.errors import InputError, reason
-from sonoseg.serve.uploads import UploadRejected
+from sonoseg.errors import InputError, SonosegError, reason
 
 MB = 1024 * 1024
 # Estimated peak memory of one job. bench/job_memory.py measured the worker's run_job (predict, SEG,
@@ -26,6 +25,14 @@ MB = 1024 * 1024
 PER_FRAME_BYTES = 24  # per pixel of one frame (decode, model input, overlay, PNG renders)
 PER_VOXEL_BYTES = 3  # per pixel of every frame of a cine or volume (masks, SEG frames, mask read back)
 FIXED_BYTES = 96 * MB
+
+
+class UploadRejected(SonosegError):
+    """An upload the service refuses: ``status`` is the HTTP answer (4xx), the message one line."""
+
+    def __init__(self, status: int, reason: str):
+        self.status = status
+        super().__init__(reason.splitlines()[0][:300] if reason else "upload refused")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sonoseg.errors import SonosegError
+from sonoseg.serve.guard import UploadRejected
 
 CHUNK = 1 << 20
 DEFAULT_JOB_MB = 512  # the worker's memory budget per job (Settings.job_memory_mb)
-
-
-class UploadRejected(SonosegError):
-    def __init__(self, status: int, reason: str):
-        self.status = status
-        super().__init__(reason.splitlines()[0][:300] if reason else "upload refused")
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Why it matters: onnxruntime's x86 int8 kernels multiply uint8 activations by int8 weights. With
 VNNI (AVX512-VNNI or AVX-VNNI) the products are accumulated exactly in 32 bits; without it (plain
 AVX2 / AVX-512F) the kernel uses ``vpmaddubsw``, whose int16 pair sums saturate when weights use
-the full int8 range, so masks can differ from fp32. :mod:`sonoseg.export.quantize` picks its
+the full int8 range, so masks can differ from fp32. :mod:`sonoseg.runtime.quantize` picks its
 scheme from :func:`has_vnni`.
 
 Read from ``/proc/cpuinfo`` (Linux); elsewhere only the model string from :mod:`platform` is

@@ -1,7 +1,7 @@
-"""Which int8 scheme is exact on a CPU: one answer for the exporter (sonoseg.export.quantize) and the
+"""Which int8 scheme is exact on a CPU: one answer for the exporter (sonoseg.runtime.quantize) and the
 trainer's quantisation-aware fine-tuning (sonoseg.train.qat), which must simulate what will be built.
 
-See sonoseg.export.quantize for why the scheme depends on VNNI."""
+See sonoseg.runtime.quantize for why the scheme depends on VNNI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 
 from sonoseg.errors import ConfigError
 
-# scheme -> quantize_static arguments. "u8s8" needs VNNI to be exact (see sonoseg.export.quantize).
+# scheme -> quantize_static arguments. "u8s8" needs VNNI to be exact (see sonoseg.runtime.quantize).
 SCHEMES = {
     "u8s8": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": False},
     "u8s8-reduced": {"activation_type": "quint8", "weight_type": "qint8", "reduce_range": True},

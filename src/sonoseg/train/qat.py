@@ -1,4 +1,4 @@
-"""Quantisation-aware fine-tuning that simulates the exporter's int8 build (sonoseg.export.quantize).
+"""Quantisation-aware fine-tuning that simulates the exporter's int8 build (sonoseg.runtime.quantize).
 
 The exporter quantises with onnxruntime's static QDQ scheme: every Conv/Gemm/MatMul node except the
 model's ``model.int8_keep_float`` ones, and every ConvTranspose, gets int8 weights, symmetric per output channel (range -64..64

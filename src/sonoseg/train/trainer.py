@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 from sonoseg._compat.legacy_kwargs import options_with_legacy
 from sonoseg.config import SonosegConfig, save_config
 from sonoseg.errors import ConfigError
-from sonoseg.evaluate.class_metrics import quick_scores
+from sonoseg.metrics.classification import quick_scores
 from sonoseg.train import history
 from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from sonoseg.train.data_setup import select_samples
@@ -31,8 +31,8 @@ from sonoseg.train.device import select_device
 from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
 from sonoseg.train.loop import train_one_epoch, validate
 from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
+from sonoseg.system.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 from sonoseg.train.options import RunOptions
-from sonoseg.train.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
 
 
 @dataclass

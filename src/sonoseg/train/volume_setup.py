@@ -91,6 +91,6 @@ def sliding_forward(model, cfg: SonosegConfig) -> Optional[Callable]:
     """Validation forward for 3D: the same sliding window as inference (None for 2D configs)."""
     if cfg.volume is None:
         return None
-    from sonoseg.infer.volume import sliding_window
+    from sonoseg.models.sliding_window import sliding_window
 
     return lambda x: sliding_window(cfg.volume, model, x)

@@ -2,7 +2,7 @@
 
 * ``.onnx`` -> onnxruntime as is (an int8 file built for VNNI on a CPU without it gets a warning).
 * TorchScript -> torch.
-* a checkpoint -> its ONNX version from the cache (:mod:`sonoseg.infer.fast_model`), int8 for the
+* a checkpoint -> its ONNX version from the cache (:mod:`sonoseg.runtime.fast_model`), int8 for the
   shipped models when the int8 masks agree with PyTorch's on this CPU, else fp32 ONNX; int8 for a
   user's checkpoint needs calibration data of its own domain, so it comes from ``sonoseg export``
   (or ``--backend onnx-int8``) instead. Falls back to eager torch with a note when onnxruntime is
@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 
 def _is_shipped(path: Path) -> bool:
-    from sonoseg.infer.default_model import assets_dir
+    from sonoseg.models.shipped import assets_dir
 
     try:
         return path.resolve().is_relative_to((assets_dir() / "models").resolve())
@@ -27,8 +27,8 @@ def _is_shipped(path: Path) -> bool:
 
 def choose_backend(kind: str, path: Path, threads: Optional[int] = None,
                    log: Optional[Callable[[str], None]] = None, cache_dir: Optional[Path] = None):
-    """A :class:`~sonoseg.infer.backends.Backend` for ``path``; ``kind`` "auto" chooses (see module doc)."""
-    from sonoseg.infer.backends import create_backend, warn_int8_scheme
+    """A :class:`~sonoseg.runtime.backends.Backend` for ``path``; ``kind`` "auto" chooses (see module doc)."""
+    from sonoseg.runtime.backends import create_backend, warn_int8_scheme
 
     say = log or (lambda s: None)
     if kind != "auto":
@@ -36,7 +36,7 @@ def choose_backend(kind: str, path: Path, threads: Optional[int] = None,
     elif path.suffix == ".onnx":
         be = create_backend("onnx", path, threads=threads)
     else:
-        from sonoseg.export.torchscript import SUFFIXES, is_torchscript_file
+        from sonoseg.runtime.torchscript import SUFFIXES, is_torchscript_file
 
         if path.suffix in SUFFIXES or (path.is_file() and is_torchscript_file(path)):
             be = create_backend("torch", path, threads=threads)
@@ -47,15 +47,15 @@ def choose_backend(kind: str, path: Path, threads: Optional[int] = None,
 
 
 def _fast_or_torch(path: Path, threads, say, cache_dir):
-    from sonoseg.infer.backends import create_backend, load_torch_model
+    from sonoseg.runtime.backends import create_backend, load_torch_model
 
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         say("onnxruntime not installed: using eager PyTorch")
         return create_backend("torch", path, threads=threads)
-    from sonoseg.export.onnx_export import ExportError
-    from sonoseg.infer.fast_model import build_fast_model
+    from sonoseg.runtime.onnx_export import ExportError
+    from sonoseg.runtime.fast_model import build_fast_model
 
     try:
         fm = build_fast_model(path, quantize=_is_shipped(path), cache_dir=cache_dir, threads=threads or 1, log=say)

@@ -2,7 +2,7 @@
 use on *this* CPU, checked against PyTorch, and cached.
 
 Why build instead of ship: the int8 scheme that is exact depends on the CPU (VNNI or not, see
-:mod:`sonoseg.export.quantize`), and an fp32 ONNX file is cheap to make (seconds). The package ships
+:mod:`sonoseg.runtime.quantize`), and an fp32 ONNX file is cheap to make (seconds). The package ships
 a calibration set of 100 small training-split breast-ultrasound frames (``assets/calibration``);
 four fifths calibrate the int8 model, the rest check it: the int8 model is used only when its
 masks agree with PyTorch's (per-image Dice, mean >= ``MIN_AGREEMENT``, worst >= ``MIN_WORST``),
@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from sonoseg.errors import SonosegError
+from sonoseg.runtime.calibration import calibration_grids
 
 MIN_AGREEMENT = 0.97
 MIN_WORST = 0.5
@@ -43,31 +44,6 @@ class FastModel:
         d = asdict(self)
         d["path"], d["fp32_path"] = str(self.path), str(self.fp32_path)
         return d
-
-
-def calibration_dir() -> Path:
-    from sonoseg.infer.default_model import assets_dir
-
-    return assets_dir() / "calibration"
-
-
-def calibration_frames() -> list[np.ndarray]:
-    """The shipped calibration frames (8-bit grayscale), in file-name order."""
-    import cv2
-
-    files = sorted([*calibration_dir().glob("*.png"), *calibration_dir().glob("*.jpg")])
-    if not files:
-        raise SonosegError(f"{calibration_dir()}: calibration frames missing from this installation")
-    return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-
-
-def calibration_grids(config) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(calibration grids, check grids): the shipped frames preprocessed with ``config.preprocess``;
-    every fifth frame checks, the rest calibrate (so every class is in both)."""
-    from sonoseg.preprocess import preprocess_image
-
-    grids = [preprocess_image(f, config.preprocess).image for f in calibration_frames()]
-    return [g for i, g in enumerate(grids) if i % 5 != 4], grids[4::5]
 
 
 # Bumped whenever the way the files are built changes (2: TF pads folded into convolutions), so a
@@ -101,8 +77,8 @@ def build_fast_model(checkpoint: str | Path, *, quantize: bool = True, cache_dir
 
     ``quantize=False``: fp32 ONNX only (exact to ~1e-4 logits, 2-4x faster than eager PyTorch).
     int8 schemes are tried in :func:`int8_schemes_to_try` order; the first that passes the check is used."""
-    from sonoseg.export.onnx_export import export_onnx
-    from sonoseg.infer.backends import load_torch_model
+    from sonoseg.runtime.onnx_export import export_onnx
+    from sonoseg.runtime.backends import load_torch_model
 
     checkpoint = Path(checkpoint)
     folder = cache_folder(checkpoint, cache_dir)
@@ -143,7 +119,7 @@ def int8_schemes_to_try() -> list[str]:
     """The CPU's default scheme first; where that is not u8u8, u8u8 next (it needs no VNNI and keeps
     full-range weights: EfficientNet-Lite's int8 masks agree with fp32 only with it on AVX2 CPUs).
     ``$SONOSEG_INT8_SCHEME`` pins one scheme."""
-    from sonoseg.export.quantize import SCHEME_ENV, default_scheme
+    from sonoseg.runtime.quantize import SCHEME_ENV, default_scheme
 
     first = default_scheme()
     if os.environ.get(SCHEME_ENV, "").strip() or first == "u8u8":
@@ -190,10 +166,10 @@ def _decide(rec: dict, int8: Path, fp32: Path, scheme: str) -> FastModel:
 
 def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads: int) -> dict:
     """Quantise on half the shipped frames, compare masks with PyTorch's on the other half."""
-    from sonoseg.export import per_image_agreement, predict_masks
-    from sonoseg.export.onnx_export import ExportError
-    from sonoseg.export.quantize import quantize_static_int8
-    from sonoseg.infer.backends import create_backend
+    from sonoseg.runtime.agreement import per_image_agreement, predict_masks
+    from sonoseg.runtime.onnx_export import ExportError
+    from sonoseg.runtime.quantize import quantize_static_int8
+    from sonoseg.runtime.backends import create_backend
 
     calib, check = calibration_grids(cfg)
     try:
@@ -207,7 +183,7 @@ def _quantize_and_check(fp32: Path, dst: Path, model, cfg, scheme: str, threads:
     per = per_image_agreement(ref, predict_masks(q.run, check, ch))
     rec = {"scheme": scheme, "agreement_mean": float(per.mean()), "agreement_worst": float(per.min()),
            "n_check": len(check), "n_calibration": len(calib)}
-    from sonoseg.export import predict_class_probs
+    from sonoseg.runtime.agreement import predict_class_probs
 
     ref_cls = predict_class_probs(ref_be.run_all, check, ch)
     if ref_cls is not None:  # a class head: the int8 model must name the same class

@@ -1,7 +1,7 @@
 """Per-image segmentation metrics, with an explicit convention for empty masks.
 
 Pixel counts TP/FP/FN/TN give Dice, IoU, precision, recall (= sensitivity), specificity and pixel
-accuracy; HD95 and ASSD come from :mod:`sonoseg.evaluate.surface` (mm when ``spacing`` = (row, col)
+accuracy; HD95 and ASSD come from :mod:`sonoseg.metrics.surface` (mm when ``spacing`` = (row, col)
 mm is given, else pixels).
 
 Empty-mask convention (as MONAI ``ignore_empty=True`` / Metrics Reloaded), per image and class:
@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from sonoseg.evaluate.surface import Backend, hd95_assd, image_diagonal
+from sonoseg.metrics.surface import Backend, hd95_assd, image_diagonal
 
 METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd95", "assd")
 OVERLAP = ("dice", "iou", "precision", "recall")

@@ -6,11 +6,11 @@ mask, its contour and the overlay's captions burned in), in its own series "sono
 diagnosis)".
 
 * highdicom's SCImage builds it, with the patient / study attributes reduced as for the SEG
-  (:func:`sonoseg.infer.dicom_seg._proxy`). highdicom insists on a patient orientation for a patient
+  (:func:`sonoseg.outputs.dicom_seg._proxy`). highdicom insists on a patient orientation for a patient
   image; ultrasound has none, so the capture states it as the source does (usually empty = unknown,
   Type 2C) rather than an invented one.
 * SourceImageSequence references the image (and for a cine the frame) it was drawn on; the pixel
-  spacing is the SEG's (:func:`sonoseg.infer.dicom_seg.pixel_measures_for`); Laterality and Burned In
+  spacing is the SEG's (:func:`sonoseg.outputs.dicom_seg.pixel_measures_for`); Laterality and Burned In
   Annotation are the source's (a screen capture with the patient's name burned in stays flagged).
 * Manufacturer / Manufacturer's Model Name ``sonoseg`` / ``sonoseg overlay`` (:func:`is_overlay_capture`):
   a listener never segments a capture sent back to it (:mod:`sonoseg.pacs.segment`); sonoseg's other
@@ -29,7 +29,7 @@ from pydicom.uid import generate_uid
 
 from sonoseg import __version__
 from sonoseg.errors import InputError
-from sonoseg.infer.dicom_seg import SourceLike, _frames_of, _instance_number, _proxy, _read_source, pixel_measures_for
+from sonoseg.outputs.dicom_seg import SourceLike, _frames_of, _instance_number, _proxy, _read_source, pixel_measures_for
 
 SERIES_DESCRIPTION = "sonoseg overlay (not for diagnosis)"
 MODEL_NAME = "sonoseg overlay"

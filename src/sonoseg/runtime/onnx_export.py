@@ -29,7 +29,7 @@ import numpy as np
 
 from sonoseg._compat.legacy_kwargs import options_with_legacy
 from sonoseg.errors import SonosegError
-from sonoseg.export.onnx_graph import describe, simplify_file
+from sonoseg.runtime.onnx_graph import describe, simplify_file
 
 CONFIG_KEY = "sonoseg_config"  # full SonosegConfig JSON
 PREPROCESS_KEY = "sonoseg_preprocess"  # convenience copy of the preprocess section

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 
-from sonoseg.export.onnx_export import (
+from sonoseg.runtime.onnx_export import (
     ExportError,
     _input_spec,
     compare_with_eager,

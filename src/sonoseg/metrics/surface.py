@@ -13,7 +13,7 @@ Two backends compute the same thing: ``"monai"`` (default; ``compute_hausdorff_d
 ``compute_average_surface_distance(symmetric=True)`` with ``spacing``) and ``"scipy"``
 (``distance_transform_edt(sampling=spacing)`` on the boundaries). The scipy one is kept as an
 independent cross-check (tests compare both) and because it does not need torch.
-Empty masks are the caller's business (see :mod:`sonoseg.evaluate.metrics`); here they give NaN.
+Empty masks are the caller's business (see :mod:`sonoseg.metrics.segmentation`); here they give NaN.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from sonoseg.errors import ConfigError
-from sonoseg.export.onnx_export import INPUT_NAME, QUANT_KEY, ExportError, embed_metadata, read_metadata
+from sonoseg.runtime.onnx_export import INPUT_NAME, QUANT_KEY, ExportError, embed_metadata, read_metadata
 
 # scheme -> quantize_static arguments, and the CPU's default: shared with the trainer's QAT (sonoseg.train.qat)
 from sonoseg.system.int8_scheme import SCHEME_ENV, SCHEMES, default_scheme  # noqa: F401
@@ -179,10 +179,10 @@ def pre_process(src: Path, dst: Path) -> list[str]:
 
 
 def _simplify(path: Path) -> list[str]:
-    """Exact rewrites (sonoseg.export.onnx_graph): TF-style pads become Conv pads and stacked sums
+    """Exact rewrites (sonoseg.runtime.onnx_graph): TF-style pads become Conv pads and stacked sums
     become Adds, so neither runs in float between quantise/dequantise pairs (fp32 files exported by an
     older sonoseg get them too). ``path`` is already optimised by pre_process. Returns notes."""
-    from sonoseg.export.onnx_graph import describe, simplify_file
+    from sonoseg.runtime.onnx_graph import describe, simplify_file
 
     return describe(simplify_file(path, optimize=False))
 
@@ -231,7 +231,7 @@ def _keep_float_nodes(m, path: Path, prefixes: Optional[Sequence[str]]) -> tuple
     not silently quantise everything)."""
     if prefixes is None:
         from sonoseg.config import SonosegConfig
-        from sonoseg.export.onnx_export import CONFIG_KEY
+        from sonoseg.runtime.onnx_export import CONFIG_KEY
 
         raw = {p.key: p.value for p in m.metadata_props}.get(CONFIG_KEY)
         try:

@@ -91,7 +91,7 @@ def load_torch_model(source: Any):
     path = Path(source)
     if not path.is_file():
         raise InputError(path, "model file not found")
-    from sonoseg.export.torchscript import SUFFIXES, is_torchscript_file, load_torchscript
+    from sonoseg.runtime.torchscript import SUFFIXES, is_torchscript_file, load_torchscript
 
     if path.suffix in SUFFIXES or is_torchscript_file(path):
         return load_torchscript(path)
@@ -175,7 +175,7 @@ class OnnxBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from exc
-        from sonoseg.export.onnx_export import read_onnx_config
+        from sonoseg.runtime.onnx_export import read_onnx_config
 
         path = Path(path)
         if not path.is_file():
@@ -206,7 +206,7 @@ def warn_int8_scheme(be: Backend, say) -> None:
     path = getattr(be, "path", None)
     if path is None or not be.kind.startswith("onnx"):
         return
-    from sonoseg.export.quantize import quantization_info, scheme_warning
+    from sonoseg.runtime.quantize import quantization_info, scheme_warning
 
     msg = scheme_warning(quantization_info(path))
     if msg:
@@ -218,7 +218,7 @@ def warn_int8_scheme(be: Backend, say) -> None:
 
 
 def read_onnx_config_safe(path: Path):
-    from sonoseg.export.onnx_export import read_onnx_config
+    from sonoseg.runtime.onnx_export import read_onnx_config
 
     try:
         return read_onnx_config(path)
@@ -227,7 +227,7 @@ def read_onnx_config_safe(path: Path):
 
 
 def _is_quantized(path: Path, mode: str) -> bool:
-    from sonoseg.export.quantize import quantization_info
+    from sonoseg.runtime.quantize import quantization_info
 
     info = quantization_info(path)
     return bool(info) and info.get("mode") == mode
@@ -280,7 +280,7 @@ def _create_onnx_backend(kind, source, threads, config, calib_images):
     tmpdir = None
     path = Path(source) if isinstance(source, (str, Path)) else None
     if path is None or path.suffix != ".onnx":
-        from sonoseg.export.onnx_export import export_onnx
+        from sonoseg.runtime.onnx_export import export_onnx
 
         model, cfg = load_torch_model(source)
         cfg = config or cfg
@@ -288,10 +288,10 @@ def _create_onnx_backend(kind, source, threads, config, calib_images):
         path = Path(tmpdir.name) / "model.onnx"
         export_onnx(model, path, config=cfg)
     if kind == "onnx-int8" and not _is_quantized(path, "static"):
-        from sonoseg.export.quantize import quantize_static_int8
+        from sonoseg.runtime.quantize import quantize_static_int8
 
         if not calib_images:  # the shipped breast-US calibration frames, preprocessed for this model
-            from sonoseg.infer.fast_model import calibration_grids
+            from sonoseg.runtime.calibration import calibration_grids
 
             cfg = config or read_onnx_config_safe(path)
             if cfg is None:
@@ -302,7 +302,7 @@ def _create_onnx_backend(kind, source, threads, config, calib_images):
         quantize_static_int8(path, Path(tmpdir.name) / "model.int8.onnx", calib_images)
         path = Path(tmpdir.name) / "model.int8.onnx"
     elif kind == "onnx-int8-dynamic" and not _is_quantized(path, "dynamic"):
-        from sonoseg.export.quantize import quantize_dynamic_int8
+        from sonoseg.runtime.quantize import quantize_dynamic_int8
 
         tmpdir = tmpdir or tempfile.TemporaryDirectory(prefix="sonoseg-be-")
         quantize_dynamic_int8(path, Path(tmpdir.name) / "model.int8d.onnx")

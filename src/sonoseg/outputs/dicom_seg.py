@@ -69,8 +69,8 @@ from pydicom.uid import generate_uid
 
 from sonoseg import __version__
 from sonoseg.errors import ConfigError, InputError
-from sonoseg.infer.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
-from sonoseg.infer.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
+from sonoseg.outputs.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
+from sonoseg.outputs.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
 
 SourceLike = Union[str, Path, Dataset]
 
@@ -333,7 +333,7 @@ class SegWriteOptions:
     frames, in order). ``omit_empty_frames=False`` stores empty frames too, so the SEG states that
     every listed frame was analysed and has no finding, rather than leaving it unknown.
     ``finding``: the image-level decision of :mod:`sonoseg.infer.decision` (class head), written as a
-    coded modifier of each segment's property type (:mod:`sonoseg.infer.seg_class_codes`).
+    coded modifier of each segment's property type (:mod:`sonoseg.outputs.seg_class_codes`).
     ``seed_uid`` makes the SEG's UIDs deterministic; ``series_instance_uid`` puts the SEG into a given
     series (several SEGs of one source series, one per image, in one SEG series: see
     :mod:`sonoseg.infer.run`). ``instance_number``: default the source's InstanceNumber, so the SEGs

@@ -12,7 +12,7 @@ Timing: ``warmup`` untimed calls, then up to ``iters`` timed calls (``time.perf_
 early once ``max_seconds`` have been spent (slow comparison models), never fewer than ``min_iters``.
 
 Peak memory (``peak_rss_mb``): the process's peak resident set size, VmHWM from /proc/self/status.
-With ``isolate=True`` (CLI default) every row runs in a fresh ``python -m sonoseg.infer.benchmark``
+With ``isolate=True`` (CLI default) every row runs in a fresh ``python -m sonoseg.bench.benchmark``
 process, so the figure is what a deployment of that one backend needs: interpreter + runtime
 libraries + model + activations (an ONNX row never imports torch). ``base_rss_mb`` is the same
 process's RSS just before the model was loaded, so ``peak - base`` ~ model + runtime arenas.
@@ -120,7 +120,7 @@ def _empty_row(spec: RowSpec, status: str, note: str = "") -> dict:
 def run_row(spec: RowSpec, reset_rss: bool = True) -> dict:
     """Measure one row in this process."""
     from sonoseg.errors import SonosegError
-    from sonoseg.infer.backends import BackendUnavailable, create_backend
+    from sonoseg.runtime.backends import BackendUnavailable, create_backend
 
     method = "VmHWM" + (" (reset per row)" if reset_rss and reset_peak_rss() else "")
     base = rss_mb()
@@ -137,7 +137,7 @@ def run_row(spec: RowSpec, reset_rss: bool = True) -> dict:
     except (SonosegError, RuntimeError, ValueError) as exc:
         return _empty_row(spec, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if spec.mode == "model":
-        from sonoseg.export.onnx_export import phantom_grid
+        from sonoseg.runtime.onnx_export import phantom_grid
 
         grids = [phantom_grid(spec.size, seed=i) for i in range(spec.batch)]
         x = np.ascontiguousarray(np.repeat(np.stack(grids)[:, None], spec.in_channels, axis=1))
@@ -177,7 +177,7 @@ def run_row_isolated(spec: RowSpec, timeout: float = 900.0) -> dict:
         json.dump(asdict(spec), fh)
         spec_path = fh.name
     try:
-        proc = subprocess.run([sys.executable, "-m", "sonoseg.infer.benchmark", spec_path], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "sonoseg.bench.benchmark", spec_path], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     except subprocess.TimeoutExpired:
         return _empty_row(spec, "failed", f"timed out after {timeout:.0f} s")
@@ -204,7 +204,7 @@ class BenchModel:
 
     @classmethod
     def from_source(cls, source: Any, label: Optional[str] = None, config=None) -> "BenchModel":
-        from sonoseg.infer.backends import load_torch_model
+        from sonoseg.runtime.backends import load_torch_model
 
         module, cfg = load_torch_model(source)
         cfg = config or cfg
@@ -259,8 +259,8 @@ def prepare_artifacts(bm: BenchModel, backends: Sequence[str], work_dir: Path,
     """Export the files each backend kind loads; returns backend -> source path or an 'error: ...'."""
     import torch
 
-    from sonoseg.export.onnx_export import export_onnx
-    from sonoseg.export.quantize import quantize_dynamic_int8, quantize_static_int8
+    from sonoseg.runtime.onnx_export import export_onnx
+    from sonoseg.runtime.quantize import quantize_dynamic_int8, quantize_static_int8
 
     work_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
@@ -288,7 +288,7 @@ def prepare_artifacts(bm: BenchModel, backends: Sequence[str], work_dir: Path,
                     if calib_images:
                         calib = calib_images
                     else:  # the shipped calibration frames (real ultrasound), as predict's fast path uses
-                        from sonoseg.infer.fast_model import calibration_grids
+                        from sonoseg.runtime.calibration import calibration_grids
 
                         calib = calibration_grids(bm.config)[0]
                     quantize_static_int8(fp32, q, calib)
@@ -389,7 +389,7 @@ def machine_info() -> dict:
     int8 scheme chosen for this CPU, library versions."""
     import platform
 
-    from sonoseg.export.quantize import default_scheme
+    from sonoseg.runtime.quantize import default_scheme
     from sonoseg.system import available_cpus, cpu_info
 
     cpu = cpu_info()
@@ -412,7 +412,7 @@ def machine_info() -> dict:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """Child entry point: ``python -m sonoseg.infer.benchmark SPEC.json`` prints one marked JSON row."""
+    """Child entry point: ``python -m sonoseg.bench.benchmark SPEC.json`` prints one marked JSON row."""
     import warnings
 
     warnings.simplefilter("ignore")
