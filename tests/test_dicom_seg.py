@@ -412,3 +412,24 @@ def test_retired_us_sop_class_and_acr_nema_dates_get_a_seg(tmp_path, name):
             for s in item.DerivationImageSequence[0].SourceImageSequence} == {src.SOPClassUID}
     assert (ds.StudyDate, ds.StudyTime) == ("19941105", "112000")
     assert np.array_equal(read_dicom_seg(out)[0], m)
+
+
+def test_suspicious_flag_leads_the_segment_description(tmp_path):
+    """Issue 22 item 4: a lesion the malignancy operating point flags says so first in its SEG (the arg-max
+    class may be benign); an unflagged one does not mention it."""
+    import dciodvfy_check as dv
+
+    name = "US1_UNCR.dcm"
+    src = header(name)
+    m = ellipse_masks(src.Rows, src.Columns, 1)[0]
+    op = {"class": "malignant", "threshold": 0.16}
+    flagged = {"class": "benign", "class_probabilities": {"benign": 0.7, "malignant": 0.21, "normal": 0.09},
+               "lesion_found": True, "source": "both", "suspicious": True, "suspicious_threshold": op}
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "s.dcm", SegWriteOptions(finding=flagged)))
+    text = ds.SegmentSequence[0].SegmentDescription
+    assert text.startswith("SUSPICIOUS malignant p=0.21>=0.16; class head: benign (p=0.70)") and len(text) <= 64
+    if dv.available():
+        assert dv.seg_problems(tmp_path / "s.dcm")[0] == []
+    calm = dict(flagged, suspicious=False)
+    ds = pydicom.dcmread(write_dicom_seg(dicom_testfile(name), m, tmp_path / "n.dcm", SegWriteOptions(finding=calm)))
+    assert ds.SegmentSequence[0].SegmentDescription.startswith("class head: benign (p=0.70)")

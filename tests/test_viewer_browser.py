@@ -90,6 +90,8 @@ def test_viewer_login_upload_result(tmp_path, browser):
         # the shipped default (v3) classifies: the page shows the API's class and every probability
         assert res["label"] in {"normal", "benign", "malignant"}, res["label"]
         assert label.text.lower() == res["label"]
+        # the malignancy operating point: shown exactly when the API sets it (None: the model has none)
+        assert b.find_element(By.ID, "suspicious-flag").is_displayed() == (res["suspicious"] is True)
         probs = b.find_element(By.ID, "probabilities").text
         assert set(res["probabilities"]) == {"normal", "benign", "malignant"}
         assert all(k in probs for k in res["probabilities"])

@@ -253,7 +253,7 @@ def decision_label(decision: dict) -> str:
 def _decision_summary(decision: dict) -> dict:
     out = {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
            "found": decision["found"], "structure": decision["structure"], "decision_source": decision["source"]}
-    for key in ("lesion_found", "suspicious"):  # lesion models only; the flag only with an operating point
+    for key in ("lesion_found", "suspicious", "suspicious_threshold"):  # the flag only with an operating point
         if key in decision:
             out[key] = decision[key]
     return out

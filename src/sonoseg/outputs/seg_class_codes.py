@@ -13,6 +13,7 @@ The decision is a modifier of each segment's property type (SegmentedPropertyTyp
   designator ("Unrecognized defined term <99SONOSEG>"): a site can map it with a one-line table.
 
 SegmentDescription (0062,0006) says the same in words with the probability and the decision source,
+led by the malignancy operating point where it flags the lesion ("SUSPICIOUS malignant p=0.21>=0.16; ..."),
 e.g. "class head: malignant (p=0.91); lesion found (both)".
 """
 
@@ -44,8 +45,18 @@ def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
     item.SegmentedPropertyTypeModifierCodeSequence = [class_code(cls)]
     verdict = finding.get("verdict") or ("lesion found" if finding.get("lesion_found") else "no lesion found")
     text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
-    description.SegmentDescription = text[:64]
+    description.SegmentDescription = (_suspicious_text(finding) + text)[:64]
     return description
+
+
+def _suspicious_text(finding: Mapping) -> str:
+    """The malignancy operating point leads the description (it is cut at 64 characters):
+    "SUSPICIOUS malignant p=0.21>=0.16; " where the flag is set, nothing otherwise."""
+    op = finding.get("suspicious_threshold") or {}
+    if finding.get("suspicious") is not True or not op:
+        return ""
+    p = (finding.get("class_probabilities") or {}).get(op.get("class"))
+    return f"SUSPICIOUS {op['class']}" + (f" p={p:.2f}>={float(op['threshold']):.2f}" if p is not None else "") + "; "
 
 
 def declare_local_scheme(seg: Dataset) -> None:

@@ -30,6 +30,8 @@ def result_view(r: Result, study: str | None = None, measurements: dict | None =
            "model": {"name": r.model_name, "version": r.model_version, "sha256": r.model_sha256},
            "label": r.label, "probabilities": r.probabilities, "kind": r.kind, "frames": r.frames,
            "unit": r.unit, "max_area": r.max_area, "max_diameter": r.max_diameter, "summary": r.summary,
+           # the malignancy operating point (issue 22): True/False where the model has one, else None
+           "suspicious": (r.summary or {}).get("suspicious"),
            "files": files, "view_frames": frames,
            "checksums": {f"{a.kind}" + (f"[{a.frame}]" if a.frame >= 0 else ""): a.sha256
                          for a in r.artefacts if a.frame < 0 and a.kind != "seg_original"}}
@@ -42,7 +44,8 @@ def result_view(r: Result, study: str | None = None, measurements: dict | None =
         s = r.summary or {}
         withheld.update(label=(s.get("withheld") or {}).get("class"),
                         probabilities=(s.get("withheld") or {}).get("class_probabilities"))
-        out.update(label=None, probabilities=None, max_area=None, max_diameter=None,
+        withheld.update(suspicious=(s.get("withheld") or {}).get("suspicious"))
+        out.update(label=None, probabilities=None, max_area=None, max_diameter=None, suspicious=None,
                    summary={k: v for k, v in s.items() if k != "withheld"})
         out.pop("measurements", None)
         if raw:

@@ -131,6 +131,11 @@ async function openStudy(resultId) {
   cl.textContent = outOfScope ? "out of scope: no class" : current.label || "not classified by this model";
   cl.className = current.label ? "class" : "class none";
   cl.dataset.label = current.label || "";
+  // the malignancy operating point: shown whatever the arg-max class says
+  const sf = $("suspicious-flag"), op = (current.summary || {}).suspicious_threshold;
+  sf.hidden = current.suspicious !== true;
+  sf.textContent = current.suspicious === true
+    ? "Suspicious for " + (op ? op.class + " (P ≥ " + op.threshold.toFixed(2) + ")" : "malignancy") : "";
   const pb = $("probabilities").querySelector("tbody");
   pb.replaceChildren();
   for (const [k, v] of Object.entries(current.probabilities || {})) {
