@@ -140,7 +140,7 @@ class DataConfig(BaseModel):
 
 
 class QatConfig(BaseModel):
-    """Quantisation-aware fine-tuning (sonoseg.train.qat): from ``start_epoch`` on, the trainer runs the
+    """Quantisation-aware fine-tuning (sonoseg.runtime.qat): from ``start_epoch`` on, the trainer runs the
     model as the exporter's static int8 build will (conv/linear weights symmetric per channel, their
     inputs uint8 with moving-average min/max ranges), so training learns weights that survive int8.
     Checkpoints stay plain fp32 models; export and quantise them as any other."""

@@ -150,6 +150,28 @@ def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n:
 
 
 # -- orchestration -------------------------------------------------------------------------------------
+def _qat_reference(model, cfg, calib_images, images, threads, log):
+    """Masks and class probabilities of the model as quantisation-aware training validated it: PyTorch with
+    the int8 simulation (sonoseg.runtime.qat), its input ranges calibrated on the exporter's calibration
+    images. A QAT model's int8 build is checked against this, not against its plain fp32 forward, which
+    was never the validated model."""
+    import copy
+
+    from sonoseg.runtime.backends import create_backend
+    from sonoseg.runtime.qat import attach_from_config
+
+    sim = copy.deepcopy(model).cpu().eval()
+    handle = attach_from_config(sim, cfg, "cpu")
+    handle.calibrate(sim, calib_images, cfg.model.in_channels)
+    log(f"QAT model: int8 checked against the training's int8 simulation ({handle.summary()})")
+    be = create_backend("torch", sim, threads=threads, config=cfg)
+    try:
+        return predict_masks(be.run, images, cfg.model.in_channels), predict_class_probs(be.run_all, images,
+                                                                                         cfg.model.in_channels)
+    finally:
+        be.close()
+
+
 def export_model(
     checkpoint,
     options: Optional[ExportOptions] = None,
@@ -228,31 +250,41 @@ def export_model(
             ref_be = create_backend("torch", model, threads=threads, config=cfg)
             ref_masks = predict_masks(ref_be.run, images, ch)
             ref_cls = predict_class_probs(ref_be.run_all, images, ch)
+            int8_ref = _qat_reference(model, cfg, calib_images, images, threads, log) \
+                if "onnx-int8" in staged and cfg.train.qat.enabled else None
             if has_gt:
                 report.dice["torch"] = mean_dice(ref_masks, gts, k)
             for f, p in staged.items():
                 be = create_backend(BACKEND_OF[f], p, threads=threads)
                 masks = predict_masks(be.run, images, ch)
-                if ref_cls is not None:
+                whose = "PyTorch's"
+                if f == "onnx-int8" and int8_ref is not None:  # a QAT model: int8 is what was validated
+                    plain = per_image_agreement(ref_masks, masks)
+                    report.details[f]["reference"] = "pytorch with the int8 simulation of training (train.qat)"
+                    report.details[f]["agreement_with_fp32"] = {"mean": float(plain.mean()), "worst": float(plain.min())}
+                    ref_masks_f, ref_cls_f, whose = int8_ref[0], int8_ref[1], "the int8 simulation's"
+                else:
+                    ref_masks_f, ref_cls_f = ref_masks, ref_cls
+                if ref_cls_f is not None:
                     cls = predict_class_probs(be.run_all, images, ch)
-                    report.class_prob_diff[f] = float(np.abs(cls - ref_cls).max()) if cls is not None else float("inf")
-                    report.class_agreement[f] = (float(np.mean(cls.argmax(1) == ref_cls.argmax(1)))
+                    report.class_prob_diff[f] = float(np.abs(cls - ref_cls_f).max()) if cls is not None else float("inf")
+                    report.class_agreement[f] = (float(np.mean(cls.argmax(1) == ref_cls_f.argmax(1)))
                                                  if cls is not None else 0.0)
                 be.close()
                 if has_gt:
                     report.dice[f] = mean_dice(masks, gts, k)
                     report.dice_delta[f] = report.dice[f] - report.dice["torch"]
-                report.agreement[f] = mask_agreement(ref_masks, masks)
-                per = per_image_agreement(ref_masks, masks)
+                report.agreement[f] = mask_agreement(ref_masks_f, masks)
+                per = per_image_agreement(ref_masks_f, masks)
                 report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
                 drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
                 if not drop <= tolerance:  # also refuses NaN
                     report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
                 elif not report.agreement_mean[f] >= min_agreement:
-                    report.refused[f] = (f"masks agree with PyTorch's at mean Dice {report.agreement_mean[f]:.4f} "
+                    report.refused[f] = (f"masks agree with {whose} at mean Dice {report.agreement_mean[f]:.4f} "
                                          f"< {min_agreement:.4f}")
                 elif not report.agreement_worst[f] >= min_worst_agreement:
-                    report.refused[f] = (f"masks agree with PyTorch's at worst-image Dice "
+                    report.refused[f] = (f"masks agree with {whose} at worst-image Dice "
                                          f"{report.agreement_worst[f]:.4f} < {min_worst_agreement:.4f}")
         for f, p in staged.items():
             if f in report.refused:

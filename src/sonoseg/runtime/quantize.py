@@ -41,7 +41,7 @@ import numpy as np
 from sonoseg.errors import ConfigError
 from sonoseg.runtime.onnx_export import INPUT_NAME, QUANT_KEY, ExportError, embed_metadata, read_metadata
 
-# scheme -> quantize_static arguments, and the CPU's default: shared with the trainer's QAT (sonoseg.train.qat)
+# scheme -> quantize_static arguments, and the CPU's default: shared with the trainer's QAT (sonoseg.runtime.qat)
 from sonoseg.system.int8_scheme import SCHEME_ENV, SCHEMES, default_scheme  # noqa: F401
 
 ACTIVATION_TYPES = ("quint8", "qint8")

@@ -1,5 +1,5 @@
 """Which int8 scheme is exact on a CPU: one answer for the exporter (sonoseg.runtime.quantize) and the
-trainer's quantisation-aware fine-tuning (sonoseg.train.qat), which must simulate what will be built.
+trainer's quantisation-aware fine-tuning (sonoseg.runtime.qat), which must simulate what will be built.
 
 See sonoseg.runtime.quantize for why the scheme depends on VNNI."""
 

@@ -203,7 +203,7 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     if resume is None and not cfg.is_3d:
         resolve_class_names(cfg, split.train + split.val, log if main else (lambda _m: None))
     if resume is None and cfg.train.qat.enabled:  # record the int8 grid trained for (null = this CPU's)
-        from sonoseg.train.qat import resolve_weight_bits
+        from sonoseg.runtime.qat import resolve_weight_bits
 
         cfg.train.qat.weight_bits = resolve_weight_bits(cfg.train.qat)
     if main and resume is None:
@@ -269,7 +269,7 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     val_forward = sliding_forward(model, cfg)  # 3D: whole volumes through the inference sliding window
     qat = None
     if cfg.train.qat.enabled:  # before DDP, which then broadcasts the range buffers with the others
-        from sonoseg.train.qat import attach_from_config
+        from sonoseg.runtime.qat import attach_from_config
 
         qat = attach_from_config(model, cfg, device)
         if payload is not None and payload.get("qat_ranges"):

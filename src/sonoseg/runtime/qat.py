@@ -90,6 +90,7 @@ class QatOptions:
     momentum: float = 0.01
     observer: str = "ema"  # "ema": moving average of batch min/max; "minmax": the extremes of all batches seen
     active: bool = True  # False: the layers run their plain fp32 forward (epochs before train.qat.start_epoch)
+    calibrating: bool = False  # observe in eval mode too (QatHandle.calibrate)
 
 
 def _observe(module: nn.Module, x: torch.Tensor, opts: QatOptions) -> None:
@@ -114,7 +115,7 @@ def _qat_forward(module: nn.Module, plain, opts: QatOptions, *args, **kwargs):
     and weight."""
     if not opts.active:
         return plain(*args, **kwargs)
-    if module.training or not module.__dict__.get("_sonoseg_qat_seen"):
+    if module.training or opts.calibrating or not module.__dict__.get("_sonoseg_qat_seen"):
         _observe(module, args[0], opts)
     rng = getattr(module, RANGE_BUFFER)
     args = (fake_quant_activation(args[0], rng[0], rng[1]), *args[1:])
@@ -153,6 +154,22 @@ class QatHandle:
             if m is not None:
                 getattr(m, RANGE_BUFFER).copy_(r)
                 m.__dict__["_sonoseg_qat_seen"] = True
+
+    def calibrate(self, model: nn.Module, images, in_channels: int = 1) -> None:
+        """Reset the input ranges to the extremes over ``images`` (HxW or CxHxW grids), as the exporter's
+        MinMax calibration does: the simulation then stands for the int8 build of the same images."""
+        for m in self.layers.values():
+            m.__dict__.pop("_sonoseg_qat_seen", None)
+        observer, self.options.observer, self.options.calibrating = self.options.observer, "minmax", True
+        try:
+            model.eval()
+            with torch.no_grad():
+                for img in images:
+                    x = torch.as_tensor(img, dtype=torch.float32)
+                    x = x.reshape(1, 1, *x.shape) if x.ndim == 2 else x[None]
+                    model(x.expand(-1, in_channels, -1, -1) if x.shape[1] == 1 else x)
+        finally:
+            self.options.observer, self.options.calibrating = observer, False
 
     def record(self) -> dict:
         """What a checkpoint notes: whether these weights were trained with the int8 simulation, and how."""
