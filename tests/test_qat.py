@@ -296,6 +296,8 @@ def test_int8_of_a_qat_fine_tune_agrees_with_fp32_better_than_a_plain_fine_tune(
             assert rep.details["onnx-int8"]["reference"].startswith("pytorch with the int8 simulation")
             assert rep.agreement_mean["onnx-int8"] >= fp32["mean"] and rep.agreement_worst["onnx-int8"] >= fp32["worst"]
             sim = (rep.agreement_mean["onnx-int8"], rep.agreement_worst["onnx-int8"])
+            text = "\n".join(rep.lines())
+            assert "agree with the int8 simulation's" in text and "(with fp32's: mean" in text
         else:
             assert "reference" not in rep.details["onnx-int8"]
     print({k: [round(x, 4) for x in v] for k, v in gate.items()}, "qat vs its simulation", sim)

@@ -86,8 +86,12 @@ class ExportReport:
             if f in self.dice:
                 parts.append(f"Dice {self.dice[f]:.4f} ({self.dice_delta[f]:+.4f} vs torch)")
             if f in self.agreement_mean:
-                parts.append(f"masks agree with torch's: mean {self.agreement_mean[f]:.4f}, worst "
+                whose = "the int8 simulation's" if d.get("reference") else "torch's"
+                parts.append(f"masks agree with {whose}: mean {self.agreement_mean[f]:.4f}, worst "
                              f"{self.agreement_worst[f]:.4f}")
+                if d.get("agreement_with_fp32"):
+                    fp = d["agreement_with_fp32"]
+                    parts.append(f"(with fp32's: mean {fp['mean']:.4f}, worst {fp['worst']:.4f})")
             if diff:
                 parts.append(f"max|Δlogit| {max(diff.values()):.1e}")
             if f in self.class_prob_diff:
