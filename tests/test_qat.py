@@ -287,6 +287,8 @@ def test_int8_of_a_qat_fine_tune_agrees_with_fp32_better_than_a_plain_fine_tune(
         rep = export_model(run.last_checkpoint, tmp_path / name, formats=("onnx-int8",), calib_images=calib,
                            val_pairs=val, tolerance=1.0, min_agreement=0.0, min_worst_agreement=0.0, threads=1)
         fp32 = rep.details["onnx-int8"].get("agreement_with_fp32")  # a QAT model's gate checks the simulation
+        le = rep.details["onnx-int8"]["agreement_lesion_frames"]  # the measure: frames with a lesion
+        assert le["n"] == sum(1 for _, g in val if np.any(g)) and le["worst"] >= rep.agreement_worst["onnx-int8"]
         gate[name] = ((fp32["mean"], fp32["worst"]) if fp32 else (rep.agreement_mean["onnx-int8"],
                                                                   rep.agreement_worst["onnx-int8"])) \
             + (rep.dice["onnx-int8"],)

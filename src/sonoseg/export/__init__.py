@@ -89,6 +89,9 @@ class ExportReport:
                 whose = "the int8 simulation's" if d.get("reference") else "torch's"
                 parts.append(f"masks agree with {whose}: mean {self.agreement_mean[f]:.4f}, worst "
                              f"{self.agreement_worst[f]:.4f}")
+                if d.get("agreement_lesion_frames"):
+                    le = d["agreement_lesion_frames"]
+                    parts.append(f"(lesion frames: mean {le['mean']:.4f}, worst {le['worst']:.4f})")
                 if d.get("agreement_with_fp32"):
                     fp = d["agreement_with_fp32"]
                     parts.append(f"(with fp32's: mean {fp['mean']:.4f}, worst {fp['worst']:.4f})")
@@ -281,6 +284,10 @@ def export_model(
                 report.agreement[f] = mask_agreement(ref_masks_f, masks)
                 per = per_image_agreement(ref_masks_f, masks)
                 report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
+                lesion = [i for i, g in enumerate(gts) if np.any(g)]  # issue 22's target: frames with a lesion
+                if has_gt and lesion:
+                    report.details.setdefault(f, {})["agreement_lesion_frames"] = {
+                        "n": len(lesion), "mean": float(per[lesion].mean()), "worst": float(per[lesion].min())}
                 drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
                 if not drop <= tolerance:  # also refuses NaN
                     report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
