@@ -17,13 +17,14 @@ T = TypeVar("T")
 
 
 def options_with_legacy(cls: type[T], options: Any, legacy: dict, func: str, *, positional: Optional[str] = None,
-                        ignored: Sequence[str] = ()) -> T:
+                        ignored: Sequence[str] = (), none_is_default: bool = False, stacklevel: int = 3) -> T:
     """``options`` (a ``cls`` or None) with the deprecated keywords ``legacy`` applied on top.
 
     ``positional``: the field the old second positional argument filled, when it was a path
     (``export_model(ckpt, out_dir)``, ``evaluate_model(dataset, split_file)``); ``ignored``: old keywords
-    that had no effect any more and are dropped. Any other unknown keyword is a TypeError, as the old
-    signature raised."""
+    that had no effect any more and are dropped; ``none_is_default``: an old keyword given as None keeps the
+    field's default (predict's flags used None for "the model's own setting"). Any other unknown keyword is a
+    TypeError, as the old signature raised. ``stacklevel``: where the warning points (the entry point's caller)."""
     if positional is not None and isinstance(options, (str, os.PathLike)):
         legacy = {positional: options, **legacy}
         options = None
@@ -35,8 +36,8 @@ def options_with_legacy(cls: type[T], options: Any, legacy: dict, func: str, *, 
     unknown = sorted(set(legacy) - names - set(ignored))
     if unknown:
         raise TypeError(f"{func}() got an unexpected keyword argument {unknown[0]!r}")
-    warnings.warn(f"{func}({', '.join(f'{k}=' for k in legacy)}...) is deprecated and will be removed in the next "
+    warnings.warn(f"{func}({', '.join(f'{k}=' for k in legacy)}) is deprecated and will be removed in the next "
                   f"release; pass {cls.__name__}({', '.join(f'{k}=' for k in legacy if k in names)}...)",
-                  DeprecationWarning, stacklevel=3)
-    kept = {k: v for k, v in legacy.items() if k in names}
+                  DeprecationWarning, stacklevel=stacklevel)
+    kept = {k: v for k, v in legacy.items() if k in names and not (none_is_default and v is None)}
     return replace(options, **kept) if options is not None else cls(**kept)

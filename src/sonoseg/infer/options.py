@@ -8,8 +8,7 @@ over a ``config`` file. A new option is one field here, one CLI flag and the cod
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -46,19 +45,6 @@ class ModelOptions:
             if bad:
                 raise ConfigError(f"tta takes the flips h and v, not {bad[0]!r}")
             object.__setattr__(self, "tta", tta)
-
-    @classmethod
-    def with_legacy(cls, options: Optional["ModelOptions"], legacy: dict, where: str, stacklevel: int = 3):
-        """``options`` with the old keyword arguments of ``where`` folded in (a DeprecationWarning
-        names them); keywords that are not fields of ``cls`` are returned for the caller to use."""
-        options = options if options is not None else cls()
-        names = {f.name for f in fields(cls)}
-        known = {k: v for k, v in legacy.items() if k in names}
-        if known:
-            warnings.warn(f"{where}({', '.join(f'{k}=' for k in known)}) is deprecated: pass "
-                          f"{cls.__name__}(...) instead", DeprecationWarning, stacklevel=stacklevel)
-            options = replace(options, **{k: v for k, v in known.items() if v is not None})  # None: the default
-        return options, {k: v for k, v in legacy.items() if k not in names}
 
 
 @dataclass(frozen=True)

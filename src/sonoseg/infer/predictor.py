@@ -105,13 +105,12 @@ class Predictor:
         DeprecationWarning; ``postprocess=`` (a PostprocessOptions) replaces the merged postprocessing."""
         from sonoseg.runtime.backend_choice import choose_backend
         from sonoseg.infer.default_model import default_model_path
+        from sonoseg._compat.legacy_kwargs import options_with_legacy
         from sonoseg.infer.options import ModelOptions
         from sonoseg.system import resolve_threads
 
-        o, rest = ModelOptions.with_legacy(options, legacy, "Predictor.from_path")
-        post = rest.pop("postprocess", None)
-        if rest:
-            raise TypeError(f"Predictor.from_path() got an unexpected keyword argument {sorted(rest)[0]!r}")
+        post = legacy.pop("postprocess", None)
+        o = options_with_legacy(ModelOptions, options, legacy, "Predictor.from_path", none_is_default=True)
         path = Path(path) if path is not None else default_model_path()
         threads = resolve_threads(o.threads, warn=log)
         be = choose_backend(o.backend, path, threads=threads, log=log)

@@ -487,10 +487,10 @@ def _with_legacy(options, predictor, legacy: dict):
     if legacy.get("model") is not None and hasattr(legacy["model"], "predict_stream"):  # a loaded Predictor
         predictor = predictor if predictor is not None else legacy["model"]
         legacy["model"] = None
-    o, rest = PredictOptions.with_legacy(options, legacy, "predict_inputs", stacklevel=4)
-    if rest:
-        raise TypeError(f"predict_inputs() got an unexpected keyword argument {sorted(rest)[0]!r}")
-    return o, predictor
+    from sonoseg._compat.legacy_kwargs import options_with_legacy
+
+    return options_with_legacy(PredictOptions, options, legacy, "predict_inputs", none_is_default=True,
+                               stacklevel=4), predictor
 
 
 def apply_config(predictor, config, options: Optional[ModelOptions] = None) -> None:
