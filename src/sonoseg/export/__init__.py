@@ -261,6 +261,7 @@ def export_model(
                 if "onnx-int8" in staged and cfg.train.qat.enabled else None
             if has_gt:
                 report.dice["torch"] = mean_dice(ref_masks, gts, k)
+            lesion = [i for i, g in enumerate(gts) if np.any(g)]  # issue 22's measure: the frames with a lesion
             for f, p in staged.items():
                 be = create_backend(BACKEND_OF[f], p, threads=threads)
                 masks = predict_masks(be.run, images, ch)
@@ -284,8 +285,7 @@ def export_model(
                 report.agreement[f] = mask_agreement(ref_masks_f, masks)
                 per = per_image_agreement(ref_masks_f, masks)
                 report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
-                lesion = [i for i, g in enumerate(gts) if np.any(g)]  # issue 22's target: frames with a lesion
-                if has_gt and lesion:
+                if lesion:
                     report.details.setdefault(f, {})["agreement_lesion_frames"] = {
                         "n": len(lesion), "mean": float(per[lesion].mean()), "worst": float(per[lesion].min())}
                 drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
