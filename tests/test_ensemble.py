@@ -79,6 +79,47 @@ def test_half_precision_ensemble_close_to_fp32(tmp_path):
     assert torch.allclose(_probs(full, x), _probs(half, x), atol=5e-3)
 
 
+def _head_ckpt(path, seed, names=("benign", "malignant", "normal")):
+    cfg = SonosegConfig.model_validate({
+        "preprocess": {"size": [64, 64]},
+        "model": {"name": "fpn", "encoder": "resnet18", "params": {"decoder_pyramid_channels": 32,
+                                                                  "decoder_segmentation_channels": 32},
+                  "classification": {"names": list(names)}},
+    })
+    torch.manual_seed(seed)
+    model = create_model_from_config(cfg.model, pretrained=False)
+    return save_checkpoint(path, config=cfg, model_state=model.state_dict(), epoch=3, best_score=0.5)
+
+
+def test_class_head_ensemble_averages_mask_and_class_probabilities(tmp_path):
+    a, b = _head_ckpt(tmp_path / "a.pt", 0), _head_ckpt(tmp_path / "b.pt", 1)
+    ens = ensemble_checkpoints([a, b], tmp_path / "e.pt")
+    x = torch.rand(2, 1, 64, 64)
+    outs = []
+    for path in (a, b, ens):
+        model, _ = load_model(path)
+        model.eval()
+        with torch.no_grad():
+            m, c = model(x)
+        outs.append((torch.sigmoid(m), torch.softmax(c, 1)))
+    (ma, ca), (mb, cb), (me, ce) = outs
+    assert not torch.allclose(ca, cb, atol=1e-3)  # the members really differ
+    assert torch.allclose(me, (ma + mb) / 2, atol=1e-5)
+    assert torch.allclose(ce, (ca + cb) / 2, atol=1e-5)
+    _, cfg = load_model(ens)
+    assert cfg.model.class_names() == ["benign", "malignant", "normal"]
+
+
+def test_class_head_members_must_share_their_classes(tmp_path):
+    a = _head_ckpt(tmp_path / "a.pt", 0)
+    two = _head_ckpt(tmp_path / "b.pt", 1, names=("benign", "malignant"))
+    with pytest.raises(ConfigError, match=r"b\.pt: image classes"):
+        ensemble_checkpoints([a, two], tmp_path / "e.pt")
+    plain = _ckpt(tmp_path / "c.pt", 2)
+    with pytest.raises(ConfigError, match=r"c\.pt: image classes"):
+        ensemble_checkpoints([a, plain], tmp_path / "e.pt")
+
+
 def test_members_must_share_preprocessing_and_classes(tmp_path):
     a = _ckpt(tmp_path / "a.pt", 0)
     other_size = _ckpt(tmp_path / "b.pt", 1, size=96)

@@ -160,6 +160,20 @@ class QatConfig(BaseModel):
     observer_momentum: float = Field(0.01, gt=0, le=1)
 
 
+class DistillConfig(BaseModel):
+    """Knowledge distillation (sonoseg.train.distill): a smaller or faster student learns the ``teacher``
+    checkpoint's soft masks and class probabilities beside the ground truth. The teacher runs once over
+    the training images, unaugmented, at its own input size (with horizontal-flip TTA if ``teacher_tta``);
+    its outputs are cached and moved with each image by the same geometric augmentation. The loss is
+    ``(1 - weight) * ground-truth loss + weight * (soft-mask BCE/Dice + class-loss weight * soft class CE)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: Optional[str] = None  # checkpoint path; None = no distillation
+    weight: float = Field(0.5, ge=0, le=1)
+    teacher_tta: bool = True
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -186,6 +200,7 @@ class TrainConfig(BaseModel):
     # (bench/train_epoch.py); the weights and checkpoints are the same either way
     channels_last: bool = True
     qat: QatConfig = Field(default_factory=QatConfig)  # quantisation-aware fine-tuning (off by default)
+    distill: DistillConfig = Field(default_factory=DistillConfig)  # learn from a teacher model (off by default)
 
 
 class PostprocessConfig(BaseModel):

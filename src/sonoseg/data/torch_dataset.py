@@ -26,6 +26,9 @@ from sonoseg.preprocess.config import PreprocessConfig
 CACHE_VERSION = "sonoseg-data-v1"
 
 Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# index -> (soft mask on the grid HxW float32, class probabilities K or None): a teacher's outputs
+# (sonoseg.train.distill), moved with the image by the same geometric augmentation as the mask
+SoftTargets = Callable[[int], tuple[np.ndarray, Optional[np.ndarray]]]
 
 
 def _compute(sample: Sample, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +66,7 @@ class SegmentationDataset(Dataset):
         cache_dir: Optional[str | Path] = None,
         classes: int = 1,
         class_names: Optional[Sequence[str]] = None,
+        soft_targets: Optional[SoftTargets] = None,
     ):
         if classes < 1:
             raise ConfigError(f"classes must be >= 1, got {classes}")
@@ -77,6 +81,9 @@ class SegmentationDataset(Dataset):
         index = {n: i for i, n in enumerate(class_names or [])}
         self.class_index = [index.get(s.cls, IGNORE_CLASS) if s.cls is not None else IGNORE_CLASS for s in self.samples]
         self._cfg_json = preprocess_cfg.model_dump_json()
+        self.soft_targets = soft_targets
+        if soft_targets is not None and classes != 1:
+            raise ConfigError("soft targets (distillation) need a binary mask (classes 1)")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -106,15 +113,29 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image, mask = self.arrays(index)
         labels = labels_for_classes(mask, self.classes, self.samples[index].mask_path)
-        if self.augment is not None:
+        soft = soft_cls = None
+        if self.soft_targets is not None:
+            soft, soft_cls = self.soft_targets(index)
+            if soft.shape != labels.shape:
+                raise ConfigError(f"soft target of {self.samples[index].stem!r} is {soft.shape}, the grid {labels.shape}")
+        if self.augment is not None and soft is not None:  # one warp for both: they stay aligned
+            both = np.dstack([labels.astype(np.float32), soft.astype(np.float32)])
+            image, both = self.augment(image, both)
+            labels, soft = both[..., 0].astype(labels.dtype), both[..., 1]
+        elif self.augment is not None:
             image, labels = self.augment(image, labels)
         image_t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.classes == 1:
             mask_t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))[None]
         else:
             mask_t = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-        return {"image": image_t, "mask": mask_t, "cls": torch.tensor(self.class_index[index], dtype=torch.int64),
+        item = {"image": image_t, "mask": mask_t, "cls": torch.tensor(self.class_index[index], dtype=torch.int64),
                 "stem": self.samples[index].stem, "index": index}
+        if soft is not None:
+            item["soft_mask"] = torch.from_numpy(np.ascontiguousarray(soft, dtype=np.float32))[None]
+            if soft_cls is not None:
+                item["soft_cls"] = torch.from_numpy(np.ascontiguousarray(soft_cls, dtype=np.float32))
+        return item
 
     def preload(self, show_progress: bool = True) -> int:
         """Fill the disk cache for every sample; returns how many were computed (not already cached).

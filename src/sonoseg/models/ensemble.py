@@ -37,24 +37,44 @@ class ProbabilityMeanEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.classes = int(classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor):
+        outs = [m(x) for m in self.members]
+        heads = [isinstance(o, (tuple, list)) for o in outs]
+        if any(heads):  # members with an image-level class head: (mask logits, class logits) each
+            masks = [o[0] for o in outs]
+            cls = torch.stack([torch.softmax(o[1], dim=1) for o in outs]).mean(0)
+            return self._mask_mean(masks), torch.log(cls.clamp_min(_EPS))
+        return self._mask_mean(outs)
+
+    def _mask_mean(self, logits: list[torch.Tensor]) -> torch.Tensor:
         if self.classes == 1:
-            p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0)
+            p = torch.stack([torch.sigmoid(t) for t in logits]).mean(0)
             p = p.clamp(_EPS, 1.0 - _EPS)
             return torch.log(p) - torch.log1p(-p)
-        p = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        p = torch.stack([torch.softmax(t, dim=1) for t in logits]).mean(0)
         return torch.log(p.clamp_min(_EPS))
 
 
 def member_spec(model_cfg: Any) -> dict:
-    """The spec of one member from its ``ModelConfig`` (or a dict of the same fields)."""
-    get = model_cfg.get if isinstance(model_cfg, dict) else lambda k, d=None: getattr(model_cfg, k, d)
+    """The spec of one member from its ``ModelConfig`` (or a dict of the same fields); ``classification``
+    is the member's class-head spec (``create_model(classification=...)``) or None."""
+    if isinstance(model_cfg, dict):
+        get = model_cfg.get
+        head = get("classification")
+    else:
+        get = lambda k, d=None: getattr(model_cfg, k, d)  # noqa: E731
+        head = model_cfg.head_spec()
     return {"name": get("name"), "encoder": get("encoder"), "in_channels": int(get("in_channels", 1)),
-            "classes": int(get("classes", 1)), "params": dict(get("params") or {})}
+            "classes": int(get("classes", 1)), "params": dict(get("params") or {}),
+            "classification": dict(head) if head else None}
 
 
-@register_model("ensemble", description="Mean probability of several trained networks (params.members).")
-def build_ensemble(encoder=None, in_channels: int = 1, classes: int = 1, members: Sequence[dict] = ()) -> nn.Module:
+@register_model("ensemble", description="Mean probability of several trained networks (params.members).",
+                supports_classification=True)
+def build_ensemble(encoder=None, in_channels: int = 1, classes: int = 1, members: Sequence[dict] = (),
+                   classification: dict | None = None) -> nn.Module:
+    """``classification``: the ensemble's class head (K classes); then every member has a head of K
+    classes and the class output is the log of the mean member softmax."""
     from sonoseg.models.factory import create_model  # the members are ordinary registered models
 
     nets = []
@@ -67,6 +87,12 @@ def build_ensemble(encoder=None, in_channels: int = 1, classes: int = 1, members
                 f"ensemble member {i} ({spec['name']}) has in_channels/classes "
                 f"{spec['in_channels']}/{spec['classes']}, the ensemble {in_channels}/{classes}"
             )
+        head = spec["classification"]
+        want = None if not classification else int(classification["classes"])
+        if (None if not head else int(head["classes"])) != want:
+            raise ConfigError(f"ensemble member {i} ({spec['name']}) has "
+                              f"{'no class head' if not head else str(head['classes']) + ' image classes'}, "
+                              f"the ensemble {'none' if want is None else want}")
         nets.append(create_model(spec["name"], encoder=spec["encoder"], in_channels=in_channels,
-                                 classes=classes, **spec["params"]))
+                                 classes=classes, classification=head, **spec["params"]))
     return ProbabilityMeanEnsemble(nets, classes)

@@ -50,9 +50,10 @@ def ensemble_checkpoints(paths: Sequence[str | Path], dst: str | Path, half: boo
     members: list[tuple[dict, dict, dict]] = []
     for path, payload in payloads:
         other = checkpoint_config(payload)
-        if other.model.class_names():
-            raise ConfigError(f"{path}: the model has a class head; ensembles average masks only, "
-                              "so models with a class head cannot be ensembled (yet)")
+        if other.model.class_names() != cfg.model.class_names():
+            raise ConfigError(f"{path}: image classes {other.model.class_names() or 'none'} differ from "
+                              f"{first_path} ({cfg.model.class_names() or 'none'}); ensemble members "
+                              "must share one class head")
         if other.preprocess != cfg.preprocess:
             diff = sorted(k for k, v in other.preprocess.model_dump().items() if getattr(cfg.preprocess, k) != v)
             raise ConfigError(f"{path}: preprocessing differs from {first_path} ({', '.join(diff)}); "

@@ -11,7 +11,10 @@ from sonoseg.models.padding import split_outputs
 
 
 def _loss(loss_fn: Callable, outputs, y: torch.Tensor, batch: dict, device) -> torch.Tensor:
-    """Joint losses also take the class labels; plain segmentation losses see the mask logits only."""
+    """Joint losses also take the class labels; plain segmentation losses see the mask logits only;
+    a distillation loss takes the whole batch (its soft targets)."""
+    if getattr(loss_fn, "distill", False):
+        return loss_fn(outputs, y, batch, device)
     if getattr(loss_fn, "joint", False):
         cls = batch.get("cls")
         return loss_fn(outputs, y, None if cls is None else cls.to(device))

@@ -85,7 +85,7 @@ def _seed_epoch(cfg: SonosegConfig, epoch: int, rank: int, train_ds) -> int:
     return s
 
 
-def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
+def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext, soft_targets=None):
     if cfg.is_3d:
         from sonoseg.train.volume_setup import volume_loaders
 
@@ -96,7 +96,7 @@ def _loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext):
     aug = build_augmentation(cfg.augment, seed=cfg.train.seed, fill=cfg.preprocess.pad_value) if cfg.augment.enabled else None
     common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes,
                   class_names=cfg.model.class_names() or None)
-    train_ds = SegmentationDataset(split.train, augment=aug, **common)
+    train_ds = SegmentationDataset(split.train, augment=aug, soft_targets=soft_targets, **common)
     val_ds = SegmentationDataset(split.val, augment=None, **common)
     note = None
     if ctx.enabled:
@@ -132,6 +132,22 @@ def _train_sampler(split, train_ds):
         return RandomSampler(train_ds, generator=torch.Generator())
     per_image = [weights[s.source] for s in split.train]
     return WeightedRandomSampler(per_image, num_samples=len(per_image), replacement=True, generator=torch.Generator())
+
+
+def _teacher_targets(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext, log, show_progress: bool):
+    """The distillation teacher's soft targets for the training images (None without a teacher): rank 0
+    computes and caches them, the other ranks read the cache."""
+    d = cfg.train.distill
+    if not d.teacher or d.weight == 0:
+        return None
+    if cfg.is_3d:
+        raise ConfigError("distillation is available for 2D models only")
+    from sonoseg.train.distill import teacher_targets
+
+    kw = dict(tta=d.teacher_tta, log=log if ctx.is_main else (lambda _m: None))
+    targets = teacher_targets(d.teacher, split.train, cfg, cache_dir, compute=True, **kw) if ctx.is_main else None
+    barrier(ctx)
+    return targets if targets is not None else teacher_targets(d.teacher, split.train, cfg, cache_dir, compute=False, **kw)
 
 
 def _preload(ds, enabled: bool) -> None:
@@ -218,7 +234,8 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     from sonoseg.data.cache import preprocessed_cache_dir
 
     cache_dir = preprocessed_cache_dir(cfg.data.cache_dir)  # keyed by file fingerprint + preprocess config
-    train_ds, val_ds, train_dl, val_dl, note = _loaders(cfg, split, cache_dir, ctx)
+    soft = _teacher_targets(cfg, split, cache_dir, ctx, log, show_progress)
+    train_ds, val_ds, train_dl, val_dl, note = _loaders(cfg, split, cache_dir, ctx, soft)
     if main:
         if note:
             log(f"note: {note}")
@@ -240,6 +257,14 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
         if main:
             log(f"class head: {', '.join(cfg.model.class_names())}; class loss weight {cfg.model.classification.loss_weight}, "
                 f"class weights {[round(w, 3) for w in loss_fn.class_weights.tolist()] if loss_fn.class_weights is not None else 'none'}")
+    if soft is not None:
+        from sonoseg.train.distill import DistillLoss
+
+        head = cfg.model.classification
+        loss_fn = DistillLoss(loss_fn, cfg.train.distill.weight, head.loss_weight if head is not None else 0.0)
+        if main:
+            log(f"distillation from {cfg.train.distill.teacher}: loss = {1 - cfg.train.distill.weight:.2f} x ground truth "
+                f"+ {cfg.train.distill.weight:.2f} x teacher")
     optimizer = build_optimizer(model.parameters(), cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
