@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sonoseg predict --out demo-output   # no inputs = the shipped sample DICOMs, no --model = the shipped model
+	$(BIN)/sonoseg predict --out demo-output   # no inputs = the shipped sample DICOMs, no --model = the fast tier
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -57,12 +57,17 @@ def test_models_lists_shipped_and_architectures():
     res = CliRunner().invoke(app, ["models", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
-    (default,) = [m for m in info["shipped"] if m["default"]]
-    assert default["arch"] == "fpn" and default["input"]["grid"] == [256, 256]
-    assert 0.5 < default["test_dice"] < 1.0 and len(default["test_dice_ci95"]) == 2
-    # the shipped default classifies (v3): its image classes and test balanced accuracy are listed
-    assert default["image_classes"] == ["benign", "malignant", "normal"] and default["version"] == "busi_default v3"
-    assert 0.5 < default["test_balanced_accuracy"] < 1.0
+    defaults = {m["tier"]: m for m in info["shipped"] if m["default"]}
+    assert set(defaults) == {"fast", "accurate"}  # predict/export and serve/listen
+    assert defaults["accurate"]["arch"] == "ensemble" and defaults["accurate"]["input"]["grid"] == [256, 256]
+    assert defaults["fast"]["arch"] == "fpn" and defaults["fast"]["input"]["grid"] == [256, 256]
+    v3 = next(m for m in info["shipped"] if "v3" in m["names"])  # reachable by version (and, for now, fast)
+    for m in (defaults["fast"], defaults["accurate"], v3):
+        assert 0.5 < m["test_dice"] < 1.0 and len(m["test_dice_ci95"]) == 2
+        # every breast model classifies: its image classes and test balanced accuracy are listed
+        assert m["image_classes"] == ["benign", "malignant", "normal"]
+        assert 0.5 < m["test_balanced_accuracy"] < 1.0
+    assert v3["version"] == "busi_default v3" and defaults["accurate"]["version"] == "breast_accurate v4"
     assert {"unet", "fpn", "unet_smp"} <= {a["arch"] for a in info["architectures"]}
 
 
@@ -91,13 +96,14 @@ def test_models_says_what_every_shipped_model_was_validated_on():
     res = CliRunner().invoke(app, ["models", "--json"])
     assert res.exit_code == 0, res.output
     shipped = {m["name"]: m for m in json.loads(res.output)["shipped"]}
-    assert {"busi_default", "ct_organs_fit"} <= set(shipped)
+    assert {"breast_accurate", "busi_default", "ct_organs_fit"} <= set(shipped)
     for m in shipped.values():
         v = m["validation"]
         assert v and v["validated_on"] and "validated_on_training_data" in v, m["name"]
     ct = shipped["ct_organs_fit"]
     assert ct["kind"] == "volume3d" and ct["validation"]["validated_on_training_data"] is True
     assert "0.11" in ct["validation"]["independent_test"]
-    assert shipped["busi_default"]["validation"]["validated_on_training_data"] is False
+    for name in ("breast_accurate", "busi_default"):
+        assert shipped[name]["validation"]["validated_on_training_data"] is False
     text = CliRunner().invoke(app, ["models"], env={"COLUMNS": "300"}).output
     assert "validated on: the same volume it was fitted to" in text and "mean organ Dice 0.11" in text

@@ -26,6 +26,6 @@ def test_readme_client_example(tmp_path, monkeypatch):
         code = code.replace("http://127.0.0.1:8000", srv.url)
         env = {"__name__": "__readme__", "pw": PASSWORDS["admin"]}
         exec(compile(code, "README.md", "exec"), env)
-    assert env["result"]["model"]["name"] == "busi_default.pt"
+    assert env["result"]["model"]["name"] == "breast_accurate.pt"  # serve's default: the accurate tier
     assert (tmp_path / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     st.dispose()

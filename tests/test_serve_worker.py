@@ -33,8 +33,8 @@ def test_upload_predict_store_and_download(tmp_path):
         assert job["status"] == "done", job
         res = c.get(job["result_url"], headers=h).json()
         assert res["kind"] == "image" and res["frames"] == 1 and res["view_frames"] == [0]
-        assert res["model"]["name"] == "busi_default.pt" and len(res["model"]["sha256"]) == 64
-        assert res["model"]["version"] == "busi_default v3"  # the model's own version, not the release's
+        assert res["model"]["name"] == "breast_accurate.pt" and len(res["model"]["sha256"]) == 64  # serve: accurate
+        assert res["model"]["version"] == "breast_accurate v4"  # the model's own version, not the release's
         # the shipped default classifies: a class with its probabilities is stored with the result
         assert res["label"] in {"normal", "benign", "malignant"} and abs(sum(res["probabilities"].values()) - 1) < 1e-3
         assert res["study"].startswith("ST-") and res["max_diameter"] > 0

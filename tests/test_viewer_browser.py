@@ -87,7 +87,7 @@ def test_viewer_login_upload_result(tmp_path, browser):
             rid = api.get("/api/v1/results", headers=h).json()["items"][0]["id"]
             res = api.get(f"/api/v1/results/{rid}", headers=h).json()
         label = b.find_element(By.ID, "class-label")
-        # the shipped default (v3) classifies: the page shows the API's class and every probability
+        # serve's default (the accurate tier) classifies: the page shows the API's class and every probability
         assert res["label"] in {"normal", "benign", "malignant"}, res["label"]
         assert label.text.lower() == res["label"]
         # the malignancy operating point: shown exactly when the API sets it (None: the model has none)

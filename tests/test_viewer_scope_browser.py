@@ -112,7 +112,7 @@ def test_viewer_out_of_scope_and_paged_cine(tmp_path, browser):  # noqa: F811
         page = b.find_element(By.ID, "study").text.lower()
         assert not any(w in page for w in CLASS_WORDS) and "%" not in page
         model = b.find_element(By.ID, "model-line").text
-        assert model.startswith("model busi_default.pt · busi_default v3 · sha256 ") and "vbusi" not in model
+        assert model.startswith("model breast_accurate.pt · breast_accurate v4 · sha256 ") and "vbreast" not in model
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         b.save_screenshot(str(ARTIFACTS / "viewer_out_of_scope.png"))
 

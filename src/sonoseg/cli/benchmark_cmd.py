@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     @handle_errors
     def benchmark_cmd(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Trained model file (.pt/.ts) to time; default: shipped model."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Trained model file (.pt/.ts), or fast | accurate | v3, to time; default: fast."),
         arch: Optional[str] = typer.Option(None, "--arch", help="Time an untrained registry architecture instead (e.g. fpn)."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
         encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder for --arch (e.g. mobilenet_v2)."),
@@ -67,11 +67,9 @@ def register(app: typer.Typer) -> None:
         if arch:
             models = [registry_model(arch, encoder, (size, size))]
         else:
-            if checkpoint is None:
-                from sonoseg.cli.export_cmd import _default_checkpoint
+            from sonoseg.models.shipped import resolve_model
 
-                checkpoint = _default_checkpoint()
-            models = [BenchModel.from_source(checkpoint)]
+            models = [BenchModel.from_source(resolve_model(checkpoint, "predict"))]
         if compare:
             models += comparison_models(tuple(models[0].config.preprocess.size))
         frames = calib = None

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder."),
     ) -> None:
-        """Segment the shipped sample ultrasound DICOMs with the shipped default model."""
+        """Segment the shipped sample ultrasound DICOMs with the shipped fast model (predict's default)."""
         from sonoseg.cli.predict_cmd import run_predict
         from sonoseg.infer.options import PredictOptions
 

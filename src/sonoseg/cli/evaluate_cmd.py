@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         split_files: List[Path] = typer.Option([], "--split-file", help="CSV from `sonoseg split`; default: all images. "
                                                "With several datasets one per dataset, in the same order."),
         split: str = typer.Option("test", help="Which split of the split file to score."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx; default: shipped model."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx, or fast | accurate | v3; default: fast."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (for --measurements)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
         measurements: bool = typer.Option(False, "--measurements", help="Also report measurement error vs the ground truth (Bland-Altman)."),

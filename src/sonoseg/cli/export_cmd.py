@@ -21,12 +21,11 @@ import typer
 from sonoseg.cli._common import THREADS_OPTION, console, fail, handle_errors, model_flags, per_dataset
 
 
-def _default_checkpoint() -> Path:
-    try:
-        from sonoseg.models import default_model_path  # type: ignore[attr-defined]
-    except ImportError:
-        from sonoseg.infer.default_model import default_model_path
-    return default_model_path()
+def _checkpoint(model: Optional[Path]) -> Path:
+    """``--model``: a file, or a shipped name (fast, accurate, v3); none: the fast tier (what a cart runs)."""
+    from sonoseg.models.shipped import resolve_model
+
+    return resolve_model(model, "export")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +38,7 @@ def register(app: typer.Typer) -> None:
         split_files: List[Path] = typer.Option([], "--split-file", help="Split CSV: calibration from train, checks "
                                                "on val (needed with --dataset; one per --dataset, in order)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model checkpoint (.pt); default: shipped model."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model checkpoint (.pt), or fast | accurate | v3; default: fast."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", hidden=True, help="Deprecated: use --model."),
         int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write a static int8 ONNX model."),
         torchscript: bool = typer.Option(True, "--torchscript/--no-torchscript", help="Also write TorchScript (.ts)."),
@@ -68,7 +67,7 @@ def register(app: typer.Typer) -> None:
                              min_worst_agreement=min_worst_agreement, threads=threads, stem=stem, scheme=scheme,
                              calibrate_method=calibration)
         model, _ = model_flags(str(model) if model else None, None, checkpoint)
-        ckpt = model or _default_checkpoint()
+        ckpt = _checkpoint(model)
         _, cfg = load_torch_model(ckpt)
         if cfg is None:
             fail(f"{ckpt}: carries no sonoseg config", code=2)

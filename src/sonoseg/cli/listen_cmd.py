@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
                                                                           "which a study is complete."),
         max_pending: int = typer.Option(2000, "--max-pending", min=1, help="Instances waiting to be segmented; past "
                                                                             "it senders are told to retry later."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file, or fast | accurate | v3 (default: accurate)."),
         backend: str = typer.Option("auto", help="auto | torch | onnx | onnx-int8 ..."),
         threads: Optional[int] = THREADS_OPTION,
         domain: bool = typer.Option(True, "--domain-check/--no-domain-check",
@@ -86,7 +86,9 @@ def register(app: typer.Typer) -> None:
                           f"{work / 'results'}")
         logging.getLogger("sonoseg.pacs").setLevel(logging.INFO)
         _show_info()
-        predictor = Predictor.from_path(model, ModelOptions(backend=backend, threads=threads))
+        from sonoseg.models.shipped import resolve_model
+
+        predictor = Predictor.from_path(resolve_model(model, "listen"), ModelOptions(backend=backend, threads=threads))
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
                                     quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
                                     retry_s=retry, overlay_sc=overlay_sc, tls=tls,

@@ -45,7 +45,10 @@ def register(app: typer.Typer) -> None:
                   "test bal. acc.", "domain check"):
             t.add_column(c, justify="left" if c in ("model", "arch / encoder", "input", "image classes") else "right")
         for d in info["shipped"] + info["files"]:
-            name = d["name"] + (" (default)" if d.get("default") else "")
+            name = d["name"]
+            if d.get("names"):
+                name += f" (--model {' or '.join(d['names'])}" + (
+                    f"; default of {', '.join(d['default_for'])})" if d.get("default_for") else ")")
             ci = d["test_dice_ci95"]
             test = _fmt(d["test_dice"]) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
             name += f"\n{d['version']}" if d.get("version") else ""

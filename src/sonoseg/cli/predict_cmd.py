@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
     def predict_cmd(
         inputs: List[Path] = typer.Argument(None, help="DICOM/NIfTI/image files or folders (default: shipped samples)."),
         out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Output folder."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint .pt, .onnx, .ts (default: shipped model)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint .pt, .onnx, .ts, or fast | accurate | v3 (default: fast)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (e.g. configs/fetal_head_biometry.yaml)."),
         backend: str = typer.Option("auto", help="auto (fastest backend that is exact on this CPU) | torch | "
                                     "torch-compile | onnx | onnx-int8"),

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default: $SONOSEG_HOME or ~/.local/share/sonoseg)."),
         docs: bool = typer.Option(False, "--docs/--no-docs", help="Serve the OpenAPI schema (to signed-in users only)."),
         worker: bool = typer.Option(True, "--worker/--no-worker", help="Run the prediction worker in this process."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped one)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file, or fast | accurate | v3 (default: accurate)."),
         accept_broken_audit: bool = typer.Option(False, "--accept-broken-audit",
                                                  help="Start although `sonoseg audit verify` finds a broken chain "
                                                       "(the break is recorded in the trail)."),

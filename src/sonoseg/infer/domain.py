@@ -119,9 +119,9 @@ class DomainScorer:
     @classmethod
     def for_model(cls, model_path: Optional[str | Path], torch_model=None) -> Optional["DomainScorer"]:
         """None when the model has no sidecar or is not a PyTorch checkpoint (then no score is given)."""
-        from sonoseg.infer.default_model import default_model_path
+        from sonoseg.models.shipped import resolve_model
 
-        path = Path(model_path) if model_path is not None else default_model_path()
+        path = resolve_model(model_path, "predict")
         side = sidecar_path(path)
         if not side.is_file():
             return None

@@ -67,15 +67,21 @@ def checkout_models_dir() -> Optional[Path]:
 
 
 def shipped_models() -> list[dict]:
-    from sonoseg.infer.default_model import DEFAULT_MODEL_NAME, assets_dir
+    """Shipped models, the named ones first (``tier``: fast, accurate, v3; ``default_for``: the jobs that
+    use it when no --model is given)."""
+    from sonoseg.models.shipped import DEFAULT_TIER, MODEL_NAMES, assets_dir, names_of
 
     out = []
     extra = checkout_models_dir()
     for p in sorted((assets_dir() / "models").glob("*.pt")) + (sorted(extra.glob("*.pt")) if extra else []):
         d = describe_model(p)
-        d["default"] = p.name == DEFAULT_MODEL_NAME and p.parent == assets_dir() / "models"
+        d["names"] = names_of(p)
+        d["tier"] = d["names"][0] if d["names"] else None
+        d["default_for"] = [job for job, tier in DEFAULT_TIER.items() if tier in d["names"]]
+        d["default"] = bool(d["default_for"])
         out.append(d)
-    return out
+    order = list(MODEL_NAMES)
+    return sorted(out, key=lambda d: order.index(d["tier"]) if d["tier"] in order else len(order))
 
 
 def registered_architectures() -> list[dict]:

@@ -104,14 +104,14 @@ class Predictor:
         ``legacy``: the previous release's keywords (``backend=``, ``threads=`` ...), with a
         DeprecationWarning; ``postprocess=`` (a PostprocessOptions) replaces the merged postprocessing."""
         from sonoseg.runtime.backend_choice import choose_backend
-        from sonoseg.infer.default_model import default_model_path
+        from sonoseg.models.shipped import resolve_model
         from sonoseg._compat.legacy_kwargs import options_with_legacy
         from sonoseg.infer.options import ModelOptions
         from sonoseg.system import resolve_threads
 
         post = legacy.pop("postprocess", None)
         o = options_with_legacy(ModelOptions, options, legacy, "Predictor.from_path", none_is_default=True)
-        path = Path(path) if path is not None else default_model_path()
+        path = resolve_model(path, "predict")  # None -> the fast tier; fast / accurate / v3 -> shipped files
         threads = resolve_threads(o.threads, warn=log)
         be = choose_backend(o.backend, path, threads=threads, log=log)
         if be.config is None:

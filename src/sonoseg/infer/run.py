@@ -343,6 +343,14 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     return _finish_status(res)
 
 
+def _model_name(predictor) -> str:
+    """What results.json calls a model given by no --model: its shipped name (fast, accurate, v3)."""
+    from sonoseg.models.shipped import tier_of
+
+    path = getattr(predictor, "path", None)
+    return (tier_of(Path(path)) if path else None) or (str(path) if path else "default")
+
+
 def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optional[PredictOptions] = None, *,
                    predictor=None, log: Callable[[str], None] = print, notify: Optional[Callable[[str], None]] = None,
                    progress: Optional[Callable[[str, int, int], None]] = None, **legacy) -> dict:
@@ -386,7 +394,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
         from sonoseg.infer.domain import DomainScorer
 
         # the statistics of the model that runs: a reused predictor's own file, not the shipped default
-        own = o.model if o.model is not None else getattr(predictor, "path", None)
+        own = getattr(predictor, "path", None) or o.model
         scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
                                         if getattr(predictor.backend, "kind", "") == "torch" else None)
     from sonoseg.data.spacing_table import SpacingTable
@@ -400,7 +408,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
 
     def payload() -> dict:
         return {
-            "model": str(o.model) if o.model else "default",
+            "model": str(o.model) if o.model else _model_name(predictor),
             "model_version": predictor.model_version,
             "class_names": list(predictor.class_names),
             "backend": predictor.backend.kind,

@@ -14,9 +14,12 @@ thresholding at 0.5 / argmax on the output equals thresholding / argmax on the m
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sonoseg.errors import ConfigError
@@ -42,17 +45,24 @@ class ProbabilityMeanEnsemble(nn.Module):
         heads = [isinstance(o, (tuple, list)) for o in outs]
         if any(heads):  # members with an image-level class head: (mask logits, class logits) each
             masks = [o[0] for o in outs]
-            cls = torch.stack([torch.softmax(o[1], dim=1) for o in outs]).mean(0)
-            return self._mask_mean(masks), torch.log(cls.clamp_min(_EPS))
+            cls = _log_mean(torch.stack([torch.log_softmax(o[1], dim=1) for o in outs]))
+            return self._mask_mean(masks), cls
         return self._mask_mean(outs)
 
     def _mask_mean(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        z = torch.stack(logits)
         if self.classes == 1:
-            p = torch.stack([torch.sigmoid(t) for t in logits]).mean(0)
-            p = p.clamp(_EPS, 1.0 - _EPS)
-            return torch.log(p) - torch.log1p(-p)
-        p = torch.stack([torch.softmax(t, dim=1) for t in logits]).mean(0)
-        return torch.log(p.clamp_min(_EPS))
+            # logit(mean sigmoid) = log p - log(1 - p), both in log space: log sigmoid(z) = -softplus(-z).
+            # Probabilities themselves lose their digits near 0 and 1 in fp32 (onnxruntime's sigmoid and
+            # torch's then differ by 6% at p = 1e-6), their logs do not.
+            return _log_mean(-F.softplus(-z)) - _log_mean(-F.softplus(z))
+        return _log_mean(torch.log_softmax(z, dim=2))
+
+
+def _log_mean(log_probs: torch.Tensor) -> torch.Tensor:
+    """log(mean over dim 0 of exp(log_probs)), floored at log(_EPS) so outputs stay bounded."""
+    out = torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
+    return out.clamp_min(math.log(_EPS))
 
 
 def member_spec(model_cfg: Any) -> dict:

@@ -58,7 +58,10 @@ def _fast_or_torch(path: Path, threads, say, cache_dir):
     from sonoseg.runtime.fast_model import build_fast_model
 
     try:
-        fm = build_fast_model(path, quantize=_is_shipped(path), cache_dir=cache_dir, threads=threads or 1, log=say)
+        from sonoseg.models.shipped import FP32_ONLY
+
+        quantize = _is_shipped(path) and path.name not in FP32_ONLY  # the accurate tier runs as validated: fp32
+        fm = build_fast_model(path, quantize=quantize, cache_dir=cache_dir, threads=threads or 1, log=say)
     except ExportError as exc:
         say(f"{path.name}: no ONNX version ({str(exc).splitlines()[0]}); using eager PyTorch")
         return create_backend("torch", path, threads=threads)

@@ -34,9 +34,9 @@ def model_info(path: Optional[Path], version: Optional[str] = None) -> ModelInfo
     """Name, version and checksum stored with every result. ``version``: the model's own (e.g.
     "busi_default v3", from ``Predictor.model_version``); default: the sonoseg release."""
     from sonoseg import __version__
-    from sonoseg.infer.default_model import default_model_path
+    from sonoseg.models.shipped import resolve_model
 
-    p = Path(path) if path else default_model_path()
+    p = resolve_model(path, "serve")
     h = hashlib.sha256()
     with open(p, "rb") as f:
         while b := f.read(1 << 20):

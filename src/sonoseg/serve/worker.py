@@ -21,7 +21,10 @@ def load_model(path=None):
     from sonoseg.infer.predictor import Predictor
     from sonoseg.serve.processing import model_info
 
-    key = str(path) if path else None
+    from sonoseg.models.shipped import resolve_model
+
+    path = resolve_model(path, "serve")  # None -> the accurate tier
+    key = str(path)
     with _MODELS_LOCK:
         if key not in _MODELS:
             pred = Predictor.from_path(path, log=log.info)

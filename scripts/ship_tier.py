@@ -1,0 +1,72 @@
+"""Package a chosen checkpoint as a shipped breast tier (`fast` or `accurate`, issue 22).
+
+Usage:
+    python scripts/ship_tier.py CHECKPOINT --tier fast|accurate [--test-eval EVAL_DIR] [--stu-eval EVAL_DIR]
+
+Writes src/sonoseg/assets/models/breast_<tier>.pt: weights in fp16 (no int8 weight storage: the tiers'
+validation numbers are those of these weights), no optimiser/RNG state, model.version
+``breast_<tier> v4``, and a config stripped of machine-local paths (a distillation teacher becomes the
+shipped accurate tier's path). ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its
+BUSI metrics become the checkpoint's ``test`` / ``test_class`` (what `sonoseg models` lists) and every
+source's summary goes to ``test_per_source`` (``--stu-eval`` adds STU's). Re-shipping a shipped file keeps
+its weights byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from sonoseg.models.checkpoint import half_state, load_checkpoint
+
+ASSETS = Path("src/sonoseg/assets/models")
+TEST_KEYS = ("dice", "iou", "precision", "recall", "hd95", "assd")
+
+
+def _test_metrics(eval_dir: Path, stu_dir: Path | None) -> dict:
+    per = json.loads((eval_dir / "per_source.json").read_text())["sources"]
+    busi = json.loads((eval_dir / "busi" / "metrics.json").read_text())
+    out = {"test": {k: busi[k] for k in TEST_KEYS if k in busi}, "test_per_source": per}
+    cm = eval_dir / "busi" / "class_metrics.json"
+    if cm.is_file():
+        out["test_class"] = json.loads(cm.read_text())["metrics"]
+    if stu_dir is not None:
+        stu = json.loads((stu_dir / "metrics.json").read_text())
+        out["test_per_source"]["stu_hospital"] = {"n_images": stu["dice"]["n"], "dice": stu["dice"]["mean"],
+                                                  "dice_ci95": stu["dice"]["ci95"]}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--tier", choices=("fast", "accurate"), required=True)
+    ap.add_argument("--test-eval", type=Path, help="`sonoseg evaluate --split test` output of both sources")
+    ap.add_argument("--stu-eval", type=Path, help="`sonoseg evaluate` output on STU (external)")
+    ap.add_argument("--out", type=Path, help="where to write (default: src/sonoseg/assets/models/breast_TIER.pt)")
+    a = ap.parse_args()
+    payload = load_checkpoint(a.checkpoint)
+    cfg = payload["config"]
+    cfg["data"].update(root=None, cache_dir=None)
+    cfg["train"].update(device="auto")
+    if (cfg["train"].get("distill") or {}).get("teacher"):
+        cfg["train"]["distill"]["teacher"] = str(ASSETS / "breast_accurate.pt")
+    cfg["model"]["version"] = f"breast_{a.tier} v4"
+    state = payload["model_state"]
+    if any(v.is_floating_point() and v.dtype == torch.float32 for v in state.values()):
+        state = half_state(state)
+    metrics = dict(payload.get("metrics") or {})
+    if a.test_eval:
+        metrics.update(_test_metrics(a.test_eval, a.stu_eval))
+    out = {k: payload[k] for k in ("format", "version", "epoch", "best_score") if k in payload}
+    out.update(config=cfg, model_state=state, metrics=metrics)
+    dst = a.out or ASSETS / f"breast_{a.tier}.pt"
+    torch.save(out, dst)
+    print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB, epoch {out.get('epoch')}, version {cfg['model']['version']}")
+
+
+if __name__ == "__main__":
+    main()
