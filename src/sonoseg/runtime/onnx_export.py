@@ -47,23 +47,30 @@ class ExportError(SonosegError):
     """An export could not be produced or did not reproduce the PyTorch model."""
 
 
-@dataclass
-class OnnxExportResult:
-    path: Path
-    exporter: str  # "classic" | "dynamo"
-    opset: int
-    dynamic_batch: bool
-    dynamic_spatial: bool
-    input_size: tuple[int, int]
-    max_abs_diff: dict[str, float] = field(default_factory=dict)  # check name -> max |onnx - torch|
+@dataclass(kw_only=True)
+class VerifiedExport:
+    """What every exported file reports beside its own fields: how it matched eager PyTorch
+    (:func:`compare_with_eager`) and how long the export took. Shared by ONNX and TorchScript results."""
+
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # check name -> max |exported - torch|
     tolerance: float = 0.0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["path"] = str(self.path)
+        d["path"] = str(d["path"])
         return d
+
+
+@dataclass
+class OnnxExportResult(VerifiedExport):
+    path: Path
+    exporter: str  # "classic" | "dynamo"
+    opset: int
+    dynamic_batch: bool
+    dynamic_spatial: bool
+    input_size: tuple[int, int]
 
 
 # -- inputs used for verification ------------------------------------------------------------------
@@ -391,7 +398,8 @@ def export_onnx(model, path: str | Path, options: Optional[OnnxOptions] = None, 
                                  "sonoseg_dynamic_spatial": str(dyn_spatial).lower()})
             tmp.replace(path)
             return OnnxExportResult(path, name, opset if name == "classic" else max(opset, 18), dynamic,
-                                    dyn_spatial, size, diffs, tol, time.perf_counter() - t0, notes)
+                                    dyn_spatial, size, max_abs_diff=diffs, tolerance=tol,
+                                    seconds=time.perf_counter() - t0, notes=notes)
         raise ExportError(f"{path}: ONNX export failed ({'; '.join(errors)})")
     finally:
         tmp.unlink(missing_ok=True)

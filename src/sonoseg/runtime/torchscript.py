@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 
 from sonoseg.runtime.onnx_export import (
     ExportError,
+    VerifiedExport,
     _input_spec,
     compare_with_eager,
     torch_outputs,
@@ -30,20 +31,11 @@ SUFFIXES = (".ts", ".torchscript")
 
 
 @dataclass
-class TorchScriptExportResult:
+class TorchScriptExportResult(VerifiedExport):
     path: Path
     method: str  # "trace" | "script"
     dynamic_spatial: bool
     input_size: tuple[int, int]
-    max_abs_diff: dict[str, float] = field(default_factory=dict)
-    tolerance: float = 0.0
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["path"] = str(self.path)
-        return d
 
 
 def _check(model, scripted, size, in_channels, normalize, atol):
@@ -100,7 +92,8 @@ def export_torchscript(
     tmp = path.with_name(f".{path.name}.tmp")
     torch.jit.save(sm, str(tmp), _extra_files=extra)
     tmp.replace(path)
-    return TorchScriptExportResult(path, name, spatial_ok, size, diffs, tol, time.perf_counter() - t0, notes)
+    return TorchScriptExportResult(path, name, spatial_ok, size, max_abs_diff=diffs, tolerance=tol,
+                                   seconds=time.perf_counter() - t0, notes=notes)
 
 
 def is_torchscript_file(path: str | Path) -> bool:

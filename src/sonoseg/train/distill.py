@@ -95,10 +95,10 @@ def teacher_targets(teacher: str | Path, samples, student_cfg, cache_dir: Path, 
 
     ``compute=False`` only reads the cache (DDP ranks other than 0, after rank 0 computed it)."""
     from sonoseg.data import SegmentationDataset
-    from sonoseg.models.checkpoint import load_model
+    from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint, load_model
 
     teacher = Path(teacher)
-    model, tcfg = load_model(teacher)
+    tcfg = checkpoint_config(load_checkpoint(teacher))  # the network itself is built only on a cache miss
     _check_teacher(tcfg, student_cfg, teacher)
     order = _class_order(tcfg.model.class_names(), student_cfg.model.class_names(), teacher)
     path = Path(cache_dir) / f"distill-{_targets_key(teacher, samples, tcfg, student_cfg, tta)}.npz"
@@ -107,6 +107,7 @@ def teacher_targets(teacher: str | Path, samples, student_cfg, cache_dir: Path, 
         return TeacherTargets(hit["masks"], hit.get("classes") if order is not None else None)
     if not compute:
         raise ConfigError(f"{path}: the teacher's targets are missing from the cache")
+    model, _ = load_model(teacher)
     size = tuple(int(v) for v in student_cfg.preprocess.size)
     ds = SegmentationDataset(samples, tcfg.preprocess, cache_dir=cache_dir)  # the teacher's own grids
     head = tcfg.model.classification
