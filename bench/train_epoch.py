@@ -7,7 +7,8 @@
 Each run is the real ``sonoseg train`` code path (cached preprocessing, augmentation, forward/backward,
 AdamW, validation, checkpoint writing) for one epoch in a fresh process, once per setting and repeat,
 settings interleaved so that drifting machine load hits them alike. Settings: ``train.channels_last``
-false ("before": NCHW, the v3 trainer) and true ("after"). Reported: the epoch's seconds (training +
+false ("before": NCHW, the v3 trainer) and true ("after"), in one process of ``--threads`` threads, and
+"after" as ``--threads`` DDP processes of 1 thread each (torchrun, the batch split between them). Reported: the epoch's seconds (training +
 validation, from metrics.csv) and training images per second of wall clock (train images / epoch
 seconds, the issue's measure). The preprocessing cache is filled before the first timed run and is not
 timed. Prints a table; writes JSON (and Markdown) under bench/results/.
@@ -28,7 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = {"before (NCHW)": ["train.channels_last=false"], "after (channels_last)": ["train.channels_last=true"]}
+SETTINGS = {"before (NCHW)": ["train.channels_last=false"], "after (channels_last)": ["train.channels_last=true"],
+            "after, 2 processes x 1 thread (DDP)": ["train.channels_last=true"]}
+DDP = "after, 2 processes x 1 thread (DDP)"
 
 
 def cpu_name() -> str:
@@ -41,13 +44,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def one_epoch(args, overrides: list[str], out: Path, cache: Path) -> dict:
-    cmd = [sys.executable, "-m", "sonoseg", "train", str(args.dataset), "--split-file", str(args.split_file),
-           "-c", str(args.config), "--epochs", "1", "--threads", str(args.threads), "--no-progress",
+def one_epoch(args, overrides: list[str], out: Path, cache: Path, ddp: bool = False) -> dict:
+    """One epoch in a fresh process; ``ddp``: ``torchrun`` with ``args.threads`` processes of 1 thread,
+    each with half the batch (the same global batch, so the same optimiser steps per epoch)."""
+    if ddp:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.threads}",
+                  "-m", "sonoseg"]
+        per_proc = ["--threads", "1", "--batch-size", str(max(1, args.batch_size // args.threads))]
+    else:
+        launch = [sys.executable, "-m", "sonoseg"]
+        per_proc = ["--threads", str(args.threads)]
+    cmd = [*launch, "train", str(args.dataset), "--split-file", str(args.split_file),
+           "-c", str(args.config), "--epochs", "1", *per_proc, "--no-progress",
            "--out", str(out), "--set", f"data.cache_dir={cache}", "--set", "model.encoder_weights=null"]
     for o in overrides:
         cmd += ["--set", o]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS="1" if ddp else str(args.threads))
     t0 = time.time()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
@@ -67,6 +79,7 @@ def main() -> None:
     ap.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "busi_v3.yaml")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=8, help="the recipe's batch (the DDP setting splits it)")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "train_epoch.json")
     args = ap.parse_args()
     if not args.dataset.is_dir():
@@ -79,7 +92,7 @@ def main() -> None:
         one_epoch(args, SETTINGS["after (channels_last)"], tmp / "warm", cache)
         for r in range(args.repeat):
             for name, overrides in SETTINGS.items():
-                res = one_epoch(args, overrides, tmp / f"{r}-{len(runs[name])}-{name[:6]}", cache)
+                res = one_epoch(args, overrides, tmp / f"{r}-{len(runs[name])}-{name[:6]}", cache, ddp=name == DDP)
                 runs[name].append(res)
                 print(f"repeat {r + 1}: {name}: {res['epoch_s']:.1f} s/epoch, {res['images_per_s']:.2f} train img/s",
                       flush=True)

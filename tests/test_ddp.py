@@ -117,3 +117,26 @@ def test_torchrun_trains_the_breast_recipe_with_its_unused_encoder_head(tmp_path
     assert "class head: benign, malignant" in proc.stdout
     rows = list(csv.DictReader((tmp_path / "runs" / "ddp" / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1]
+
+
+def test_rank0_validates_with_every_ranks_threads_and_gives_them_back():
+    """On CPU, rank 0 validates alone while the others wait: it borrows their threads, then restores its own;
+    other ranks, single-process runs and GPU runs keep their thread count."""
+    from sonoseg.train.distributed import DistContext, validation_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cpu = torch.device("cpu")
+        with validation_threads(DistContext(True, 0, 2, 0), cpu, 1) as n:
+            assert n == 2 and torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        for ctx, dev in ((DistContext(True, 1, 2, 1), cpu), (DistContext(), cpu), (DistContext(True, 0, 2, 0), torch.device("cuda", 0))):
+            with validation_threads(ctx, dev, 1) as n:
+                assert n == 1 and torch.get_num_threads() == 1
+        with pytest.raises(RuntimeError):  # an error inside validation still gives the threads back
+            with validation_threads(DistContext(True, 0, 2, 0), cpu, 1):
+                raise RuntimeError("validation failed")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

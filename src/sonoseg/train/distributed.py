@@ -6,7 +6,8 @@ Semantics (documented in README, checked by tests/test_ddp.py):
 - gradients are averaged across ranks after every step (DDP all-reduce), so replicas stay identical;
   the effective batch size is N x data.batch_size; BatchNorm statistics stay per process (no SyncBN);
 - validation runs on rank 0 over the whole validation split and its Dice is broadcast, so scheduler,
-  early stopping and best-checkpoint decisions are identical on every rank;
+  early stopping and best-checkpoint decisions are identical on every rank; on CPU rank 0 validates
+  with the threads of all ranks (the others only wait for the broadcast meanwhile);
 - only rank 0 logs, writes checkpoints, metrics CSV and plots.
 Backend: NCCL on CUDA, gloo on CPU.
 """
@@ -14,6 +15,7 @@ Backend: NCCL on CUDA, gloo on CPU.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -91,3 +93,17 @@ def barrier(ctx: DistContext) -> None:
 def cleanup(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def validation_threads(ctx: DistContext, device: torch.device, threads: int):
+    """Rank 0 of a CPU run borrows the idle ranks' threads while it validates alone (the others block
+    in the score broadcast), then gives them back."""
+    if not ctx.enabled or device.type != "cpu" or not ctx.is_main:
+        yield threads
+        return
+    torch.set_num_threads(threads * ctx.world_size)
+    try:
+        yield threads * ctx.world_size
+    finally:
+        torch.set_num_threads(threads)

@@ -28,7 +28,7 @@ from sonoseg.train import history
 from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from sonoseg.train.data_setup import select_samples
 from sonoseg.train.device import select_device
-from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed
+from sonoseg.train.distributed import DistContext, barrier, broadcast_float, cleanup, init_distributed, validation_threads
 from sonoseg.train.loop import train_one_epoch, validate
 from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
 from sonoseg.system.seeding import capture_rng_state, epoch_seed, restore_rng_state, seed_everything
@@ -333,8 +333,9 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
             train_loss = all_reduce_mean(train_loss, ctx, device)
         cls_val: dict = {}
         if main:
-            val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp, class_out=cls_val,
-                                          forward=val_forward)
+            with validation_threads(ctx, device, threads):
+                val_loss, val_dice = validate(model, val_dl, loss_fn, device, cfg.model.classes, amp, class_out=cls_val,
+                                              forward=val_forward)
         else:
             val_loss, val_dice = 0.0, 0.0
         val_dice = 0.0 if math.isnan(val_dice) else val_dice
