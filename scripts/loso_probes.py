@@ -42,7 +42,7 @@ def sh(cmd: list[str], log: Path, env: dict | None = None) -> None:
         subprocess.run(list(map(str, cmd)), check=True, stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 
-def train(args, name: str, overrides: list[str], src: str, run: Path) -> None:
+def train(args, overrides: list[str], src: str, run: Path) -> None:
     if (run / "summary.json").is_file():
         return
     data, split = SOURCES[src]
@@ -86,7 +86,7 @@ def main() -> None:
         for src in SOURCES:
             held = next(s for s in SOURCES if s != src)
             run = args.out / f"{name}-from-{src}"
-            train(args, name, overrides, src, run)
+            train(args, overrides, src, run)
             per = evaluate(args, run)
             row[f"{src}->{held}"] = {"held_out": per[held], "in_domain": per[src],
                                      "score": (per[held]["dice"] + per[held]["balanced_accuracy"]) / 2}
