@@ -2,7 +2,7 @@
 
 Usage: python scripts/ship_default_model.py runs/default/best.pt [metrics.json] [version] [--keep-float PREFIX ...]
        [--recipe configs/RECIPE.yaml]
-Writes src/sonoseg/assets/models/busi_default.pt: conv/linear weights stored as int8 with one scale per
+Writes src/sonoseg/assets/models/busi_default.pt by ``sonoseg.models.packaging``: conv/linear weights stored as int8 with one scale per
 output channel, the rest fp16 (a quarter of fp32, under the repository's 5 MiB line; decoded to fp32 on
 load: evaluate the shipped file, its numbers are the shipped numbers; ``--fp16`` stores all in fp16 instead),
 no optimiser/RNG state, and a config stripped of machine-local paths. The test
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sonoseg.train.checkpoint import INT8_STORAGE, half_state, int8_state, load_checkpoint
+from sonoseg.models.packaging import ShipOptions, ship_checkpoint
 
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
 
@@ -31,42 +31,23 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
          keep_float: list[str] | None = None, recipe: str | None = None, recipe_set: list[str] | None = None,
          fp16: bool = False,
          dst: Path = DST) -> None:
-    payload = load_checkpoint(src)
-    cfg = payload["config"]
-    cfg["data"].update(root=None, cache_dir=None, split_file="configs/busi_split.csv")
-    if version:
-        cfg["model"]["version"] = version
-    cfg["train"].update(device="auto")
-    if keep_float:
-        cfg["model"]["int8_keep_float"] = list(keep_float)
-    scales = None
-    if fp16:
-        state = half_state(payload["model_state"])
-    else:
-        state, scales = int8_state(payload["model_state"])
-    metrics = dict(payload.get("metrics") or {})
+    metrics = {}
     if metrics_json:
         m = json.loads(Path(metrics_json).read_text())
         metrics["test"] = {k: m[k] for k in ("dice", "iou", "precision", "recall", "hd95", "assd") if k in m}
         cm_path = Path(metrics_json).with_name("class_metrics.json")
         if cm_path.is_file():
-            cm = json.loads(cm_path.read_text())
-            metrics["test_class"] = {k: v for k, v in cm["metrics"].items()}
-    out = {k: payload[k] for k in ("format", "version", "epoch", "best_score")}
-    out.update(config=cfg, model_state=state, metrics=metrics)
-    if scales is not None:
-        out.update(weight_storage=INT8_STORAGE, weight_scales=scales)
+            metrics["test_class"] = dict(json.loads(cm_path.read_text())["metrics"])
+    stored_recipe = None
     if recipe:
         from sonoseg.config import load_config
 
-        out["recipe"] = load_config(recipe, list(recipe_set or [])).model_dump(mode="json")
-    elif payload.get("recipe"):  # re-shipping a shipped file keeps its recipe
-        out["recipe"] = payload["recipe"]
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, dst)
+        stored_recipe = load_config(recipe, list(recipe_set or [])).model_dump(mode="json")
+    opts = ShipOptions(version=version, storage="fp16" if fp16 else "int8", split_file="configs/busi_split.csv",
+                       keep_float=list(keep_float or []), recipe=stored_recipe)
+    dst = ship_checkpoint(src, dst, opts, metrics=metrics)
+    out = torch.load(dst, map_location="cpu", weights_only=True)
     print(f"{dst}: {dst.stat().st_size / 2**20:.2f} MiB, epoch {out['epoch']}, best val score {out['best_score']:.4f}")
-
 
 if __name__ == "__main__":
     import argparse

@@ -3,10 +3,10 @@
 Usage:
     python scripts/ship_tier.py CHECKPOINT --tier fast|accurate [--test-eval EVAL_DIR] [--stu-eval EVAL_DIR]
 
-Writes src/sonoseg/assets/models/breast_<tier>.pt: weights in fp16 (no int8 weight storage: the tiers'
-validation numbers are those of these weights), no optimiser/RNG state, model.version
-``breast_<tier> v4``, and a config stripped of machine-local paths (a distillation teacher becomes the
-shipped accurate tier's path). ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its
+Writes src/sonoseg/assets/models/breast_<tier>.pt by ``sonoseg.models.packaging``: weights in fp16 (no
+int8 weight storage: the tiers' validation numbers are those of these weights), no optimiser/RNG state,
+model.version ``breast_<tier> v4``, and a config stripped of machine-local paths (a distillation teacher
+becomes the shipped accurate tier's path). ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its
 BUSI metrics become the checkpoint's ``test`` / ``test_class`` (what `sonoseg models` lists) and every
 source's summary goes to ``test_per_source`` (``--stu-eval`` adds STU's). Re-shipping a shipped file keeps
 its weights byte for byte.
@@ -18,9 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from sonoseg.models.checkpoint import half_state, load_checkpoint
+from sonoseg.models.packaging import ShipOptions, ship_checkpoint
 
 ASSETS = Path("src/sonoseg/assets/models")
 TEST_KEYS = ("dice", "iou", "precision", "recall", "hd95", "assd")
@@ -48,25 +46,10 @@ def main() -> None:
     ap.add_argument("--stu-eval", type=Path, help="`sonoseg evaluate` output on STU (external)")
     ap.add_argument("--out", type=Path, help="where to write (default: src/sonoseg/assets/models/breast_TIER.pt)")
     a = ap.parse_args()
-    payload = load_checkpoint(a.checkpoint)
-    cfg = payload["config"]
-    cfg["data"].update(root=None, cache_dir=None)
-    cfg["train"].update(device="auto")
-    if (cfg["train"].get("distill") or {}).get("teacher"):
-        cfg["train"]["distill"]["teacher"] = str(ASSETS / "breast_accurate.pt")
-    cfg["model"]["version"] = f"breast_{a.tier} v4"
-    state = payload["model_state"]
-    if any(v.is_floating_point() and v.dtype == torch.float32 for v in state.values()):
-        state = half_state(state)
-    metrics = dict(payload.get("metrics") or {})
-    if a.test_eval:
-        metrics.update(_test_metrics(a.test_eval, a.stu_eval))
-    out = {k: payload[k] for k in ("format", "version", "epoch", "best_score") if k in payload}
-    out.update(config=cfg, model_state=state, metrics=metrics)
-    dst = a.out or ASSETS / f"breast_{a.tier}.pt"
-    torch.save(out, dst)
-    print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB, epoch {out.get('epoch')}, version {cfg['model']['version']}")
-
+    opts = ShipOptions(version=f"breast_{a.tier} v4", storage="fp16", teacher=str(ASSETS / "breast_accurate.pt"))
+    dst = ship_checkpoint(a.checkpoint, a.out or ASSETS / f"breast_{a.tier}.pt", opts,
+                          metrics=_test_metrics(a.test_eval, a.stu_eval) if a.test_eval else None)
+    print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB, version {opts.version}")
 
 if __name__ == "__main__":
     main()
