@@ -4,8 +4,8 @@ One place decides what a shipped file holds, so every shipped model is packaged 
 - no optimiser, scheduler, scaler, RNG state or history (a shipped file cannot be resumed);
 - a config without machine-local paths: no data root or cache; split files and ``data.sources`` (the
   provenance of a multi-source model) keep relative paths as typed, absolute ones are dropped (a source's
-  root becomes its folder name); ``train.device`` "auto"; the given split
-  file and version; a distillation teacher's path replaced by the shipped one it names;
+  root becomes its folder name); ``train.device`` "auto"; the given split file and version; a
+  distillation teacher's path replaced by the shipped one it names;
 - weights stored as fp16, or conv/linear weights as int8 with one scale per output channel
   (``weight_storage``) -- what is evaluated after packaging is what ships;
 - the checkpoint's own metrics plus any given (test metrics travel inside for ``sonoseg models``);
@@ -28,11 +28,16 @@ KEPT = ("format", "version", "epoch", "best_score")
 
 @dataclass
 class ShipOptions:
-    """How to package: ``storage`` "fp16" or "int8"; ``version`` becomes model.version (written into every
-    result); ``split_file`` the repository-relative split to record; ``keep_float`` ONNX node prefixes every
-    int8 build keeps in fp32; ``teacher`` the shipped path recorded for a distillation teacher (None: no
-    teacher is recorded, a local path never ships); ``recipe``
-    the from-scratch training recipe (a config dict) stored for ``sonoseg train`` without ``--config``."""
+    """How to package.
+
+    - ``version``: becomes model.version, written into every result;
+    - ``storage``: "fp16", or "int8" (conv/linear weights per output channel, the rest fp16);
+    - ``split_file``: the repository-relative split to record;
+    - ``keep_float``: ONNX node prefixes every int8 build keeps in fp32;
+    - ``teacher``: the shipped path recorded for a distillation teacher (None: none is recorded; a local
+      path never ships);
+    - ``recipe``: the from-scratch training recipe (a config dict) for ``sonoseg train`` without ``--config``.
+    """
 
     version: Optional[str] = None
     storage: Literal["fp16", "int8"] = "fp16"
