@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DDP = "after, DDP processes of 1 thread"  # as many processes as --threads
 SETTINGS = {"before (NCHW)": ["train.channels_last=false"], "after (channels_last)": ["train.channels_last=true"],
-            "after, 2 processes x 1 thread (DDP)": ["train.channels_last=true"]}
-DDP = "after, 2 processes x 1 thread (DDP)"
+            DDP: ["train.channels_last=true"]}
 
 
 def cpu_name() -> str:

@@ -51,5 +51,6 @@ def main() -> None:
                           metrics=_test_metrics(a.test_eval, a.stu_eval) if a.test_eval else None)
     print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB, version {opts.version}")
 
+
 if __name__ == "__main__":
     main()
