@@ -2,13 +2,16 @@
 
 Usage:
     python scripts/ship_tier.py CHECKPOINT --tier fast|accurate [--test-eval EVAL_DIR] [--stu-eval EVAL_DIR]
+                                [--int8-keep-float PREFIX,PREFIX] [--tta h]
 
 Writes src/sonoseg/assets/models/breast_<tier>.pt by ``sonoseg.models.packaging``: weights in fp16 (no
 int8 weight storage: the tiers' validation numbers are those of these weights), no optimiser/RNG state,
-model.version ``breast_<tier> v4``, and a config stripped of machine-local paths (a distillation teacher
+model.version ``breast_<tier> v4`` unless ``--version`` says otherwise, and a config stripped of machine-local paths (a distillation teacher
 becomes the shipped accurate tier's path). ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its
 BUSI metrics become the checkpoint's ``test`` / ``test_class`` (what `sonoseg models` lists) and every
-source's summary goes to ``test_per_source`` (``--stu-eval`` adds STU's). Re-shipping a shipped file keeps
+source's summary goes to ``test_per_source`` (``--stu-eval`` adds STU's). ``--int8-keep-float``: the ONNX node
+prefixes every int8 build keeps in fp32 (``bench/int8_keep_float_search.py`` chooses them); ``--tta``: the
+test-time flips the tier always applies (``h`` and/or ``v``, comma-separated). Re-shipping a shipped file keeps
 its weights byte for byte.
 """
 
@@ -44,9 +47,14 @@ def main() -> None:
     ap.add_argument("--tier", choices=("fast", "accurate"), required=True)
     ap.add_argument("--test-eval", type=Path, help="`sonoseg evaluate --split test` output of both sources")
     ap.add_argument("--stu-eval", type=Path, help="`sonoseg evaluate` output on STU (external)")
+    ap.add_argument("--int8-keep-float", default="", help="comma-separated ONNX node prefixes kept in fp32")
+    ap.add_argument("--version", default=None, help="model.version to record (default: breast_TIER v4)")
+    ap.add_argument("--tta", default=None, help="test-time flips recorded in the file, comma-separated (e.g. h)")
     ap.add_argument("--out", type=Path, help="where to write (default: src/sonoseg/assets/models/breast_TIER.pt)")
     a = ap.parse_args()
-    opts = ShipOptions(version=f"breast_{a.tier} v4", storage="fp16", teacher=str(ASSETS / "breast_accurate.pt"))
+    opts = ShipOptions(version=a.version or f"breast_{a.tier} v4", storage="fp16", teacher=str(ASSETS / "breast_accurate.pt"),
+                       keep_float=[p for p in a.int8_keep_float.split(",") if p],
+                       tta=None if a.tta is None else [t for t in a.tta.split(",") if t])
     dst = ship_checkpoint(a.checkpoint, a.out or ASSETS / f"breast_{a.tier}.pt", opts,
                           metrics=_test_metrics(a.test_eval, a.stu_eval) if a.test_eval else None)
     print(f"{dst}: {dst.stat().st_size / 1e6:.1f} MB, version {opts.version}")

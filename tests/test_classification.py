@@ -473,6 +473,7 @@ def test_choose_operating_point_script_stores_the_policy(tmp_path):
     finally:
         sys.argv = argv
     out = load_checkpoint(tmp_path / "p.pt")
+    torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)  # plain floats, no numpy scalars
     head = out["config"]["model"]["classification"]
     assert head["lesion_rule"] == "threshold" and head["no_lesion_threshold"] == 0.9  # 0.95 / 0.9 normals stay
     assert head["suspicious_class"] == "malignant" and head["suspicious_threshold"] == 0.3

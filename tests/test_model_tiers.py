@@ -1,6 +1,6 @@
 """Shipped model names (issue 22): `fast` for predict and export, `accurate` for serve and listen, `v3` by
-version; a file of the same name wins; each shipped tier is a real model under 25 MB. By the rule in
-docs/breast_v4/tiers_rule.md the distilled student failed its int8 gate, so `fast` is v3's file."""
+version; a file of the same name wins; each shipped tier is a real model under 25 MB. `fast` is the distilled
+160x160 student (docs/breast_v4/fast_int8_rule.md), `accurate` the three-network ensemble (v5_rule.md)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ from sonoseg.models import shipped
 
 
 def test_each_job_gets_its_tier_by_default():
-    assert shipped.resolve_model(None, "predict").name == "busi_default.pt"
-    assert shipped.resolve_model(None, "export").name == "busi_default.pt"
+    assert shipped.resolve_model(None, "predict").name == "breast_fast.pt"
+    assert shipped.resolve_model(None, "export").name == "breast_fast.pt"
     assert shipped.resolve_model(None, "serve").name == "breast_accurate.pt"
     assert shipped.resolve_model(None, "listen").name == "breast_accurate.pt"
     models = shipped.assets_dir() / "models"
-    for name, file in (("fast", "busi_default.pt"), ("accurate", "breast_accurate.pt"), ("v3", "busi_default.pt")):
+    for name, file in (("fast", "breast_fast.pt"), ("accurate", "breast_accurate.pt"), ("v3", "busi_default.pt")):
         assert shipped.resolve_model(name, "serve") == models / file
-        assert name in shipped.names_of(models / file)
-    assert shipped.names_of(models / "busi_default.pt") == ["fast", "v3"]
+        assert shipped.names_of(models / file) == [name]
 
 
 def test_a_file_of_the_same_name_wins_and_other_paths_pass_through(tmp_path, monkeypatch):
@@ -43,9 +42,9 @@ def test_shipped_tiers_are_small_and_describe_themselves():
 
     rows = {n: d for d in shipped_models() for n in d["names"]}
     assert set(rows) == {"fast", "accurate", "v3"}
-    assert rows["fast"]["default_for"] == ["predict", "export"] and rows["fast"] is rows["v3"]
+    assert rows["fast"]["default_for"] == ["predict", "export"] and rows["v3"]["default_for"] == []
     assert rows["accurate"]["default_for"] == ["serve", "listen"]
-    assert rows["v3"]["version"] == "busi_default v3" and rows["accurate"]["version"] == "breast_accurate v4"
+    assert rows["v3"]["version"] == "busi_default v3" and rows["accurate"]["version"] == "breast_accurate v5"
     for tier in ("fast", "accurate"):
         path = shipped.shipped_model_path(tier)
         assert path.stat().st_size < 25e6, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
@@ -54,9 +53,12 @@ def test_shipped_tiers_are_small_and_describe_themselves():
         assert rows[tier]["validation"] is not None and rows[tier]["domain_check"]  # record + out-of-scope stats
     _, accurate = load_model(shipped.shipped_model_path("accurate"))
     assert accurate.model.name == "ensemble" and list(accurate.postprocess.tta) == ["h"]
-    head = accurate.model.classification  # its operating point, chosen on validation (tiers_rule.md)
-    assert (head.lesion_rule, head.no_lesion_threshold) == ("threshold", 0.95)
-    assert (head.suspicious_class, head.suspicious_threshold) == ("malignant", 0.23)
+    head = accurate.model.classification  # its operating point, chosen on validation (v5_rule.md)
+    assert (head.lesion_rule, head.no_lesion_threshold) == ("threshold", 0.85)
+    assert (head.suspicious_class, head.suspicious_threshold) == ("malignant", 0.17)
+    _, fast = load_model(shipped.shipped_model_path("fast"))  # the student: int8 with its own fp32 set
+    assert list(fast.preprocess.size) == [160, 160] and "/model/decoder/p3/" in fast.model.int8_keep_float
+    assert (fast.model.classification.no_lesion_threshold, fast.model.classification.suspicious_threshold) == (0.9, 0.17)
 
 
 def test_accurate_tier_is_never_quantised_by_auto(tmp_path):

@@ -95,3 +95,13 @@ def test_a_multi_source_model_keeps_relative_provenance_and_drops_absolute_paths
     got = [(s["root"], s["split_file"]) for s in raw["config"]["data"]["sources"]]
     assert got == [("busi", None), ("../shared/data/bus_uclm", "configs/bus_uclm_split.csv")]
     _no_local_paths(raw, tmp_path)
+
+
+def test_int8_fp32_layers_and_test_time_flips_are_recorded_and_load_back(trained_like, tmp_path):
+    src, _ = trained_like
+    opts = ShipOptions(keep_float=["/model/encoder/conv_stem/"], tta=["h"])
+    dst = ship_checkpoint(src, tmp_path / "s.pt", opts)
+    _, cfg = load_model(dst)  # validated by the config schema on the way back
+    assert cfg.model.int8_keep_float == ["/model/encoder/conv_stem/"] and cfg.postprocess.tta == ["h"]
+    _, kept = load_model(ship_checkpoint(dst, tmp_path / "again.pt", ShipOptions()))
+    assert kept.postprocess.tta == ["h"] and kept.model.int8_keep_float == ["/model/encoder/conv_stem/"]

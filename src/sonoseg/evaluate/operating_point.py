@@ -26,7 +26,7 @@ RULE_ORDER = {"argmax": 0, "mask": 1, "threshold": 2, "mask_or_threshold": 3}  #
 
 
 def candidates(grid_step: float = 0.05) -> list[DecisionPolicy]:
-    grid = [round(t, 4) for t in np.arange(grid_step, 1.0, grid_step)]
+    grid = [float(round(t, 4)) for t in np.arange(grid_step, 1.0, grid_step)]  # plain floats: they go into checkpoints
     out = [DecisionPolicy("argmax"), DecisionPolicy("mask")]
     out += [DecisionPolicy(rule, t) for rule in ("threshold", "mask_or_threshold") for t in grid]
     return out

@@ -36,7 +36,8 @@ class ShipOptions:
     - ``keep_float``: ONNX node prefixes every int8 build keeps in fp32;
     - ``teacher``: the shipped path recorded for a distillation teacher (None: none is recorded; a local
       path never ships);
-    - ``recipe``: the from-scratch training recipe (a config dict) for ``sonoseg train`` without ``--config``.
+    - ``recipe``: the from-scratch training recipe (a config dict) for ``sonoseg train`` without ``--config``;
+    - ``tta``: the test-time flips every run applies (``postprocess.tta``, e.g. ``["h"]``); None keeps the file's.
     """
 
     version: Optional[str] = None
@@ -45,6 +46,7 @@ class ShipOptions:
     keep_float: list[str] = field(default_factory=list)
     teacher: Optional[str] = None
     recipe: Optional[dict] = None
+    tta: Optional[list[str]] = None
 
 
 def _portable(path: Optional[str]) -> Optional[str]:
@@ -68,6 +70,8 @@ def package_checkpoint(payload: dict, opts: ShipOptions, metrics: Optional[dict]
         cfg["model"]["version"] = opts.version
     if opts.keep_float:
         cfg["model"]["int8_keep_float"] = list(opts.keep_float)
+    if opts.tta is not None:
+        cfg["postprocess"] = {**cfg.get("postprocess", {}), "tta": list(opts.tta)}
     out = {k: payload[k] for k in KEPT if k in payload}
     if opts.storage == "int8":
         state, scales = int8_state(payload["model_state"])

@@ -3,8 +3,10 @@ that select them, and the shipped recipe (what ``sonoseg train`` uses when no co
 
 Two breast tiers ship, one name each (issue 22): ``fast`` (int8, the default of ``predict`` and ``export``,
 for a workstation or a cart) and ``accurate`` (the best model on validation, fp32, the default of ``serve``
-and ``listen``, where latency matters little). Which file each name means was decided by the rule in
-docs/breast_v4/tiers_rule.md: the distilled student failed its int8 gate, so ``fast`` is v3's file. Earlier
+and ``listen``, where latency matters little). Which file each name means was decided by the rules in
+docs/breast_v4/ (``tiers_rule.md``, ``v5_rule.md``, ``fast_int8_rule.md``): ``fast`` is a 160x160 student
+distilled from the earlier accurate tier (v4b + v4a), ``accurate`` an ensemble of three 256x256 networks
+(v4b, v4a, v5) with flip TTA. Earlier
 defaults stay reachable by version for comparison: ``v3`` is shipped; v2 is in git (MODEL_CARD.md says how
 to recover it). ``--model NAME`` takes these names wherever it takes a model file; an existing file of the
 same name wins."""
@@ -18,7 +20,7 @@ from sonoseg.errors import SonosegError
 
 V3_MODEL_NAME = "busi_default.pt"
 DEFAULT_MODEL_NAME = V3_MODEL_NAME  # the file `sonoseg train` takes its recipe from (and older imports)
-MODEL_NAMES = {"fast": V3_MODEL_NAME, "accurate": "breast_accurate.pt", "v3": V3_MODEL_NAME}
+MODEL_NAMES = {"fast": "breast_fast.pt", "accurate": "breast_accurate.pt", "v3": V3_MODEL_NAME}
 DEFAULT_TIER = {"predict": "fast", "export": "fast", "serve": "accurate", "listen": "accurate"}
 # earlier defaults kept in git, not in the package: --model NAME says how to get the file
 IN_GIT = {"v2": "git show f68c3e2:src/sonoseg/assets/models/busi_default.pt > busi_v2.pt"}
