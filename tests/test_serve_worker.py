@@ -16,6 +16,14 @@ from _serve import login, make_app, make_store, samples  # noqa: E402
 from sonoseg.serve.worker import Worker  # noqa: E402
 
 
+def accurate_version() -> str:
+    """model.version recorded in the shipped accurate tier's file (read independently of the service)."""
+    from sonoseg.models.checkpoint import load_checkpoint
+    from sonoseg.models.shipped import shipped_model_path
+
+    return load_checkpoint(shipped_model_path("accurate"))["config"]["model"]["version"]
+
+
 def test_upload_predict_store_and_download(tmp_path):
     import pydicom
 
@@ -34,7 +42,7 @@ def test_upload_predict_store_and_download(tmp_path):
         res = c.get(job["result_url"], headers=h).json()
         assert res["kind"] == "image" and res["frames"] == 1 and res["view_frames"] == [0]
         assert res["model"]["name"] == "breast_accurate.pt" and len(res["model"]["sha256"]) == 64  # serve: accurate
-        assert res["model"]["version"] == "breast_accurate v4"  # the model's own version, not the release's
+        assert res["model"]["version"] == accurate_version()  # the model's own version, not the release's
         # the shipped default classifies: a class with its probabilities is stored with the result
         assert res["label"] in {"normal", "benign", "malignant"} and abs(sum(res["probabilities"].values()) - 1) < 1e-3
         assert res["study"].startswith("ST-") and res["max_diameter"] > 0

@@ -12,7 +12,7 @@ pytest.importorskip("selenium.webdriver")
 
 from _scope import CLASS_WORDS, green_png  # noqa: E402
 from _serve import PASSWORDS, ThreadServer, login, make_app, make_store, samples, wait_until  # noqa: E402
-from test_serve_worker import _cine  # noqa: E402
+from test_serve_worker import _cine, accurate_version  # noqa: E402
 from test_viewer_browser import ARTIFACTS, browser  # noqa: E402,F401 (the fixture)
 
 CINE_FRAMES = 16  # one or more measurement rows each: at least two pages of ten
@@ -112,7 +112,7 @@ def test_viewer_out_of_scope_and_paged_cine(tmp_path, browser):  # noqa: F811
         page = b.find_element(By.ID, "study").text.lower()
         assert not any(w in page for w in CLASS_WORDS) and "%" not in page
         model = b.find_element(By.ID, "model-line").text
-        assert model.startswith("model breast_accurate.pt · breast_accurate v4 · sha256 ") and "vbreast" not in model
+        assert model.startswith(f"model breast_accurate.pt · {accurate_version()} · sha256 ") and "vbreast" not in model
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         b.save_screenshot(str(ARTIFACTS / "viewer_out_of_scope.png"))
 
