@@ -144,6 +144,45 @@ def test_kfold_cross_validation_runs_one_training_per_fold(phantom_ds, tmp_path)
     assert set(f0["train"]) == set(f1["val"]) and set(f1["train"]) == set(f0["val"])
 
 
+def test_a_cut_cross_validation_run_resumes_to_the_same_weights(phantom_ds, tmp_path):
+    """Folds that finished are kept, the cut fold continues on its own fold's split, and the result equals
+    the uninterrupted run's."""
+    from sonoseg.train.kfold import train_kfold
+
+    cfg = _cfg(phantom_ds, tmp_path, 2, **{"train.scheduler": "cosine", "train.deterministic": "true"})
+    full = Path(train_kfold(cfg, k=2, out=tmp_path / "runs", name="full", log=lambda m: None,
+                            show_progress=False)["run_dir"])
+    seen: list[str] = []
+
+    def cut_in_fold_2(msg: str) -> None:  # the epoch line comes after last.pt is written
+        seen.append(msg)
+        if any(m.startswith("fold 2/2") for m in seen) and msg.startswith("epoch   1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_kfold(cfg, k=2, out=tmp_path / "runs", name="cut", log=cut_in_fold_2, show_progress=False)
+    cut = tmp_path / "runs" / "cut"
+    assert (cut / "fold-0" / "summary.json").is_file() and not (cut / "fold-1" / "summary.json").exists()
+    fold0_before = (cut / "fold-0" / "last.pt").stat().st_mtime_ns
+    said: list[str] = []
+    summary = train_kfold(None, k=2, resume=cut, log=said.append, show_progress=False)
+    assert "fold 1/2: finished earlier, kept" in said and any(m.startswith("fold 2/2: resuming") for m in said)
+    assert (cut / "fold-0" / "last.pt").stat().st_mtime_ns == fold0_before  # not trained again
+    assert summary["folds"][1]["epochs_run"] == 2
+    for i in (0, 1):
+        a = torch.load(full / f"fold-{i}" / "last.pt", weights_only=False)
+        b = torch.load(cut / f"fold-{i}" / "last.pt", weights_only=False)
+        assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"]), f"fold {i}"
+    full1 = json.loads((full / "fold-1" / "samples.json").read_text())
+    cut1 = json.loads((cut / "fold-1" / "samples.json").read_text())
+    assert full1["folds"] == cut1["folds"] == [2, 1] and cut1["val"] == full1["val"]
+
+    def val_dice(run: Path) -> list[str]:  # epoch 2 ran after the resume: it must validate on fold 1's images
+        return [r.split(",")[3] for r in (run / "fold-1" / "metrics.csv").read_text().strip().splitlines()[1:]]
+
+    assert val_dice(cut) == val_dice(full) and len(val_dice(cut)) == 2
+
+
 
 def test_resumed_cosine_schedule_is_refitted_to_the_new_epoch_count():
     """A run of 8 epochs stopped after 2 and resumed with --epochs 4 anneals to min_lr on epoch 4."""

@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = THREADS_OPTION,
         out: Path = typer.Option(Path("runs"), help="Parent folder of run directories."),
         name: Optional[str] = typer.Option(None, help="Run name (default: run-<timestamp>); never overwritten."),
-        resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly."),
+        resume: Optional[Path] = typer.Option(None, help="Run directory (or its last.pt) to continue exactly; with "
+                                              "--folds, a cross-validation run's folder."),
         folds: Optional[int] = typer.Option(None, help="k-fold cross-validation over train+val."),
         init: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fine-tune; same architecture)."),
         init_partial: bool = typer.Option(False, "--init-partial", help="With --init: load only the tensors that match "
@@ -115,8 +116,9 @@ def register(app: typer.Typer) -> None:
             from sonoseg.errors import ConfigError
 
             raise ConfigError(f"{dataset} holds volumes but the config has no volume section (see configs/ct_organs_fit.yaml)")
-        if folds:
-            summary = train_kfold(cfg, folds, out=out, name=name, log=log, show_progress=progress_bars)
+        if folds:  # --resume CV_DIR continues a cut cross-validation run with the config it started with
+            summary = train_kfold(None if resume else cfg, folds, out=out, name=name, log=log,
+                                  show_progress=progress_bars, resume=resume, epochs=epochs if resume else None)
             console.print(f"[green]done[/]: {summary['run_dir']}")
             return
         run = RunOptions(out=out, name=name, resume=resume, epochs=epochs, init=init, init_partial=init_partial,

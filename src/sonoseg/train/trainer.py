@@ -193,6 +193,7 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
             saved.train.epochs = epochs
         cfg = saved
         run_dir = rpath.parent
+        folds = folds or recorded_folds(run_dir)  # a fold of a CV run resumes on its own fold's split
     else:
         run_dir = new_run_dir(out, name) if ctx.is_main else Path(out) / (name or "_")
     if ctx.enabled:  # all ranks must agree on the run directory
@@ -225,7 +226,8 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     if main and resume is None:
         save_config(cfg, run_dir / "config.yaml")
         (run_dir / "samples.json").write_text(json.dumps(  # provenance: exactly which images trained/validated
-            {"split_file": str(split.split_file), "train": [_sample_id(s) for s in split.train],
+            {"split_file": str(split.split_file), **({"folds": list(folds)} if folds is not None else {}),
+             "train": [_sample_id(s) for s in split.train],
              "val": [_sample_id(s) for s in split.val],
              **({"sources": {k: {"split_file": str(v), "weight": split.weights[k],
                                  "train": sum(s.source == k for s in split.train), "val": sum(s.source == k for s in split.val)}
@@ -410,6 +412,15 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
         (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2))
     cleanup(ctx)
     return result
+
+
+def recorded_folds(run_dir: Path) -> Optional[tuple[int, int]]:
+    """The (k, i) a cross-validation fold was trained with, from its samples.json; None for other runs."""
+    try:
+        k, i = json.loads((Path(run_dir) / "samples.json").read_text())["folds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(k), int(i)
 
 
 def resolve_class_names(cfg: SonosegConfig, samples, log: Callable[[str], None]) -> None:
