@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _latency_ms(path: Path, x: np.ndarray, threads: int, n: int = 40) -> float:
+def latency_ms(path: Path, x: np.ndarray, threads: int, n: int = 40) -> float:
     from sonoseg.runtime.backends import create_backend
 
     be = create_backend("onnx", path, threads=threads)
@@ -66,13 +66,13 @@ def main(argv=None) -> int:
         export_onnx(model, fp32, config=cfg)
         ref = predict_masks(create_backend("onnx", fp32, threads=2).run, val)
         rows.append({"scheme": "fp32", "mean": 1.0, "p5": 1.0, "worst": 1.0,
-                     "ms_1t": _latency_ms(fp32, x, 1), "ms_2t": _latency_ms(fp32, x, 2)})
+                     "ms_1t": latency_ms(fp32, x, 1), "ms_2t": latency_ms(fp32, x, 2)})
         for scheme in a.schemes.split(","):
             q = Path(td) / f"{scheme}.onnx"
             quantize_static_int8(fp32, q, calib, scheme=scheme)
             per = per_image_agreement(ref, predict_masks(create_backend("onnx", q, threads=2).run, val))
             rows.append({"scheme": scheme, "mean": float(per.mean()), "p5": float(np.percentile(per, 5)),
-                         "worst": float(per.min()), "ms_1t": _latency_ms(q, x, 1), "ms_2t": _latency_ms(q, x, 2)})
+                         "worst": float(per.min()), "ms_1t": latency_ms(q, x, 1), "ms_2t": latency_ms(q, x, 2)})
     print(f"int8 vs fp32 masks on {len(val)} {a.split} images; {cpu.label()}; default scheme here: {default_scheme()}")
     print(f"{'scheme':<14}{'mean':>8}{'p5':>8}{'worst':>8}{'ms 1t':>9}{'ms 2t':>9}")
     for r in rows:

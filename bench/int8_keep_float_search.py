@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from int8_agreement import _latency_ms  # bench/ is on sys.path when this runs as a script
+from int8_agreement import latency_ms  # bench/ is on sys.path when this runs as a script
 
 CALIB_PER_RUN = 64  # sonoseg export's default --calibration-images, split evenly over the sources
 
@@ -157,8 +157,8 @@ def main(argv=None) -> int:
         for tag, pre in (("all_int8", []), ("start", start), ("chosen", chosen)):
             q = Path(td) / f"lat_{tag}.onnx"
             quantize_static_int8(fp32, q, calib, keep_float=pre)
-            lat[tag] = _latency_ms(q, x1, a.threads)
-        lat["fp32"] = _latency_ms(fp32, x1, a.threads)
+            lat[tag] = latency_ms(q, x1, a.threads)
+        lat["fp32"] = latency_ms(fp32, x1, a.threads)
     print(f"chosen: {chosen}  ({time.perf_counter() - t0:.0f} s)")
     print("int8 network ms (batch 1, median of 40): " + ", ".join(f"{k} {v:.2f}" for k, v in lat.items()))
     out = a.out / "int8_keep_float_search.json"

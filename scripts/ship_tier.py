@@ -6,13 +6,14 @@ Usage:
 
 Writes src/sonoseg/assets/models/breast_<tier>.pt by ``sonoseg.models.packaging``: weights in fp16 (no
 int8 weight storage: the tiers' validation numbers are those of these weights), no optimiser/RNG state,
-model.version ``breast_<tier> v4`` unless ``--version`` says otherwise, and a config stripped of machine-local paths (a distillation teacher
-becomes the shipped accurate tier's path). ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its
-BUSI metrics become the checkpoint's ``test`` / ``test_class`` (what `sonoseg models` lists) and every
-source's summary goes to ``test_per_source`` (``--stu-eval`` adds STU's). ``--int8-keep-float``: the ONNX node
-prefixes every int8 build keeps in fp32 (``bench/int8_keep_float_search.py`` chooses them); ``--tta``: the
-test-time flips the tier always applies (``h`` and/or ``v``, comma-separated). Re-shipping a shipped file keeps
-its weights byte for byte.
+model.version ``breast_<tier> v4`` unless ``--version`` says otherwise, and a config stripped of
+machine-local paths (a distillation teacher becomes the shipped accurate tier's path).
+``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its BUSI metrics become the
+checkpoint's ``test`` / ``test_class`` (what `sonoseg models` lists) and every source's summary goes to
+``test_per_source`` (``--stu-eval`` adds STU's). ``--int8-keep-float``: the ONNX node prefixes every int8
+build keeps in fp32 (``bench/int8_keep_float_search.py`` chooses them). ``--tta``: the test-time flips the
+tier always applies (``h`` and/or ``v``, comma-separated). Re-shipping a shipped file keeps its weights
+byte for byte.
 """
 
 from __future__ import annotations

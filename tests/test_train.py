@@ -147,6 +147,7 @@ def test_kfold_cross_validation_runs_one_training_per_fold(phantom_ds, tmp_path)
 def test_a_cut_cross_validation_run_resumes_to_the_same_weights(phantom_ds, tmp_path):
     """Folds that finished are kept, the cut fold continues on its own fold's split, and the result equals
     the uninterrupted run's."""
+    from sonoseg.errors import ConfigError
     from sonoseg.train.kfold import train_kfold
 
     cfg = _cfg(phantom_ds, tmp_path, 2, **{"train.scheduler": "cosine", "train.deterministic": "true"})
@@ -169,6 +170,8 @@ def test_a_cut_cross_validation_run_resumes_to_the_same_weights(phantom_ds, tmp_
     assert "fold 1/2: finished earlier, kept" in said and any(m.startswith("fold 2/2: resuming") for m in said)
     assert (cut / "fold-0" / "last.pt").stat().st_mtime_ns == fold0_before  # not trained again
     assert summary["folds"][1]["epochs_run"] == 2
+    with pytest.raises(ConfigError, match="a 2-fold run; resume it with --folds 2"):
+        train_kfold(None, k=3, resume=cut, log=said.append, show_progress=False)
     for i in (0, 1):
         a = torch.load(full / f"fold-{i}" / "last.pt", weights_only=False)
         b = torch.load(cut / f"fold-{i}" / "last.pt", weights_only=False)

@@ -20,6 +20,7 @@ from sonoseg.train.options import RunOptions
 from sonoseg.train.trainer import TrainResult, new_run_dir, train
 
 CV_CONFIG = "cv_config.yaml"
+CV_FOLDS = "cv_folds.json"  # k, so a resume cannot mix fold sets
 
 
 def _fold_dir_ready(fold_dir: Path, log: Callable[[str], None]) -> None:
@@ -45,12 +46,16 @@ def train_kfold(cfg: Optional[SonosegConfig], k: int, out: str | Path = "runs", 
         parent = Path(resume)
         if not (parent / CV_CONFIG).is_file():
             raise ConfigError(f"{parent}: not a cross-validation run ({CV_CONFIG} missing)")
+        started_k = json.loads((parent / CV_FOLDS).read_text())["k"] if (parent / CV_FOLDS).is_file() else k
+        if started_k != k:
+            raise ConfigError(f"{parent}: a {started_k}-fold run; resume it with --folds {started_k}")
         cfg = load_config(parent / CV_CONFIG)
     else:
         if cfg is None:
             raise ConfigError("a new cross-validation run needs a config")
         parent = new_run_dir(out, name or f"cv{k}")
         save_config(cfg, parent / CV_CONFIG)
+        (parent / CV_FOLDS).write_text(json.dumps({"k": k}))
     if epochs is not None:  # recorded, so folds begun after this resume train as long as the others
         cfg.train.epochs = epochs
         save_config(cfg, parent / CV_CONFIG)
