@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
                                                "With several datasets one per dataset, in the same order."),
         split: str = typer.Option("test", help="Which split of the split file to score."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx, or fast | accurate | v3; default: fast."),
+        cv: Optional[Path] = typer.Option(None, "--cv", help="A `sonoseg train --folds` run: score each fold's best.pt "
+                                          "on its own val images and pool them per source (out of fold; no --model, "
+                                          "--split-file or --split)."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config: its measure/postprocess sections (for --measurements)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help=SPACING_HELP),
         measurements: bool = typer.Option(False, "--measurements", help="Also report measurement error vs the ground truth (Bland-Altman)."),
@@ -71,6 +74,20 @@ def register(app: typer.Typer) -> None:
                                keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tta=parse_tta(tta),
                                n_boot=n_boot, distance_units=units, spacing=spacing, measurements=measurements,
                                config=config, contour=contour, biometry=biometry, reference=tuple(reference))
+        if cv is not None:
+            if model is not None or split_files:
+                from sonoseg.errors import ConfigError
+
+                raise ConfigError("--cv scores the run's own fold models on their own val images: "
+                                  "drop --model and --split-file")
+            from rich.markdown import Markdown
+
+            from sonoseg.evaluate.out_of_fold import evaluate_out_of_fold
+
+            evaluate_out_of_fold(cv, datasets, opts, log=say)
+            show_result(Markdown((out / "per_source.md").read_text()))
+            console.print(f"[green]wrote[/] {out / 'per_source.md'}, {out / 'per_source.json'}")
+            return
         if is_3d_model(model):
             from sonoseg.cli.volume_cmds import run_evaluate_3d
 
