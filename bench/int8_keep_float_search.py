@@ -50,20 +50,18 @@ def layer_groups(names: list[str]) -> dict[str, str]:
 
 
 def _split_frames(dataset: Path, split_file: Path, cfg, n_calib: int, n_check: int, seed: int):
-    """(calibration grids, lesion check grids) of one source's training split, as the exporter picks
-    its calibration images (split_grids with n and seed 0) and the rest for checking."""
+    """(calibration grids, lesion check grids) of one source's training split: the calibration images are
+    the exporter's own pick (``split_grids`` with ``n``), the check frames other lesion images."""
     from sonoseg.export import split_grids
 
-    pairs = split_grids(dataset, split_file, cfg.data.train_split, cfg)
-    idx = np.arange(len(pairs))
-    if n_calib < len(pairs):
-        idx = np.sort(np.random.default_rng(0).choice(len(pairs), size=n_calib, replace=False))
-    calib = [pairs[i][0] for i in idx]
-    rest = [p for i, p in enumerate(pairs) if i not in set(idx.tolist()) and np.asarray(p[1]).any()]
+    calib = [g for g, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=n_calib)]
+    taken = {g.tobytes() for g in calib}
+    rest = [g for g, m in split_grids(dataset, split_file, cfg.data.train_split, cfg)
+            if np.asarray(m).any() and g.tobytes() not in taken]
     if n_check < len(rest):
         keep = np.sort(np.random.default_rng(seed).choice(len(rest), size=n_check, replace=False))
         rest = [rest[i] for i in keep]
-    return calib, [g for g, _ in rest]
+    return calib, rest
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,8 @@ from sonoseg.errors import ConfigError
 from sonoseg.evaluate.aggregate import _jsonable, aggregate
 from sonoseg.evaluate.detection import detection_summary
 from sonoseg.evaluate.options import EvaluateOptions
-from sonoseg.evaluate.per_source import write_per_source
+from sonoseg.evaluate.per_source import headline, write_per_source
+from sonoseg.evaluate.run import evaluate_model
 from sonoseg.metrics.classification import class_metrics
 
 OOF_SPLIT = "oof"
@@ -48,27 +49,23 @@ def fold_val_stems(fold: Path, source: str, multi: bool) -> list[str]:
 
 
 def _pool(source_dirs: Sequence[Path], n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    per = pd.concat([pd.read_csv(d / "per_image.csv", dtype={"stem": str}).assign(fold=k) for k, d in enumerate(source_dirs)],
-                    ignore_index=True)
-    cls_files = [d / "per_image_class.csv" for d in source_dirs]
-    cls = pd.concat([pd.read_csv(f, dtype={"stem": str}).assign(fold=k) for k, f in enumerate(cls_files) if f.is_file()],
-                    ignore_index=True) if any(f.is_file() for f in cls_files) else pd.DataFrame()
+    def pooled(name: str) -> pd.DataFrame:  # one table of every fold's rows (stems stay strings: "0001")
+        frames = [pd.read_csv(d / name, dtype={"stem": str}).assign(fold=k)
+                  for k, d in enumerate(source_dirs) if (d / name).is_file()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    per, cls = pooled("per_image.csv"), pooled("per_image_class.csv")
     agg = aggregate(per, n_boot=n_boot)
-    decisions = {str(s): bool(v) for s, v in zip(cls["stem"], cls["lesion_found"])} if len(cls) else None
-    det = detection_summary(per.assign(stem=per["stem"].astype(str)), decisions)
-    summary = {"n_images": len(per), "dice": agg["dice"]["mean"], "dice_ci95": agg["dice"]["ci95"],
-               "dice_found_lesions": det.get("dice_found_lesions"), "missed_by_mask": det.get("missed_by_mask"),
-               "missed_by_decision": det.get("missed_by_decision"),
-               "false_lesion": det.get("false_lesion_by_decision", det.get("false_lesion_by_mask")),
-               "auc_benign_vs_malignant": None, "balanced_accuracy": None}
+    decisions = dict(zip(cls["stem"], cls["lesion_found"].astype(bool))) if len(cls) else None
+    det = detection_summary(per, decisions)
+    cm = None
     if len(cls):
         names = [c[2:] for c in cls.columns if c.startswith("p_")]
         index = {n: i for i, n in enumerate(names)}
         labels = np.array([index.get(t, -1) for t in cls["true_class"]], dtype=int)
         cm = class_metrics(cls[[f"p_{n}" for n in names]].to_numpy(float), labels, names,
                            pair=("benign", "malignant"), n_boot=n_boot)
-        for key in ("auc_benign_vs_malignant", "balanced_accuracy"):
-            summary[key] = (cm["metrics"].get(key) or {}).get("value")
+    summary = headline(len(per), agg, det, cm)
     return per, cls, {"aggregate": agg, "detection": det, "summary": summary}
 
 
@@ -95,8 +92,6 @@ def evaluate_out_of_fold(cv_dir: str | Path, datasets: Sequence[str | Path], opt
                 w.writerow(["image", "split"])
                 w.writerows([s, OOF_SPLIT] for s in stems)
             log(f"{fold.name}: {len(stems)} {source} images")
-            from sonoseg.evaluate.run import evaluate_model
-
             evaluate_model(dataset, replace(options, model=fold / "best.pt", split_file=split_csv, split=OOF_SPLIT,
                                             out_dir=where, report=False), log=log)
             evaluated.append(where)

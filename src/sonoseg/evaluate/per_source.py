@@ -27,13 +27,19 @@ ROWS = (  # (key in the summary, label, format)
 
 def source_summary(result) -> dict:
     """The headline numbers of one source's EvalResult."""
-    d = result.detection or {}
-    agg = result.aggregate.get("dice", {})
-    out = {"n_images": len(result.per_image), "dice": agg.get("mean"), "dice_ci95": agg.get("ci95"),
+    return headline(len(result.per_image), result.aggregate, result.detection, result.class_metrics)
+
+
+def headline(n_images: int, aggregate: dict, detection: dict | None, class_metrics: dict | None) -> dict:
+    """The headline numbers from an evaluation's parts (aggregate, detection summary, class metrics);
+    also used for pooled out-of-fold tables."""
+    d = detection or {}
+    agg = aggregate.get("dice", {})
+    out = {"n_images": n_images, "dice": agg.get("mean"), "dice_ci95": agg.get("ci95"),
            "dice_found_lesions": d.get("dice_found_lesions"), "missed_by_mask": d.get("missed_by_mask"),
            "missed_by_decision": d.get("missed_by_decision"),
            "false_lesion": d.get("false_lesion_by_decision", d.get("false_lesion_by_mask"))}
-    metrics = (result.class_metrics or {}).get("metrics", {})
+    metrics = (class_metrics or {}).get("metrics", {})
     for key in ("auc_benign_vs_malignant", "balanced_accuracy"):
         out[key] = (metrics.get(key) or {}).get("value")
     return out

@@ -63,9 +63,10 @@ def train_kfold(cfg: Optional[SonosegConfig], k: int, out: str | Path = "runs", 
     for i in range(k):
         fold_dir = parent / f"fold-{i}"
         done = fold_dir / "summary.json"
-        if done.is_file() and (epochs is None or json.loads(done.read_text())["epochs_run"] >= epochs):
+        finished = json.loads(done.read_text()) if done.is_file() else None
+        if finished and (epochs is None or finished["epochs_run"] >= epochs):
             log(f"fold {i + 1}/{k}: finished earlier, kept")
-            results.append(TrainResult(**json.loads(done.read_text())))
+            results.append(TrainResult(**finished))
             continue
         if (fold_dir / "last.pt").is_file():
             log(f"fold {i + 1}/{k}: resuming {fold_dir}")
