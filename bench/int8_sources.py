@@ -31,21 +31,10 @@ SOURCES = (("busi", "configs/busi_split.csv", "val"), ("bus_uclm", "configs/bus_
 
 def dataset_grids(cfg, name: str, split_file, split) -> list[np.ndarray]:
     """Model-grid images of the lesion frames of one dataset (one split, or all images)."""
-    from sonoseg.data import SegmentationDataset, discover_dataset, read_split_csv
-    from sonoseg.data.cache import preprocessed_cache_dir
+    from sonoseg.export import split_grids
 
-    samples = [s for s in discover_dataset(DATA / name) if s.mask_path is not None]
-    if split_file:
-        assign = read_split_csv(HERE.parent / split_file)
-        samples = [s for s in samples if assign.get(s.stem) == split]
-    ds = SegmentationDataset(samples, cfg.preprocess, cache_dir=preprocessed_cache_dir(cfg.data.cache_dir),
-                             classes=cfg.model.classes)
-    out = []
-    for i in range(len(ds)):
-        image, mask = ds.arrays(i)
-        if np.asarray(mask).any():
-            out.append(np.asarray(image, np.float32))
-    return out
+    sf = None if split_file is None else HERE.parent / split_file
+    return [img for img, mask in split_grids(DATA / name, sf, split, cfg) if mask.any()]
 
 
 def vendor_grids(cfg) -> list[np.ndarray]:

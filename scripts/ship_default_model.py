@@ -17,9 +17,9 @@ continuation or a fine-tune.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from sonoseg.evaluate.aggregate import read_checkpoint_metrics
 from sonoseg.models.packaging import ShipOptions, ship_checkpoint
 
 DST = Path("src/sonoseg/assets/models/busi_default.pt")
@@ -29,13 +29,7 @@ def main(src: str, metrics_json: str | None = None, version: str | None = None,
          keep_float: list[str] | None = None, recipe: str | None = None, recipe_set: list[str] | None = None,
          fp16: bool = False,
          dst: Path = DST) -> None:
-    metrics = {}
-    if metrics_json:
-        m = json.loads(Path(metrics_json).read_text())
-        metrics["test"] = {k: m[k] for k in ("dice", "iou", "precision", "recall", "hd95", "assd") if k in m}
-        cm_path = Path(metrics_json).with_name("class_metrics.json")
-        if cm_path.is_file():
-            metrics["test_class"] = dict(json.loads(cm_path.read_text())["metrics"])
+    metrics = read_checkpoint_metrics(metrics_json) if metrics_json else {}
     stored_recipe = None
     if recipe:
         from sonoseg.config import load_config

@@ -22,19 +22,15 @@ import argparse
 import json
 from pathlib import Path
 
+from sonoseg.evaluate.aggregate import read_checkpoint_metrics
 from sonoseg.models.packaging import ShipOptions, ship_checkpoint
 
 ASSETS = Path("src/sonoseg/assets/models")
-TEST_KEYS = ("dice", "iou", "precision", "recall", "hd95", "assd")
 
 
 def _test_metrics(eval_dir: Path, stu_dir: Path | None) -> dict:
-    per = json.loads((eval_dir / "per_source.json").read_text())["sources"]
-    busi = json.loads((eval_dir / "busi" / "metrics.json").read_text())
-    out = {"test": {k: busi[k] for k in TEST_KEYS if k in busi}, "test_per_source": per}
-    cm = eval_dir / "busi" / "class_metrics.json"
-    if cm.is_file():
-        out["test_class"] = json.loads(cm.read_text())["metrics"]
+    out = {**read_checkpoint_metrics(eval_dir / "busi"),
+           "test_per_source": json.loads((eval_dir / "per_source.json").read_text())["sources"]}
     if stu_dir is not None:
         stu = json.loads((stu_dir / "metrics.json").read_text())
         out["test_per_source"]["stu_hospital"] = {"n_images": stu["dice"]["n"], "dice": stu["dice"]["mean"],

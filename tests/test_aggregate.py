@@ -100,6 +100,23 @@ def test_write_metrics_json_and_csv(tmp_path):
     assert math.isnan(csv.loc[6, "dice"])
 
 
+def test_checkpoint_metrics_read_back_what_evaluate_wrote(tmp_path):
+    """The ship scripts store an evaluation's summaries in a checkpoint through one reader: the headline
+    segmentation metrics (not specificity, counts or conventions), plus the class metrics when present."""
+    from sonoseg.errors import InputError
+    from sonoseg.evaluate.aggregate import read_checkpoint_metrics
+
+    res = evaluate_pairs(_pairs(np.random.default_rng(0)), n_boot=100, seed=0)
+    paths = write_metrics(res, tmp_path / "eval")
+    got = read_checkpoint_metrics(tmp_path / "eval")
+    assert set(got) == {"test"} and set(got["test"]) == {"dice", "iou", "precision", "recall", "hd95", "assd"}
+    assert got["test"]["dice"]["mean"] == pytest.approx(res.aggregate["dice"]["mean"])
+    (tmp_path / "eval" / "class_metrics.json").write_text(json.dumps({"metrics": {"auc": 0.9}, "other": 1}))
+    assert read_checkpoint_metrics(paths["metrics"]) == {**got, "test_class": {"auc": 0.9}}  # the file or its folder
+    with pytest.raises(InputError, match="no metrics.json"):
+        read_checkpoint_metrics(tmp_path)
+
+
 def test_write_metrics_multiclass_has_per_class(tmp_path):
     g = np.zeros((16, 16), np.uint8)
     g[2:6, 2:6] = 1

@@ -240,6 +240,23 @@ def _phantom_dataset(root: Path):
     return split
 
 
+def test_split_grids_one_split_or_every_image(tmp_path):
+    """A split file picks its split's images; none (an external set such as STU) takes every image with a mask,
+    and an empty choice is a one-line error naming the dataset."""
+    from sonoseg.errors import ConfigError
+    from sonoseg.export import split_grids
+
+    split = _phantom_dataset(tmp_path / "ds")
+    cfg = SonosegConfig.model_validate({"preprocess": {"size": [48, 48]}})
+    val = split_grids(tmp_path / "ds", split, "val", cfg, cache_dir=tmp_path / "cache")
+    every = split_grids(tmp_path / "ds", None, None, cfg, cache_dir=tmp_path / "cache")
+    assert (len(val), len(every)) == (4, 10)
+    assert all(img.shape == (48, 48) and img.dtype == np.float32 and m.shape == (48, 48) for img, m in every)
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(val, every[6:]))  # same preprocessing either way
+    with pytest.raises(ConfigError, match="no images with masks in split 'test'"):
+        split_grids(tmp_path / "ds", split, "test", cfg, cache_dir=tmp_path / "cache")
+
+
 def test_export_cli_writes_and_refuses(tmp_path):
     from typer.testing import CliRunner
 

@@ -247,3 +247,23 @@ def write_metrics(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     mpath.write_text(json.dumps(_jsonable(metrics_dict(result)), indent=2, allow_nan=False) + "\n")
     result.per_image.to_csv(cpath, index=False)
     return {"metrics": mpath, "per_image": cpath}
+
+
+HEADLINE = ("dice", "iou", "precision", "recall", "hd95", "assd")  # what a shipped checkpoint's "test" keeps
+
+
+def read_checkpoint_metrics(eval_dir: str | Path) -> dict:
+    """What a shipped checkpoint carries of one evaluation folder (``sonoseg models`` lists it): ``test``,
+    the segmentation summaries of its metrics.json, and ``test_class``, class_metrics.json's metrics when
+    the model has a class head. ``eval_dir`` may name the metrics.json itself."""
+    folder = Path(eval_dir)
+    folder = folder.parent if folder.is_file() else folder
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise InputError(folder, "no metrics.json: not a `sonoseg evaluate` output folder")
+    m = json.loads(path.read_text())
+    out = {"test": {k: m[k] for k in HEADLINE if k in m}}
+    cm = folder / "class_metrics.json"
+    if cm.is_file():
+        out["test_class"] = dict(json.loads(cm.read_text())["metrics"])
+    return out

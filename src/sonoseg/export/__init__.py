@@ -125,21 +125,25 @@ def mask_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
 
 
 # -- dataset helpers (CLI) ----------------------------------------------------------------------------
-def split_grids(dataset: str | Path, split_file: str | Path, split: str, cfg, n: Optional[int] = None,
-                seed: int = 0, cache_dir: Optional[str | Path] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_grids(dataset: str | Path, split_file: Optional[str | Path], split: Optional[str], cfg,
+                n: Optional[int] = None, seed: int = 0,
+                cache_dir: Optional[str | Path] = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image grid float32 HxW, mask grid uint8/int64 HxW) pairs of one split, preprocessed exactly as
     in training (same SegmentationDataset arrays and cache, no augmentation).
 
+    ``split_file`` None: every image with a mask (an external test set such as STU has no split).
     ``n``: a seeded random subset of that size (calibration uses 64 training images by default).
     ``cache_dir``: default = the trainer's (``sonoseg.data.cache.preprocessed_cache_dir``).
     """
     from sonoseg.data import SegmentationDataset, discover_dataset, read_split_csv
 
-    samples = discover_dataset(dataset)
-    assignment = read_split_csv(split_file)
-    chosen = [s for s in samples if assignment.get(s.stem) == split and s.mask_path is not None]
+    chosen = [s for s in discover_dataset(dataset) if s.mask_path is not None]
+    if split_file is not None:
+        assignment = read_split_csv(split_file)
+        chosen = [s for s in chosen if assignment.get(s.stem) == split]
     if not chosen:
-        raise ConfigError(f"{split_file}: no images with masks of {dataset} in split {split!r}")
+        where = f"split {split!r} of {split_file}" if split_file is not None else "it"
+        raise ConfigError(f"{dataset}: no images with masks in {where}")
     if n is not None and n < len(chosen):
         idx = np.sort(np.random.default_rng(seed).choice(len(chosen), size=n, replace=False))
         chosen = [chosen[i] for i in idx]

@@ -33,6 +33,8 @@ from sonoseg.models.weight_storage import (  # noqa: F401  (part of the checkpoi
 
 FORMAT = "sonoseg-checkpoint"
 VERSION = 1
+# what every slim or shipped file keeps as is (beside its config, weights and metrics, which packaging may change)
+KEPT = ("format", "version", "epoch", "best_score")
 
 
 def save_checkpoint(path: str | Path, *, config: SonosegConfig, model_state: dict, epoch: int = 0,
@@ -89,7 +91,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Pat
     state = payload["model_state"]
     if half:
         state = half_state(state)
-    keep = {k: payload[k] for k in ("format", "version", "config", "epoch", "best_score", "metrics") if k in payload}
+    keep = {k: payload[k] for k in (*KEPT, "config", "metrics") if k in payload}
     keep["model_state"] = state
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,7 @@ from typing import Literal, Optional
 
 import torch
 
-from sonoseg.models.checkpoint import INT8_STORAGE, half_state, int8_state, load_checkpoint
-
-KEPT = ("format", "version", "epoch", "best_score")
+from sonoseg.models.checkpoint import INT8_STORAGE, KEPT, half_state, int8_state, load_checkpoint
 
 
 @dataclass
