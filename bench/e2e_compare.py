@@ -28,28 +28,37 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def one_run(model: str, backend: str, threads: int, rounds: int, dataset: Path | None) -> dict:
+def one_run(model: str, backend: str, threads: int, rounds: int, dataset: Path | None,
+            env: dict[str, str] | None = None) -> dict:
+    """One fresh ``e2e_breakdown.py`` process (``env``: variables added to this one's); its JSON result."""
+    import os
+
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(HERE / "e2e_breakdown.py"), "--model", model, "--backend", backend,
                "--threads", str(threads), "--rounds", str(rounds), "--out", tmp]
         if dataset is not None:
             cmd += ["--dataset", str(dataset)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise SystemExit(f"error: {model}: e2e_breakdown failed: {tail}")
         return json.loads((Path(tmp) / "e2e_breakdown.json").read_text())
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="NAME=PATH (checkpoint or .onnx), one or more")
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """The options of a series of interleaved runs (shared with bench/ort_spinning.py)."""
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--backend", default="onnx-int8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="passes over the frames per run")
     ap.add_argument("--dataset", type=Path)
     ap.add_argument("--out", type=Path, default=HERE / "results")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="NAME=PATH (checkpoint or .onnx), one or more")
+    add_run_args(ap)
     ap.add_argument("--append", action="store_true", help="add to the runs already in --out (same backend, threads)")
     args = ap.parse_args(argv)
     pairs = []

@@ -93,12 +93,30 @@ def test_exported_files_load_with_their_config(ckpt, tmp_path):
     be = create_backend("onnx", tmp_path / "m.onnx", threads=2)
     assert be.threads == 2 and be.session.get_session_options().intra_op_num_threads == 2
     assert be.session.get_session_options().inter_op_num_threads == 1
+    assert be.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert be.config == CFG and np.abs(be.run(x) - ref).max() < 1e-4
     ts = create_backend("torch", tmp_path / "m.ts", threads=1)
     assert ts.config == CFG and np.abs(ts.run(x) - ref).max() < 1e-5
     q = create_backend("onnx-int8", tmp_path / "m.int8.onnx", threads=1)  # already int8: used as is
     assert q.source == str(tmp_path / "m.int8.onnx") and q.config == CFG
     assert np.abs(q.run(x) - ref).mean() < 0.1 * np.abs(ref).std()
+
+
+def test_onnx_pool_threads_sleep_between_runs_unless_asked(ckpt, tmp_path, monkeypatch):
+    """Spinning pool threads take a two-core cart's cores from the next frame's preprocessing, so sessions
+    are built without it; $SONOSEG_ORT_SPINNING=1 gives onnxruntime's default back (bench/ort_spinning.py)."""
+    from sonoseg.export import export_onnx
+    from sonoseg.runtime.backends import create_backend
+
+    export_onnx(ckpt[1], tmp_path / "m.onnx", config=CFG)
+    entry = "session.intra_op.allow_spinning"
+    for env, want in ((None, "0"), ("0", "0"), ("1", "1"), ("yes", "0")):
+        if env is None:
+            monkeypatch.delenv("SONOSEG_ORT_SPINNING", raising=False)
+        else:
+            monkeypatch.setenv("SONOSEG_ORT_SPINNING", env)
+        be = create_backend("onnx", tmp_path / "m.onnx", threads=2)
+        assert be.session.get_session_options().get_session_config_entry(entry) == want, env
 
 
 @pytest.mark.slow
