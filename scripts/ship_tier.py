@@ -2,10 +2,12 @@
 
 Usage:
     python scripts/ship_tier.py CHECKPOINT --tier fast|accurate [--test-eval EVAL_DIR] [--stu-eval EVAL_DIR]
-                                [--int8-keep-float PREFIX,PREFIX] [--tta h]
+                                [--int8-keep-float PREFIX,PREFIX] [--tta h] [--storage fp16|int8]
 
-Writes src/sonoseg/assets/models/breast_<tier>.pt by ``sonoseg.models.packaging``: weights in fp16 (no
-int8 weight storage: the tiers' validation numbers are those of these weights), no optimiser/RNG state,
+Writes src/sonoseg/assets/models/breast_<tier>.pt by ``sonoseg.models.packaging``: weights in fp16 (the
+tiers' validation numbers are those of these weights; ``--storage int8`` stores conv/linear weights as int8 with
+one scale per output channel, for models evaluated that way, e.g. folds packaged by
+``scripts/package_cv_folds.py``), no optimiser/RNG state,
 model.version ``breast_<tier> v4`` unless ``--version`` says otherwise, and a config stripped of
 machine-local paths (a distillation teacher becomes the shipped accurate tier's path).
 ``--test-eval``: a multi-source `sonoseg evaluate --split test` folder; its BUSI metrics become the
@@ -47,9 +49,11 @@ def main() -> None:
     ap.add_argument("--int8-keep-float", default="", help="comma-separated ONNX node prefixes kept in fp32")
     ap.add_argument("--version", default=None, help="model.version to record (default: breast_TIER v4)")
     ap.add_argument("--tta", default=None, help="test-time flips recorded in the file, comma-separated (e.g. h)")
+    ap.add_argument("--storage", choices=("fp16", "int8"), default="fp16",
+                    help="weight storage: fp16, or int8 with one scale per output channel (a quarter of fp32)")
     ap.add_argument("--out", type=Path, help="where to write (default: src/sonoseg/assets/models/breast_TIER.pt)")
     a = ap.parse_args()
-    opts = ShipOptions(version=a.version or f"breast_{a.tier} v4", storage="fp16", teacher=str(ASSETS / "breast_accurate.pt"),
+    opts = ShipOptions(version=a.version or f"breast_{a.tier} v4", storage=a.storage, teacher=str(ASSETS / "breast_accurate.pt"),
                        keep_float=[p for p in a.int8_keep_float.split(",") if p],
                        tta=None if a.tta is None else [t for t in a.tta.split(",") if t])
     dst = ship_checkpoint(a.checkpoint, a.out or ASSETS / f"breast_{a.tier}.pt", opts,

@@ -78,3 +78,43 @@ def test_cv_refuses_a_model_and_an_unfinished_run(cv_run, tmp_path):
     (cut / "fold-0").mkdir(parents=True)
     res = CliRunner().invoke(app, ["evaluate", str(a), "--cv", str(cut), "--out", str(tmp_path / "y")])
     assert res.exit_code != 0 and "fold not finished" in res.output
+
+
+def test_folds_packaged_as_they_ship_stay_a_cv_run_and_ensemble_without_loss(cv_run, tmp_path):
+    """scripts/package_cv_folds.py: every fold's best.pt stored int8 per output channel (within half a step of
+    its fp32 weights), the fold's split kept, so `evaluate --cv` accepts it; the ensemble of the packaged
+    folds stored int8 again keeps their weights (re-quantising int8-representable weights changes nothing)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from sonoseg.evaluate.out_of_fold import fold_dirs
+    from sonoseg.models.checkpoint import INT8_LEVELS, INT8_STORAGE, load_checkpoint
+    from sonoseg.models.packaging import ShipOptions, ship_checkpoint
+    from sonoseg.train.ensemble import ensemble_checkpoints
+
+    _, _, cv = cv_run
+    spec = importlib.util.spec_from_file_location("pcf", Path(__file__).parents[1] / "scripts" / "package_cv_folds.py")
+    pcf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pcf)
+    out = tmp_path / "cv_int8"
+    assert pcf.main([str(cv), str(out)]) == 0
+    assert [f.name for f in fold_dirs(out)] == ["fold-0", "fold-1"]
+    for k in (0, 1):
+        raw = torch.load(out / f"fold-{k}" / "best.pt", map_location="cpu", weights_only=False)
+        assert raw["weight_storage"] == INT8_STORAGE and "optimizer_state" not in raw
+        assert (out / f"fold-{k}" / "samples.json").read_bytes() == (cv / f"fold-{k}" / "samples.json").read_bytes()
+        got = load_checkpoint(out / f"fold-{k}" / "best.pt")["model_state"]
+        ref = load_checkpoint(cv / f"fold-{k}" / "best.pt")["model_state"]
+        convs = [n for n, w in ref.items() if w.ndim == 4 and w.numel() >= 256]  # smaller ones are kept fp16
+        assert convs and set(got) == set(ref)
+        for n in convs:  # per output channel: error at most half of that channel's step max|w| / INT8_LEVELS
+            step = ref[n].abs().amax(dim=(1, 2, 3), keepdim=True) / INT8_LEVELS
+            assert torch.all((got[n] - ref[n]).abs() <= step / 2 + 1e-6), n
+        assert any(not torch.equal(got[n], ref[n]) for n in convs)  # really stored int8, not copied
+    ens = ensemble_checkpoints([out / "fold-0" / "best.pt", out / "fold-1" / "best.pt"], tmp_path / "ens.pt")
+    again = ship_checkpoint(ens, tmp_path / "ens_int8.pt", ShipOptions(storage="int8"))
+    a, b = load_checkpoint(ens)["model_state"], load_checkpoint(again)["model_state"]
+    assert max(float((a[n].float() - b[n].float()).abs().max()) for n in a if a[n].is_floating_point()) < 1e-6
+    assert np.isclose(again.stat().st_size, 2 * (out / "fold-0" / "best.pt").stat().st_size, rtol=0.2)

@@ -1,0 +1,39 @@
+"""Package every fold model of a cross-validation run as it would ship, into a CV folder of its own.
+
+Usage: python scripts/package_cv_folds.py runs/cv5 runs/cv5_int8 [--storage int8|fp16]
+
+Each ``CV/fold-<i>/best.pt`` is packaged by ``sonoseg.models.packaging`` (no optimiser or RNG state, weights
+stored as ``--storage`` says: int8 with one scale per output channel by default, as v3 ships) into
+``OUT/fold-<i>/best.pt``, beside copies of the fold's ``samples.json`` and ``summary.json``, so that
+``sonoseg evaluate --cv OUT`` scores the weights that ship and ``sonoseg ensemble OUT/fold-*/best.pt`` builds
+the ensemble from them. Why: five fp16 fold models of the v5 recipe make a 36 MB file, over issue 22's 25 MB
+per tier; five int8-stored ones make ~19 MB (``docs/breast_v4/cv_rule.md``, addendum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from sonoseg.evaluate.out_of_fold import fold_dirs
+from sonoseg.models.packaging import ShipOptions, ship_checkpoint
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cv_dir", type=Path, help="a finished `sonoseg train --folds` run")
+    ap.add_argument("out", type=Path, help="the packaged CV folder to write")
+    ap.add_argument("--storage", choices=("int8", "fp16"), default="int8")
+    a = ap.parse_args(argv)
+    for fold in fold_dirs(a.cv_dir):  # refuses an unfinished run
+        dst = a.out / fold.name
+        ship_checkpoint(fold / "best.pt", dst / "best.pt", ShipOptions(storage=a.storage))
+        for name in ("samples.json", "summary.json"):
+            shutil.copy2(fold / name, dst / name)
+        print(f"{dst / 'best.pt'}: {(dst / 'best.pt').stat().st_size / 1e6:.1f} MB, {a.storage} storage")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
