@@ -60,7 +60,7 @@ def test_models_lists_shipped_and_architectures():
     defaults = {m["tier"]: m for m in info["shipped"] if m["default"]}
     assert set(defaults) == {"fast", "accurate"}  # predict/export and serve/listen
     assert defaults["accurate"]["arch"] == "ensemble" and defaults["accurate"]["input"]["grid"] == [256, 256]
-    assert defaults["fast"]["arch"] == "fpn" and defaults["fast"]["input"]["grid"] == [160, 160]
+    assert defaults["fast"]["arch"] == "fpn" and defaults["fast"]["input"]["grid"] == [128, 128]
     v3 = next(m for m in info["shipped"] if "v3" in m["names"])  # the previous default, reachable by version
     for m in (defaults["fast"], defaults["accurate"], v3):
         assert 0.5 < m["test_dice"] < 1.0 and len(m["test_dice_ci95"]) == 2
@@ -68,7 +68,7 @@ def test_models_lists_shipped_and_architectures():
         assert m["image_classes"] == ["benign", "malignant", "normal"]
         assert 0.5 < m["test_balanced_accuracy"] < 1.0
     assert v3["version"] == "busi_default v3" and defaults["accurate"]["version"] == "breast_accurate v5"
-    assert defaults["fast"]["version"] == "breast_fast v4" and not v3["default"]
+    assert defaults["fast"]["version"] == "breast_fast v5" and not v3["default"]
     assert {"unet", "fpn", "unet_smp"} <= {a["arch"] for a in info["architectures"]}
 
 

@@ -1,6 +1,6 @@
 """Shipped model names (issue 22): `fast` for predict and export, `accurate` for serve and listen, `v3` by
 version; a file of the same name wins; each shipped tier is a real model under 25 MB. `fast` is the distilled
-160x160 student (docs/breast_v4/fast_int8_rule.md), `accurate` the three-network ensemble (v5_rule.md)."""
+128x128 student (docs/breast_v4/fast128_rule.md), `accurate` the three-network ensemble (v5_rule.md)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def test_shipped_tiers_are_small_and_describe_themselves():
     assert (head.lesion_rule, head.no_lesion_threshold) == ("threshold", 0.85)
     assert (head.suspicious_class, head.suspicious_threshold) == ("malignant", 0.17)
     _, fast = load_model(shipped.shipped_model_path("fast"))  # the student: int8 with its own fp32 set
-    assert list(fast.preprocess.size) == [160, 160] and "/model/decoder/p3/" in fast.model.int8_keep_float
-    assert (fast.model.classification.no_lesion_threshold, fast.model.classification.suspicious_threshold) == (0.9, 0.17)
+    assert list(fast.preprocess.size) == [128, 128] and "/model/decoder/seg_blocks.1/" in fast.model.int8_keep_float
+    assert (fast.model.classification.no_lesion_threshold, fast.model.classification.suspicious_threshold) == (0.95, 0.01)
 
 
 def test_accurate_tier_is_never_quantised_by_auto(tmp_path):

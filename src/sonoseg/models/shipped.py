@@ -4,8 +4,8 @@ that select them, and the shipped recipe (what ``sonoseg train`` uses when no co
 Two breast tiers ship, one name each (issue 22): ``fast`` (int8, the default of ``predict`` and ``export``,
 for a workstation or a cart) and ``accurate`` (the best model on validation, fp32, the default of ``serve``
 and ``listen``, where latency matters little). Which file each name means was decided by the rules in
-docs/breast_v4/ (``tiers_rule.md``, ``v5_rule.md``, ``fast_int8_rule.md``): ``fast`` is a 160x160 student
-distilled from the earlier accurate tier (v4b + v4a), ``accurate`` an ensemble of three 256x256 networks
+docs/breast_v4/ (``tiers_rule.md``, ``v5_rule.md``, ``fast128_rule.md``): ``fast`` is a 128x128 student
+distilled from the accurate tier, ``accurate`` an ensemble of three 256x256 networks
 (v4b, v4a, v5) with flip TTA. Earlier
 defaults stay reachable by version for comparison: ``v3`` is shipped; v2 is in git (MODEL_CARD.md says how
 to recover it). ``--model NAME`` takes these names wherever it takes a model file; an existing file of the
