@@ -53,7 +53,8 @@ def main() -> None:
                     help="weight storage: fp16, or int8 with one scale per output channel (a quarter of fp32)")
     ap.add_argument("--out", type=Path, help="where to write (default: src/sonoseg/assets/models/breast_TIER.pt)")
     a = ap.parse_args()
-    opts = ShipOptions(version=a.version or f"breast_{a.tier} v4", storage=a.storage, teacher=str(ASSETS / "breast_accurate.pt"),
+    opts = ShipOptions(version=a.version or f"breast_{a.tier} v4", storage=a.storage,
+                       teacher=str(ASSETS / "breast_accurate.pt"),
                        keep_float=[p for p in a.int8_keep_float.split(",") if p],
                        tta=None if a.tta is None else [t for t in a.tta.split(",") if t])
     dst = ship_checkpoint(a.checkpoint, a.out or ASSETS / f"breast_{a.tier}.pt", opts,

@@ -17,9 +17,10 @@ Threads: torch uses ``torch.set_num_threads(threads)`` (process-global, re-appli
 run in case another backend changed it); onnxruntime uses ``intra_op_num_threads=threads``,
 ``inter_op_num_threads=1`` (sequential graph), graph optimisation level ALL, and pool threads that sleep
 instead of spinning between runs: by default they spin after each run, and on a two-core cart they then
-take the cores from the next frame's preprocessing (CLAHE, resize): the ``fast`` tier's median went from 78 to 81
-and from 74 to 84 frames/s without it (``bench/ort_spinning.py``, two interleaved runs, AMD EPYC, 2 threads); ``SONOSEG_ORT_SPINNING=1`` restores onnxruntime's default. Only the
-modules a backend needs are imported, so an ONNX-only deployment never loads torch.
+take the cores from the next frame's preprocessing (CLAHE, resize). Without spinning the 160x160 ``fast``
+student's median went from 78 to 81 and from 74 to 84 frames/s (``bench/ort_spinning.py``, two interleaved
+runs, AMD EPYC, 2 threads); ``SONOSEG_ORT_SPINNING=1`` restores onnxruntime's default. Only the modules a
+backend needs are imported, so an ONNX-only deployment never loads torch.
 """
 
 from __future__ import annotations
