@@ -249,7 +249,7 @@ def write_metrics(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     return {"metrics": mpath, "per_image": cpath}
 
 
-HEADLINE = ("dice", "iou", "precision", "recall", "hd95", "assd")  # what a shipped checkpoint's "test" keeps
+CHECKPOINT_TEST_KEYS = ("dice", "iou", "precision", "recall", "hd95", "assd")  # what a shipped checkpoint's "test" keeps
 
 
 def read_checkpoint_metrics(eval_dir: str | Path) -> dict:
@@ -262,7 +262,7 @@ def read_checkpoint_metrics(eval_dir: str | Path) -> dict:
     if not path.is_file():
         raise InputError(folder, "no metrics.json: not a `sonoseg evaluate` output folder")
     m = json.loads(path.read_text())
-    out = {"test": {k: m[k] for k in HEADLINE if k in m}}
+    out = {"test": {k: m[k] for k in CHECKPOINT_TEST_KEYS if k in m}}
     cm = folder / "class_metrics.json"
     if cm.is_file():
         out["test_class"] = dict(json.loads(cm.read_text())["metrics"])
