@@ -93,10 +93,14 @@ class Orthanc:
         return any("DicomWeb" in p or "dicom-web" in p.lower() for p in self.get("/plugins"))
 
     def log_tail(self, n: int = 2000) -> str:
-        try:
-            return (self.root / "orthanc.log").read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        """Orthanc's console output and its own log (``--logdir``): a failed start says why only there."""
+        text = ""
+        for name in ("orthanc.log", "Orthanc.log"):
+            try:
+                text += (self.root / name).read_text(errors="replace")
+            except OSError:
+                pass
+        return text[-n:]
 
     def _request(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"):
         import base64

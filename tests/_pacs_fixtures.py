@@ -19,7 +19,7 @@ CINE = "OBXXXX1A_rle_2frame.dcm"  # US Multi-frame, RLE, 2 frames, US regions (c
 OTHER = "gdcm-US-ALOKA-16.dcm"  # another vendor and study: sent to the listener by Orthanc itself
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def orthanc():
     from _orthanc import Orthanc, dicomweb_plugin, orthanc_binary
 

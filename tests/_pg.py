@@ -23,10 +23,39 @@ def pg_bindir() -> Path | None:
     return Path(w).resolve().parent if w and shutil.which("initdb") else None
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a test server to bind later, picked below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` lies inside that range, where any outgoing connection (pynetdicom, HTTP) may
+    take it before the server binds it: CI once saw Orthanc exit with "port ... already in use" that way.
+    Ports below the range are only ever taken by a bind, and none is handed out twice in one run."""
+    import random
+
+    lo = _ephemeral_range()[0]
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(max(1024, lo - 12000), lo)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 class PgServer:
