@@ -52,12 +52,13 @@ def layer_groups(names: list[str]) -> dict[str, str]:
 def _split_frames(dataset: Path, split_file: Path, cfg, n_calib: int, n_check: int, seed: int):
     """(calibration grids, lesion check grids) of one source's training split: the calibration images are
     the exporter's own pick (``split_grids`` with ``n``), the check frames other lesion images."""
-    from sonoseg.export import split_grids
+    from sonoseg.export import split_grids, subset_indices
 
-    calib = [g for g, _ in split_grids(dataset, split_file, cfg.data.train_split, cfg, n=n_calib)]
-    taken = {g.tobytes() for g in calib}
-    rest = [g for g, m in split_grids(dataset, split_file, cfg.data.train_split, cfg)
-            if np.asarray(m).any() and g.tobytes() not in taken]
+    pairs = split_grids(dataset, split_file, cfg.data.train_split, cfg)  # preprocessed once
+    picked = set(subset_indices(len(pairs), n_calib))
+    calib = [g for i, (g, _) in enumerate(pairs) if i in picked]
+    taken = {g.tobytes() for g in calib}  # a duplicate of a calibration image is no independent check either
+    rest = [g for g, m in pairs if np.asarray(m).any() and g.tobytes() not in taken]
     if n_check < len(rest):
         keep = np.sort(np.random.default_rng(seed).choice(len(rest), size=n_check, replace=False))
         rest = [rest[i] for i in keep]

@@ -255,6 +255,14 @@ def test_split_grids_one_split_or_every_image(tmp_path):
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(val, every[6:]))  # same preprocessing either way
     with pytest.raises(ConfigError, match="no images with masks in split 'test'"):
         split_grids(tmp_path / "ds", split, "test", cfg, cache_dir=tmp_path / "cache")
+    # a seeded subset is the pick subset_indices names (the int8 search bench takes it from a full pass)
+    from sonoseg.export import subset_indices
+
+    some = split_grids(tmp_path / "ds", None, None, cfg, n=3, seed=5, cache_dir=tmp_path / "cache")
+    idx = subset_indices(10, 3, seed=5)
+    assert len(set(idx)) == 3 and idx == sorted(idx)
+    assert all(np.array_equal(a, every[i][0]) for (a, _), i in zip(some, idx))
+    assert subset_indices(4, 9) == [0, 1, 2, 3]
 
 
 def test_export_cli_writes_and_refuses(tmp_path):

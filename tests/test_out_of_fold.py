@@ -66,7 +66,7 @@ def test_each_image_is_scored_once_by_the_fold_that_held_it_out(cv_run):
     assert "out of fold (2 folds) per source" in (out / "per_source.md").read_text()
 
 
-def test_cv_refuses_a_model_and_an_unfinished_run(cv_run, tmp_path):
+def test_cv_refuses_a_model_a_split_and_an_unfinished_run(cv_run, tmp_path):
     from typer.testing import CliRunner
 
     from sonoseg.cli.main import app
@@ -74,6 +74,8 @@ def test_cv_refuses_a_model_and_an_unfinished_run(cv_run, tmp_path):
     tmp, (a, _), cv = cv_run
     res = CliRunner().invoke(app, ["evaluate", str(a), "--cv", str(cv), "--model", "fast", "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "drop --model" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(a), "--cv", str(cv), "--split", "val", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "--split" in res.output  # an explicit split is refused, not silently ignored
     cut = tmp_path / "cut"
     (cut / "fold-0").mkdir(parents=True)
     res = CliRunner().invoke(app, ["evaluate", str(a), "--cv", str(cut), "--out", str(tmp_path / "y")])

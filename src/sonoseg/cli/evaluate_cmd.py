@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
                                               "side in OUT/per_source.md."),
         split_files: List[Path] = typer.Option([], "--split-file", help="CSV from `sonoseg split`; default: all images. "
                                                "With several datasets one per dataset, in the same order."),
-        split: str = typer.Option("test", help="Which split of the split file to score."),
+        split: Optional[str] = typer.Option(None, help="Which split of the split file to score (default: test)."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained model: checkpoint (.pt) or .onnx, or fast | accurate | v3; default: fast."),
         cv: Optional[Path] = typer.Option(None, "--cv", help="A `sonoseg train --folds` run: score each fold's best.pt "
                                           "on its own val images and pool them per source (out of fold; no --model, "
@@ -70,16 +70,17 @@ def register(app: typer.Typer) -> None:
         from sonoseg.infer.volume import is_3d_model
 
         pairs = list(zip(datasets, per_dataset(split_files, datasets, "--split-file")))
+        if cv is not None and (model is not None or split_files or split is not None):
+            from sonoseg.errors import ConfigError
+
+            raise ConfigError("--cv scores the run's own fold models on their own val images: "
+                              "drop --model, --split-file and --split")
+        split = split or "test"
         opts = EvaluateOptions(model=model, split=split, out_dir=out, backend=backend, threads=threads,
                                keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tta=parse_tta(tta),
                                n_boot=n_boot, distance_units=units, spacing=spacing, measurements=measurements,
                                config=config, contour=contour, biometry=biometry, reference=tuple(reference))
         if cv is not None:
-            if model is not None or split_files:
-                from sonoseg.errors import ConfigError
-
-                raise ConfigError("--cv scores the run's own fold models on their own val images: "
-                                  "drop --model and --split-file")
             from rich.markdown import Markdown
 
             from sonoseg.evaluate.out_of_fold import evaluate_out_of_fold

@@ -125,6 +125,13 @@ def mask_agreement(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
 
 
 # -- dataset helpers (CLI) ----------------------------------------------------------------------------
+def subset_indices(total: int, n: int, seed: int = 0) -> list[int]:
+    """The seeded, sorted pick of ``n`` of ``total`` items that ``split_grids(n=...)`` makes (all if fewer)."""
+    if n >= total:
+        return list(range(total))
+    return [int(i) for i in np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))]
+
+
 def split_grids(dataset: str | Path, split_file: Optional[str | Path], split: Optional[str], cfg,
                 n: Optional[int] = None, seed: int = 0,
                 cache_dir: Optional[str | Path] = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -144,9 +151,8 @@ def split_grids(dataset: str | Path, split_file: Optional[str | Path], split: Op
     if not chosen:
         where = f"split {split!r} of {split_file}" if split_file is not None else "it"
         raise ConfigError(f"{dataset}: no images with masks in {where}")
-    if n is not None and n < len(chosen):
-        idx = np.sort(np.random.default_rng(seed).choice(len(chosen), size=n, replace=False))
-        chosen = [chosen[i] for i in idx]
+    if n is not None:
+        chosen = [chosen[i] for i in subset_indices(len(chosen), n, seed)]
     if cache_dir is None:
         from sonoseg.data.cache import preprocessed_cache_dir
 
@@ -323,5 +329,5 @@ def export_model(
 __all__ = [
     "ExportError", "ExportOptions", "ExportRefused", "ExportReport", "FORMATS", "OnnxOptions", "export_model",
     "export_onnx", "export_torchscript", "load_torchscript", "mean_dice", "per_image_agreement", "predict_masks", "quantize_dynamic_int8",
-    "quantize_static_int8", "read_onnx_config", "split_grids",
+    "quantize_static_int8", "read_onnx_config", "split_grids", "subset_indices",
 ]  # fmt: skip
