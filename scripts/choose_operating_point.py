@@ -39,7 +39,9 @@ def read_rows(eval_dir: Path) -> tuple[list[dict], list[str]]:
         empty = {r["stem"]: r["pred_empty"] in ("True", "true", "1") for r in csv.DictReader(open(d / "per_image.csv"))}
         for r in csv.DictReader(open(d / "per_image_class.csv")):
             names = names or [k[2:] for k in r if k.startswith("p_")]
-            rows.append({"source": d.name, "true_class": r["true_class"], "mask_empty": empty[r["stem"]],
+            # a tentative outline exists because of the stored policy being replaced here: its mask counts as empty
+            tentative = r.get("tentative_outline") in ("True", "true", "1")
+            rows.append({"source": d.name, "true_class": r["true_class"], "mask_empty": empty[r["stem"]] or tentative,
                          "probs": {n: float(r[f"p_{n}"]) for n in names}})
     return rows, names
 

@@ -92,6 +92,8 @@ def test_viewer_login_upload_result(tmp_path, browser):
         assert label.text.lower() == res["label"]
         # the malignancy operating point: shown exactly when the API sets it (None: the model has none)
         assert b.find_element(By.ID, "suspicious-flag").is_displayed() == (res["suspicious"] is True)
+        # a tentative outline is said so exactly when the API's summary says it
+        assert b.find_element(By.ID, "tentative-note").is_displayed() == (res["summary"].get("outline") == "tentative")
         probs = b.find_element(By.ID, "probabilities").text
         assert set(res["probabilities"]) == {"normal", "benign", "malignant"}
         assert all(k in probs for k in res["probabilities"])

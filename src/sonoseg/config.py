@@ -216,6 +216,13 @@ class PostprocessConfig(BaseModel):
     tta: list[Literal["h", "v"]] = Field(default_factory=list)  # flip test-time augmentation
     ellipse_fit: bool = False  # replace each label's largest component by its fitted ellipse (fetal head)
     temporal_window: int = Field(1, ge=1)  # cine: mean probability over this many frames (centred); 1 = off
+    # Binary models with a class head: where the decision finds a lesion but the mask is empty, outline the
+    # region of P >= tentative_fraction x peak around the peak (peak >= tentative_min_peak), marked tentative
+    # (sonoseg.infer.postprocess.tentative_region; docs/breast_v4/tentative_outline_rule.md). None: on for
+    # models whose lesion rule finds lesions first (threshold / mask_or_threshold).
+    tentative_outline: Optional[bool] = None
+    tentative_fraction: float = Field(0.5, gt=0, lt=1)
+    tentative_min_peak: float = Field(0.1, gt=0, lt=1)
 
 
 class MeasureConfig(BaseModel):

@@ -21,6 +21,10 @@ from sonoseg.progress import progress, track  # noqa: F401  (re-exported for the
 console = Console(stderr=False, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
+TENTATIVE_OPTION = typer.Option(
+    None, "--tentative-outline/--no-tentative-outline",
+    help="Where the class head finds a lesion but the mask is empty, outline the region the mask head was most "
+         "sure of, marked tentative (default: the model's setting).")
 THREADS_OPTION = typer.Option(
     None, "--threads", min=1,
     help="CPU threads (default: $SONOSEG_THREADS, else the cores this process may use minus those already busy).")

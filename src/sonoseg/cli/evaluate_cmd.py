@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, per_dataset, say, show_result
+from sonoseg.cli._common import TENTATIVE_OPTION, THREADS_OPTION, console, frame_progress, handle_errors, parse_tta, per_dataset, say, show_result
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_HELP
 
 
@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest connected component (default: the model's setting)"),
         min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
         fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in predicted masks (default: the model's setting)"),
+        tentative_outline: Optional[bool] = TENTATIVE_OPTION,
         tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
         units: str = typer.Option("auto", help="HD95/ASSD units: auto (mm if every image has spacing), mm, px."),
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
                               "drop --model, --split-file and --split")
         split = split or "test"
         opts = EvaluateOptions(model=model, split=split, out_dir=out, backend=backend, threads=threads,
-                               keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tta=parse_tta(tta),
+                               keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tentative_outline=tentative_outline, tta=parse_tta(tta),
                                n_boot=n_boot, distance_units=units, spacing=spacing, measurements=measurements,
                                config=config, contour=contour, biometry=biometry, reference=tuple(reference))
         if cv is not None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from sonoseg.cli._common import THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
+from sonoseg.cli._common import TENTATIVE_OPTION, THREADS_OPTION, console, error_line, frame_progress, handle_errors, note_line, parse_tta
 from sonoseg.cli.measure_cmd import CONTOUR_HELP, SPACING_FILE_HELP, SPACING_HELP
 from sonoseg.infer.options import PredictOptions
 
@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
         keep_largest: Optional[bool] = typer.Option(None, "--keep-largest/--no-keep-largest", help="Keep only the largest component (default: the model's setting)"),
         min_size: Optional[int] = typer.Option(None, help="Remove components smaller than this many pixels (default: the model's setting)"),
         fill_holes: Optional[bool] = typer.Option(None, "--fill-holes/--no-fill-holes", help="Fill holes in masks (default: the model's setting)"),
+        tentative_outline: Optional[bool] = TENTATIVE_OPTION,
         tta: List[str] = typer.Option([], help="Test-time flips h and/or v, or none (default: the model's setting)."),
         strict: bool = typer.Option(False, help="Exit non-zero if any input failed."),
         progress_bars: bool = typer.Option(True, "--progress/--no-progress"),
@@ -145,7 +146,7 @@ def register(app: typer.Typer) -> None:
             return
         options = PredictOptions(
             backend=backend, threads=threads, threshold=threshold, keep_largest=keep_largest, min_size=min_size,
-            fill_holes=fill_holes, tta=parse_tta(tta), model=model, config=config, batch_size=batch_size, write_seg=seg,
+            fill_holes=fill_holes, tentative_outline=tentative_outline, tta=parse_tta(tta), model=model, config=config, batch_size=batch_size, write_seg=seg,
             overlay_sc=overlay_sc, video=video, domain=domain, resume=resume, spacing=spacing, spacing_file=spacing_file,
             contour=contour, biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window,
             suspicious_threshold=suspicious_threshold)

@@ -121,7 +121,8 @@ def write_class_report(rows: list[dict], names: list[str], per_image: pd.DataFra
         out / "confusion_matrix.csv")
     pd.DataFrame([{"stem": r["stem"], "true_class": r["true_class"],
                    **{f"p_{n}": float(p) for n, p in zip(names, r["probs"])},
-                   "predicted_class": names[int(np.argmax(r["probs"]))], "lesion_found": r["lesion_found"]}
+                   "predicted_class": names[int(np.argmax(r["probs"]))], "lesion_found": r["lesion_found"],
+                   "tentative_outline": bool(r.get("tentative", False))}
                   for r in rows]).to_csv(out / "per_image_class.csv", index=False)
     if (labels >= 0).any():
         _plots(probs[labels >= 0], labels[labels >= 0], names, cm, out)

@@ -27,6 +27,7 @@ class EvaluateOptions:
     min_size: Optional[int] = None
     fill_holes: Optional[bool] = None
     tta: Optional[Sequence[str]] = None
+    tentative_outline: Optional[bool] = None  # None: the model's setting (sonoseg.infer.predictor)
     n_boot: int = 1000  # bootstrap resamples for the 95% CIs (0: no CIs)
     distance_units: str = "auto"  # HD95/ASSD: auto (mm when every image has a spacing) | mm | px
     spacing: Optional[str | tuple[float, ...]] = None  # ROW_MM[,COL_MM] over every image's own spacing

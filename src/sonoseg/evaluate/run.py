@@ -24,11 +24,12 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
 def _class_row(predictor, sample, pred) -> dict:
     from sonoseg.infer.run import image_decision
 
-    d = image_decision(predictor, int((pred.mask > 0).sum()), pred.class_probabilities)
+    d = image_decision(predictor, int((pred.mask > 0).sum()), pred.class_probabilities, tentative=pred.tentative)
     head = predictor.config.model.classification
     return {"stem": sample.stem, "true_class": sample.cls, "probs": [float(p) for p in pred.class_probabilities],
             "head_no_lesion": head is not None and d["class"] == head.no_lesion_class,
-            "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d.get("lesion_found", d["found"]))}
+            "mask_empty": not bool((pred.mask > 0).any()), "lesion_found": bool(d.get("lesion_found", d["found"])),
+            "tentative": bool(pred.tentative)}
 
 
 def _auto_units(samples, log) -> str:
@@ -78,7 +79,8 @@ def evaluate_model(
     out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_options = ModelOptions(backend=o.backend, threads=o.threads, keep_largest=o.keep_largest,
-                                 min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta)
+                                 min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta,
+                                 tentative_outline=o.tentative_outline)
     predictor = Predictor.from_path(o.model, model_options, log=log)
     log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
         + (f" ({predictor.backend.note})" if predictor.backend.note else ""))

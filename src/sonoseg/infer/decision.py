@@ -64,7 +64,9 @@ class DecisionPolicy:
         return cls(head.lesion_rule, head.no_lesion_threshold, head.suspicious_class, head.suspicious_threshold)
 
 
-def _head_says_lesion(probs: list[float], names: Sequence[str], no_lesion: str, policy: DecisionPolicy) -> bool:
+def head_finds_lesion(probs: Sequence[float], names: Sequence[str], no_lesion: str, policy: DecisionPolicy) -> bool:
+    """Whether the class head alone, by ``policy``, says the image shows a lesion."""
+    probs = [float(p) for p in probs]
     if policy.lesion_rule == "argmax" or policy.no_lesion_threshold is None:
         return names[int(np.argmax(probs))] != no_lesion
     return probs[list(names).index(no_lesion)] < policy.no_lesion_threshold
@@ -92,7 +94,7 @@ def decide(mask_pixels: int, class_probs: Optional[np.ndarray], class_names: Seq
         if structure == "lesion":
             out["lesion_found"] = mask_lesion
         return _suspicious(out, probs, class_names, policy)
-    head_lesion = _head_says_lesion(probs, class_names, no_lesion_class, policy)
+    head_lesion = head_finds_lesion(probs, class_names, no_lesion_class, policy)
     if policy.lesion_rule == "mask":
         found = mask_lesion
     else:

@@ -34,6 +34,7 @@ class ModelOptions:
     min_size: Optional[int] = None  # pixels
     fill_holes: Optional[bool] = None
     tta: Optional[tuple[str, ...]] = None  # flips "h"/"v"; () = none
+    tentative_outline: Optional[bool] = None  # outline where the class head finds a lesion the mask missed
 
     def __post_init__(self) -> None:
         _unit("threshold", self.threshold)

@@ -50,6 +50,22 @@ def _clean_binary(m: np.ndarray, keep_largest: bool, min_px: float, fill_holes: 
     return m
 
 
+def tentative_region(probability: np.ndarray, fraction: float = 0.5, min_peak: float = 0.1,
+                     connectivity: int = 2) -> np.ndarray:
+    """The region a model was most sure of where its thresholded mask is empty: the connected component of
+    ``probability >= fraction * peak`` that holds the peak pixel (a half-maximum contour for 0.5); all False
+    when the peak is below ``min_peak``. For the tentative outline of :mod:`sonoseg.infer.predictor`."""
+    p = np.asarray(probability, dtype=np.float32)
+    if p.ndim != 2:
+        raise ValueError(f"tentative_region expects a 2-D probability map, got shape {p.shape}")
+    peak_at = np.unravel_index(int(np.argmax(p)), p.shape)
+    peak = float(p[peak_at])
+    if not np.isfinite(peak) or peak < min_peak:
+        return np.zeros(p.shape, dtype=bool)
+    labels, _ = ndimage.label(p >= fraction * peak, structure=_structure(connectivity))
+    return labels == labels[peak_at]
+
+
 def postprocess(
     mask: np.ndarray,
     keep_largest: bool = False,

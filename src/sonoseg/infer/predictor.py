@@ -21,15 +21,27 @@ class PostprocessOptions:
     keep_largest: bool = False
     min_size: int = 0  # pixels
     fill_holes: bool = False
+    tentative_outline: bool = False  # see SonosegConfig.postprocess.tentative_outline
+
+
+def tentative_outline_default(config: SonosegConfig) -> bool:
+    """The model's own setting; None means on for a binary model whose class head decides "no lesion" by a
+    rule chosen to find lesions first (``threshold`` / ``mask_or_threshold``), off otherwise."""
+    pc, head = config.postprocess, config.model.classification
+    if pc.tentative_outline is not None:
+        return bool(pc.tentative_outline)
+    return (config.model.classes == 1 and head is not None and head.no_lesion_class is not None
+            and head.lesion_rule in ("threshold", "mask_or_threshold"))
 
 
 def merge_postprocess(config: SonosegConfig, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
-                      fill_holes: Optional[bool] = None) -> PostprocessOptions:
+                      fill_holes: Optional[bool] = None, tentative_outline: Optional[bool] = None) -> PostprocessOptions:
     """CLI flags that were given override the model's stored postprocessing; the rest come from it."""
     pc = config.postprocess
     return PostprocessOptions(pc.keep_largest if keep_largest is None else keep_largest,
                               pc.min_size if min_size is None else min_size,
-                              pc.fill_holes if fill_holes is None else fill_holes)
+                              pc.fill_holes if fill_holes is None else fill_holes,
+                              tentative_outline_default(config) if tentative_outline is None else tentative_outline)
 
 
 @dataclass
@@ -41,6 +53,8 @@ class Prediction:
     grid_image: np.ndarray = field(repr=False, default=None)
     class_probabilities: Optional[np.ndarray] = None  # C softmax probabilities of the class head, or None
     class_names: tuple[str, ...] = ()
+    # the mask is a tentative outline: the class head found a lesion, the mask head stayed below its threshold
+    tentative: bool = False
 
     @property
     def predicted_class(self) -> Optional[str]:
@@ -87,7 +101,7 @@ class Predictor:
         self.path: Optional[Path] = None  # the model file, when loaded by from_path (its domain statistics)
         pc = config.postprocess
         self.threshold = pc.threshold if threshold is None else threshold
-        self.post = postprocess or PostprocessOptions(pc.keep_largest, pc.min_size, pc.fill_holes)
+        self.post = postprocess or merge_postprocess(config)
         self.tta = tuple(pc.tta if tta is None else tta)
         cc = config.model.classification
         self.temperature = float(cc.temperature) if cc is not None else 1.0  # class-logit temperature
@@ -118,7 +132,7 @@ class Predictor:
             from sonoseg.errors import InputError
 
             raise InputError(path, "model file carries no sonoseg config (preprocessing unknown)")
-        post = post or merge_postprocess(be.config, o.keep_largest, o.min_size, o.fill_holes)
+        post = post or merge_postprocess(be.config, o.keep_largest, o.min_size, o.fill_holes, o.tentative_outline)
         pred = cls(be, be.config, o.threshold, post, o.tta)
         pred.model_version = model_version(be.config, path)
         pred.path = path
@@ -165,15 +179,34 @@ class Predictor:
         return acc / len(sets), (None if acc_c is None else acc_c / len(sets))
 
     def _finish(self, prob_grid: np.ndarray, transform, grid_image=None, class_probs=None) -> Prediction:
+        tentative = False
         if self.classes == 1:
             p = transform.to_original(prob_grid[0], interpolation="linear").astype(np.float32)
             mask = self.mask_from_probability(p)
+            if self.post.tentative_outline and class_probs is not None and not mask.any() \
+                    and self._head_finds_lesion(class_probs):
+                mask = self._tentative(p)
+                tentative = bool(mask.any())
         else:
             ps = np.stack([transform.to_original(prob_grid[c], interpolation="linear") for c in range(self.classes)])
             mask = self._post(ps.argmax(0).astype(np.uint8))
             p = ps.max(0).astype(np.float32)
         return Prediction(mask, p, prob_grid, transform, grid_image, class_probs,
-                          self.class_names if class_probs is not None else ())
+                          self.class_names if class_probs is not None else (), tentative)
+
+    def _head_finds_lesion(self, class_probs: np.ndarray) -> bool:
+        from sonoseg.infer.decision import DecisionPolicy, head_finds_lesion
+
+        head = self.config.model.classification
+        if head is None or head.no_lesion_class not in self.class_names:
+            return False
+        return head_finds_lesion(class_probs, self.class_names, head.no_lesion_class, DecisionPolicy.from_head(head))
+
+    def _tentative(self, p: np.ndarray) -> np.ndarray:
+        from sonoseg.infer.postprocess import tentative_region
+
+        pc = self.config.postprocess
+        return self._post(tentative_region(p, pc.tentative_fraction, pc.tentative_min_peak).astype(np.uint8))
 
     def mask_from_probability(self, p: np.ndarray) -> np.ndarray:
         """Binary models: foreground probability (original pixels) -> thresholded, postprocessed mask

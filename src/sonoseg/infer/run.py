@@ -107,6 +107,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
     video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if o.video and n > 1 else None
     window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
     per_frame, best = [], (-1.0, None, None, None, None)
+    best_tentative = False  # the chosen frame's mask is a tentative outline (not after temporal smoothing)
     class_sum = None  # class head: probabilities summed over frames (the image-level class is their mean)
     i = 0
     try:
@@ -127,6 +128,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
             area = frame_area(rec)
             if area > best[0]:
                 best = (area, i, frame, m, pred.grid_image)
+                best_tentative = pred.tentative and window == 1
             if video is not None:
                 video.add(render_overlay(frame, m, caption=[f"frame {i + 1}/{n}"], biometry=rec.get("biometry"),
                                          spacing=opts.spacing))
@@ -147,7 +149,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         in_scope = None if domain is None else domain["in_scope"]
         why = chosen_reason(per_frame[chosen], opts)
         decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
-                                  None if class_sum is None else class_sum / len(per_frame), o)
+                                  None if class_sum is None else class_sum / len(per_frame), o, best_tentative)
         caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
         shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per_frame[chosen].get("biometry"), domain)
         _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
@@ -223,9 +225,11 @@ def output_series(predictor, kind: str, source_series: Optional[str]) -> Optiona
                                       repr(float(predictor.threshold)), repr(predictor.post), repr(tuple(predictor.tta))])
 
 
-def image_decision(predictor, mask_pixels: int, class_probs, options: Optional[PredictOptions] = None) -> dict:
+def image_decision(predictor, mask_pixels: int, class_probs, options: Optional[PredictOptions] = None,
+                   tentative: bool = False) -> dict:
     """The found / class decision of :mod:`sonoseg.infer.decision` for one input, in the model's words
-    (its stored policy; ``options`` may override parts of it)."""
+    (its stored policy; ``options`` may override parts of it). ``tentative``: the mask is the predictor's
+    tentative outline (``outline: "tentative"`` and a note to review it)."""
     from dataclasses import replace
 
     from sonoseg.infer.decision import DecisionPolicy, decide
@@ -236,8 +240,12 @@ def image_decision(predictor, mask_pixels: int, class_probs, options: Optional[P
     policy = DecisionPolicy.from_head(head)
     if options is not None and options.suspicious_threshold is not None:
         policy = replace(policy, suspicious_threshold=float(options.suspicious_threshold))
-    return decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
-                  head.no_lesion_class if head is not None else None, policy, structure_name(predictor.config))
+    out = decide(max(int(mask_pixels), 0), class_probs, predictor.class_names,
+                 head.no_lesion_class if head is not None else None, policy, structure_name(predictor.config))
+    if tentative and out["found"] and int(mask_pixels) > 0:
+        out["outline"] = "tentative"
+        out["note"] += "; tentative outline (the mask head stayed below its threshold): review it"
+    return out
 
 
 def decision_label(decision: dict) -> str:
@@ -247,13 +255,14 @@ def decision_label(decision: dict) -> str:
         return ""
     p = (decision.get("class_probabilities") or {}).get(cls)
     return f"{cls} {p:.2f}" + (" SUSPICIOUS" if decision.get("suspicious") else "") \
+        + (" (tentative outline)" if decision.get("outline") == "tentative" else "") \
         + ("" if decision["agreement"] else f" ({decision['note']})")
 
 
 def _decision_summary(decision: dict) -> dict:
     out = {"class": decision["class"], "class_probabilities": decision["class_probabilities"],
            "found": decision["found"], "structure": decision["structure"], "decision_source": decision["source"]}
-    for key in ("lesion_found", "suspicious", "suspicious_threshold"):  # the flag only with an operating point
+    for key in ("lesion_found", "suspicious", "suspicious_threshold", "outline"):  # only where they apply
         if key in decision:
             out[key] = decision[key]
     return out
@@ -305,6 +314,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     opts = MeasureOptions.from_config(predictor.config, spacing, source, None, **st.options.measure)
     masks = np.zeros(data.shape, dtype=np.uint8)
     per, best = [], (-1.0, 0, None, None, None)
+    best_tentative = False
     class_sum = None
     for z in range(data.shape[2]):
         sl = np.asarray(data[:, :, z]).T
@@ -317,6 +327,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
         per.append(rec)
         if frame_area(rec) > best[0]:
             best = (frame_area(rec), z, sl, m, pred.grid_image)
+            best_tentative = pred.tentative
         if st.progress is not None:
             st.progress(path.name, z + 1, data.shape[2])
     res = InputResult(str(path), ok=False, kind="volume", frames=data.shape[2], warnings=notes)
@@ -326,7 +337,7 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
     chosen = best[1]
     why = chosen_reason(per[chosen], opts)
     decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
-                              None if class_sum is None else class_sum / data.shape[2], st.options)
+                              None if class_sum is None else class_sum / data.shape[2], st.options, best_tentative)
     caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per[chosen], opts, len(per), why))
     shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per[chosen].get("biometry"), domain)
     _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
@@ -519,5 +530,5 @@ def apply_config(predictor, config, options: Optional[ModelOptions] = None) -> N
         predictor.threshold = pp.threshold
     if o.tta is None and "tta" in given:
         predictor.tta = tuple(pp.tta)
-    predictor.post = merge_postprocess(predictor.config, o.keep_largest, o.min_size, o.fill_holes)
+    predictor.post = merge_postprocess(predictor.config, o.keep_largest, o.min_size, o.fill_holes, o.tentative_outline)
 

@@ -16,7 +16,7 @@ BANNER = "OUT OF SCOPE: not a finding"
 # the summary keys that would read as a finding: class, probabilities, lesion decision, sizes
 FINDING_KEYS = ("class", "class_probabilities", "lesion_found", "decision_source", "max_area", "max_diameter",
                 "max_structures_per_frame", "frames_with_structures", "biometry", "confidence", "suspicious",
-                "suspicious_threshold")
+                "suspicious_threshold", "outline")
 
 
 def out_of_scope(domain: Optional[dict]) -> bool:

@@ -45,7 +45,8 @@ def add_class_finding(description: Dataset, finding: Mapping) -> Dataset:
     item.SegmentedPropertyTypeModifierCodeSequence = [class_code(cls)]
     verdict = finding.get("verdict") or ("lesion found" if finding.get("lesion_found") else "no lesion found")
     text = f"class head: {cls}" + (f" (p={p:.2f})" if p is not None else "") + f"; {verdict} ({finding.get('source')})"
-    description.SegmentDescription = (_suspicious_text(finding) + text)[:64]
+    tentative = "TENTATIVE outline; " if finding.get("outline") == "tentative" else ""
+    description.SegmentDescription = (_suspicious_text(finding) + tentative + text)[:64]
     return description
 
 

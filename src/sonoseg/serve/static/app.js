@@ -136,6 +136,8 @@ async function openStudy(resultId) {
   sf.hidden = current.suspicious !== true;
   sf.textContent = current.suspicious === true
     ? "Suspicious for " + (op ? op.class + " (P ≥ " + op.threshold.toFixed(2) + ")" : "malignancy") : "";
+  // the mask is a tentative outline (docs/breast_v4/tentative_outline_rule.md): say so beside the class
+  $("tentative-note").hidden = outOfScope || (current.summary || {}).outline !== "tentative";
   const pb = $("probabilities").querySelector("tbody");
   pb.replaceChildren();
   for (const [k, v] of Object.entries(current.probabilities || {})) {
