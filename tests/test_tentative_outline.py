@@ -44,8 +44,8 @@ class Faint:
         return seg, np.repeat(self.class_logits, n, 0)
 
 
-def _cfg(rule="threshold", tentative=None):
-    post = {} if tentative is None else {"tentative_outline": tentative}
+def _cfg(rule="threshold", tentative=True):
+    post = {"tentative_outline": tentative}
     return SonosegConfig.model_validate({
         "preprocess": {"size": [32, 32], "clahe": False, "median_kernel": 0}, "postprocess": post,
         "model": {"classification": {"names": NAMES, "lesion_rule": rule, "no_lesion_threshold": 0.9}}})
@@ -64,11 +64,13 @@ def test_predictor_outlines_the_faint_region_only_where_the_head_finds_a_lesion(
     assert not normal.tentative and not normal.mask.any()
     off = Predictor(Faint(LESION), _cfg(tentative=False)).predict(img)
     assert not off.tentative and not off.mask.any()
-    # default: on for lesion-first rules, off for the arg-max rule (v3 and models without a chosen policy)
-    assert merge_postprocess(_cfg("mask_or_threshold")).tentative_outline
-    assert not merge_postprocess(_cfg("argmax")).tentative_outline
-    assert merge_postprocess(_cfg("argmax"), tentative_outline=True).tentative_outline
-    assert not Predictor(Faint(LESION), _cfg("argmax")).predict(img).mask.any()
+    # off unless the model or the caller turns it on (the rule's val check turned it off for both tiers)
+    assert not merge_postprocess(SonosegConfig()).tentative_outline
+    assert merge_postprocess(_cfg(tentative=False), tentative_outline=True).tentative_outline
+    assert not merge_postprocess(_cfg(), tentative_outline=False).tentative_outline
+    # the arg-max rule decides too: P(normal) 0.33 < P(benign) 0.79 -> a lesion, outlined
+    assert Predictor(Faint(LESION), _cfg("argmax")).predict(img).tentative
+    assert not Predictor(Faint(NORMAL), _cfg("argmax")).predict(img).mask.any()
     # the model's postprocessing still applies: a min size above the region's area leaves it empty
     small = Predictor(Faint(LESION), _cfg(), postprocess=merge_postprocess(_cfg(), min_size=100)).predict(img)
     assert not small.tentative and not small.mask.any()
@@ -97,8 +99,8 @@ def test_decision_caption_and_seg_description_say_tentative():
 
 
 def test_evaluate_counts_the_tentative_outline_and_the_flag_turns_it_off(tmp_path):
-    """``evaluate`` scores the outline as the mask (a lesion found by the mask), records it per image, and
-    ``tentative_outline=False`` gives the plain mask back."""
+    """``evaluate`` with ``tentative_outline=True`` scores the outline as the mask (a lesion found by the
+    mask) and records it per image; the model's own setting (off) gives the plain mask."""
     import cv2
     import pandas as pd
     import torch
@@ -132,9 +134,8 @@ def test_evaluate_counts_the_tentative_outline_and_the_flag_turns_it_off(tmp_pat
         last.bias.fill_(-1.0)  # P ~ 0.27 everywhere, with tiny variation: the peak's half-max region is large
     ck = save_checkpoint(tmp_path / "m.pt", config=cfg, model_state=net.state_dict())
     common = dict(model=ck, split_file=None, backend="torch", threads=1, n_boot=0, report=False)
-    on = evaluate_model(ds, EvaluateOptions(out_dir=tmp_path / "on", **common), log=lambda *_: None)
-    off = evaluate_model(ds, EvaluateOptions(out_dir=tmp_path / "off", tentative_outline=False, **common),
-                         log=lambda *_: None)
+    evaluate_model(ds, EvaluateOptions(out_dir=tmp_path / "on", tentative_outline=True, **common), log=lambda *_: None)
+    evaluate_model(ds, EvaluateOptions(out_dir=tmp_path / "off", **common), log=lambda *_: None)  # the model's: off
     on_cls = pd.read_csv(tmp_path / "on" / "per_image_class.csv")
     off_cls = pd.read_csv(tmp_path / "off" / "per_image_class.csv")
     assert on_cls["tentative_outline"].all() and not off_cls["tentative_outline"].any()

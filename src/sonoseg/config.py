@@ -218,9 +218,9 @@ class PostprocessConfig(BaseModel):
     temporal_window: int = Field(1, ge=1)  # cine: mean probability over this many frames (centred); 1 = off
     # Binary models with a class head: where the decision finds a lesion but the mask is empty, outline the
     # region of P >= tentative_fraction x peak around the peak (peak >= tentative_min_peak), marked tentative
-    # (sonoseg.infer.postprocess.tentative_region; docs/breast_v4/tentative_outline_rule.md). None: on for
-    # models whose lesion rule finds lesions first (threshold / mask_or_threshold).
-    tentative_outline: Optional[bool] = None
+    # (sonoseg.infer.postprocess.tentative_region). Off by default: on both tiers' val splits it outlined
+    # more normal images than lesions (docs/breast_v4/tentative_outline_rule.md).
+    tentative_outline: bool = False
     tentative_fraction: float = Field(0.5, gt=0, lt=1)
     tentative_min_peak: float = Field(0.1, gt=0, lt=1)
 

@@ -24,16 +24,6 @@ class PostprocessOptions:
     tentative_outline: bool = False  # see SonosegConfig.postprocess.tentative_outline
 
 
-def tentative_outline_default(config: SonosegConfig) -> bool:
-    """The model's own setting; None means on for a binary model whose class head decides "no lesion" by a
-    rule chosen to find lesions first (``threshold`` / ``mask_or_threshold``), off otherwise."""
-    pc, head = config.postprocess, config.model.classification
-    if pc.tentative_outline is not None:
-        return bool(pc.tentative_outline)
-    return (config.model.classes == 1 and head is not None and head.no_lesion_class is not None
-            and head.lesion_rule in ("threshold", "mask_or_threshold"))
-
-
 def merge_postprocess(config: SonosegConfig, keep_largest: Optional[bool] = None, min_size: Optional[int] = None,
                       fill_holes: Optional[bool] = None, tentative_outline: Optional[bool] = None) -> PostprocessOptions:
     """CLI flags that were given override the model's stored postprocessing; the rest come from it."""
@@ -41,7 +31,7 @@ def merge_postprocess(config: SonosegConfig, keep_largest: Optional[bool] = None
     return PostprocessOptions(pc.keep_largest if keep_largest is None else keep_largest,
                               pc.min_size if min_size is None else min_size,
                               pc.fill_holes if fill_holes is None else fill_holes,
-                              tentative_outline_default(config) if tentative_outline is None else tentative_outline)
+                              pc.tentative_outline if tentative_outline is None else tentative_outline)
 
 
 @dataclass
