@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
                               "drop --model, --split-file and --split")
         split = split or "test"
         opts = EvaluateOptions(model=model, split=split, out_dir=out, backend=backend, threads=threads,
-                               keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes, tentative_outline=tentative_outline, tta=parse_tta(tta),
+                               keep_largest=keep_largest, min_size=min_size, fill_holes=fill_holes,
+                               tentative_outline=tentative_outline, tta=parse_tta(tta),
                                n_boot=n_boot, distance_units=units, spacing=spacing, measurements=measurements,
                                config=config, contour=contour, biometry=biometry, reference=tuple(reference))
         if cv is not None:

@@ -146,7 +146,8 @@ def register(app: typer.Typer) -> None:
             return
         options = PredictOptions(
             backend=backend, threads=threads, threshold=threshold, keep_largest=keep_largest, min_size=min_size,
-            fill_holes=fill_holes, tentative_outline=tentative_outline, tta=parse_tta(tta), model=model, config=config, batch_size=batch_size, write_seg=seg,
+            fill_holes=fill_holes, tentative_outline=tentative_outline, tta=parse_tta(tta), model=model, config=config,
+            batch_size=batch_size, write_seg=seg,
             overlay_sc=overlay_sc, video=video, domain=domain, resume=resume, spacing=spacing, spacing_file=spacing_file,
             contour=contour, biometry=biometry, ellipse_fit=ellipse_fit, temporal_window=temporal_window,
             suspicious_threshold=suspicious_threshold)
