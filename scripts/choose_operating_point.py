@@ -11,12 +11,15 @@ sonoseg.evaluate.operating_point (missed lesions <= --max-missed on every source
 for malignant sensitivity >= --min-sensitivity), writes EVAL_DIR/operating_point.json/.md, and writes
 ``--out``: the same checkpoint (weights byte for byte) with ``model.classification.lesion_rule``,
 ``no_lesion_threshold``, ``suspicious_class`` and ``suspicious_threshold`` set. Validation split only.
+``--no-less-cautious-than CKPT`` stores, per threshold, the more cautious of this choice and CKPT's stored
+policy (``sonoseg.evaluate.operating_point.more_cautious``), with its figures on the same images.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 
 from sonoseg.evaluate.aggregate import _jsonable
-from sonoseg.evaluate.operating_point import choose_lesion_rule, choose_suspicious
+from sonoseg.evaluate.operating_point import choose_lesion_rule, choose_suspicious, more_cautious, policy_rates
 from sonoseg.infer.decision import DecisionPolicy
 
 
@@ -74,6 +77,21 @@ def report_md(lesion: dict, susp: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _policy_text(p: DecisionPolicy) -> str:
+    text = p.lesion_rule + (f", no lesion at P >= {p.no_lesion_threshold:.2f}" if p.no_lesion_threshold is not None else "")
+    return text + (f", suspicious at P({p.suspicious_class}) >= {p.suspicious_threshold:.2f}"
+                   if p.suspicious_threshold is not None else ", no suspicious flag")
+
+
+def cautious_md(other_name: str, theirs: DecisionPolicy, stored: DecisionPolicy, rates: dict) -> str:
+    lines = ["", f"Stored policy, no less cautious than {other_name}'s ({_policy_text(theirs)}): "
+                 f"**{_policy_text(stored)}**, on these images:", "",
+             "| source | missed | normals called no lesion | malignant flagged |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {s} | {_pct(v['missed'])} | {_pct(v['normals_no_lesion'])} | {_pct(v.get('sensitivity'))} |"
+              for s, v in rates.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
@@ -82,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-missed", type=float, default=0.02)
     ap.add_argument("--min-sensitivity", type=float, default=0.90)
     ap.add_argument("--suspicious-class", default="malignant")
+    ap.add_argument("--no-less-cautious-than", type=Path, default=None, metavar="CKPT",
+                    help="store, per threshold, the more cautious of the policy chosen here and CKPT's stored one "
+                         "(higher no-lesion threshold, lower suspicious threshold; docs/breast_v4/a7_student_rule.md)")
     a = ap.parse_args(argv)
     payload = torch.load(a.model, map_location="cpu", weights_only=False)
     cc = payload["config"]["model"].get("classification")
@@ -94,12 +115,25 @@ def main(argv=None) -> int:
     policy = DecisionPolicy(lesion["chosen"]["lesion_rule"], lesion["chosen"]["no_lesion_threshold"])
     susp = choose_suspicious(rows, names, cc["no_lesion_class"], policy, a.suspicious_class, a.min_sensitivity)
     md = report_md(lesion, susp)
+    if susp.get("threshold") is not None:
+        policy = DecisionPolicy(policy.lesion_rule, policy.no_lesion_threshold, a.suspicious_class, susp["threshold"])
+    if a.no_less_cautious_than is not None:
+        other = torch.load(a.no_less_cautious_than, map_location="cpu", weights_only=False)["config"]["model"]
+        oc = other.get("classification") or {}
+        theirs = DecisionPolicy(oc.get("lesion_rule", "argmax"), oc.get("no_lesion_threshold"),
+                                oc.get("suspicious_class"), oc.get("suspicious_threshold"))
+        try:
+            policy = more_cautious(policy, theirs)
+        except ValueError as exc:
+            raise SystemExit(f"error: {a.no_less_cautious_than}: {exc}")
+        md += cautious_md(a.no_less_cautious_than.name, theirs, policy,
+                          policy_rates(rows, names, cc["no_lesion_class"], policy))
     (a.eval_dir / "operating_point.md").write_text(md)
-    (a.eval_dir / "operating_point.json").write_text(json.dumps(_jsonable({"lesion": lesion, "suspicious": susp}), indent=1))
+    (a.eval_dir / "operating_point.json").write_text(json.dumps(_jsonable(
+        {"lesion": lesion, "suspicious": susp, "stored": dataclasses.asdict(policy)}), indent=1))
     print(md)
     cc.update(lesion_rule=policy.lesion_rule, no_lesion_threshold=policy.no_lesion_threshold,
-              suspicious_class=a.suspicious_class if susp.get("threshold") is not None else None,
-              suspicious_threshold=susp.get("threshold"))
+              suspicious_class=policy.suspicious_class, suspicious_threshold=policy.suspicious_threshold)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, a.out)
     print(f"wrote {a.out}, {a.eval_dir / 'operating_point.md'}")

@@ -434,17 +434,15 @@ def test_operating_point_rules_chosen_as_written():
     assert susp["per_source"]["a"]["specificity"] == 1.0 and susp["per_source"]["b"]["sensitivity"] == 1.0
 
 
-def test_choose_operating_point_script_stores_the_policy(tmp_path):
-    """scripts/choose_operating_point.py on an evaluate-style folder: policy in the copy, weights unchanged."""
+def _policy_fixture(tmp_path):
+    """A class-head checkpoint and an evaluate-style folder of two sources for the operating-point script."""
     import csv
-    import runpy
-    import sys
 
     import torch
 
     from sonoseg.config import load_config
     from sonoseg.models import create_model_from_config
-    from sonoseg.train.checkpoint import load_checkpoint, save_checkpoint
+    from sonoseg.train.checkpoint import save_checkpoint
 
     cfg = load_config(None, ["model.name=fpn", "model.encoder=mobilenet_v2",
                              "model.classification={names: [benign, malignant, normal]}"])
@@ -463,15 +461,32 @@ def test_choose_operating_point_script_stores_the_policy(tmp_path):
             w = csv.writer(fh)
             w.writerow(["stem", "true_class", "p_benign", "p_malignant", "p_normal"])
             w.writerows([(stem, c, 1 - pn - pm, pm, pn) for stem, c, pn, pm, _ in items])
+    return src
+
+
+def _run_choose_operating_point(*args: str) -> int:
+    import runpy
+    import sys
+
     argv = sys.argv
-    sys.argv = ["choose_operating_point.py", str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"),
-                "--max-missed", "0"]
+    sys.argv = ["choose_operating_point.py", *args]
     try:
         with pytest.raises(SystemExit) as ex:
             runpy.run_path("scripts/choose_operating_point.py", run_name="__main__")
-        assert ex.value.code == 0
     finally:
         sys.argv = argv
+    return ex.value.code
+
+
+def test_choose_operating_point_script_stores_the_policy(tmp_path):
+    """scripts/choose_operating_point.py on an evaluate-style folder: policy in the copy, weights unchanged."""
+    import torch
+
+    from sonoseg.train.checkpoint import load_checkpoint
+
+    src = _policy_fixture(tmp_path)
+    assert _run_choose_operating_point(str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"),
+                                       "--max-missed", "0") == 0
     out = load_checkpoint(tmp_path / "p.pt")
     torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)  # plain floats, no numpy scalars
     head = out["config"]["model"]["classification"]
@@ -480,3 +495,63 @@ def test_choose_operating_point_script_stores_the_policy(tmp_path):
     before = load_checkpoint(src)
     assert all(torch.equal(before["model_state"][k], out["model_state"][k]) for k in before["model_state"])
     assert "Lesion rule: **threshold**" in (tmp_path / "ev" / "operating_point.md").read_text()
+
+
+def test_choose_operating_point_no_less_cautious_than_another_model(tmp_path):
+    """--no-less-cautious-than: the higher no-lesion threshold and the lower suspicious one are stored, with the
+    stored policy's figures on the same images."""
+    import json
+
+    import torch
+
+    from sonoseg.train.checkpoint import load_checkpoint
+
+    src = _policy_fixture(tmp_path)
+    other = torch.load(src, map_location="cpu", weights_only=False)
+    other["config"]["model"]["classification"].update(lesion_rule="mask_or_threshold", no_lesion_threshold=0.92,
+                                                      suspicious_class="malignant", suspicious_threshold=0.4)
+    torch.save(other, tmp_path / "teacher.pt")
+    assert _run_choose_operating_point(str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"),
+                                       "--max-missed", "0", "--no-less-cautious-than", str(tmp_path / "teacher.pt")) == 0
+    head = load_checkpoint(tmp_path / "p.pt")["config"]["model"]["classification"]
+    # chosen here: threshold 0.9, suspicious 0.3; the teacher's: mask_or_threshold 0.92, suspicious 0.4
+    assert (head["lesion_rule"], head["no_lesion_threshold"]) == ("mask_or_threshold", 0.92)
+    assert (head["suspicious_class"], head["suspicious_threshold"]) == ("malignant", 0.3)
+    md = (tmp_path / "ev" / "operating_point.md").read_text()
+    # under the stored policy source b's normal (P 0.95, empty mask) is still "no lesion"; source a's (P 0.9) is not
+    assert "| a | 0.0% | 0.0% | 100.0% |" in md and "| b | 0.0% | 100.0% | 100.0% |" in md
+    assert json.loads((tmp_path / "ev" / "operating_point.json").read_text())["stored"]["no_lesion_threshold"] == 0.92
+
+
+def test_more_cautious_says_no_lesion_only_where_both_do():
+    """more_cautious against decide() itself, on random probabilities and masks, for every pair of candidate
+    policies it can combine; and the pairs it refuses."""
+    from sonoseg.evaluate.operating_point import candidates, more_cautious
+    from sonoseg.infer.decision import DecisionPolicy, decide
+
+    names = ["benign", "malignant", "normal"]
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([0.5, 0.5, 0.5], size=200)
+    empty = rng.random(200) < 0.5
+    pols = candidates(0.1)
+
+    def found(p):
+        return [decide(0 if e else 1, pr, names, "normal", p)["lesion_found"] for pr, e in zip(probs, empty)]
+
+    refused = 0
+    for a in pols:
+        for b in pols[::3]:
+            try:
+                m = more_cautious(a, b)
+            except ValueError:
+                refused += 1
+                assert "argmax" in (a.lesion_rule, b.lesion_rule)
+                continue
+            assert found(m) == [x or y for x, y in zip(found(a), found(b))], (a, b, m)
+    assert refused  # arg-max beside a threshold < 0.5 or beside the mask rule
+    s = more_cautious(DecisionPolicy("threshold", 0.9, "malignant", 0.3), DecisionPolicy("mask", None, "malignant", 0.17))
+    assert s == DecisionPolicy("mask_or_threshold", 0.9, "malignant", 0.17)
+    assert more_cautious(DecisionPolicy("argmax"), DecisionPolicy("threshold", 0.95, "malignant", 0.2)) == \
+        DecisionPolicy("threshold", 0.95, "malignant", 0.2)
+    with pytest.raises(ValueError, match="suspicious classes differ"):
+        more_cautious(DecisionPolicy("mask", None, "malignant", 0.2), DecisionPolicy("mask", None, "benign", 0.2))

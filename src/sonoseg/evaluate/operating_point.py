@@ -10,6 +10,9 @@ Two choices, each by a rule fixed before it is applied (docs/breast_v4/v4_rule.m
 2. **Suspicious flag**: the largest threshold on P(malignant) (0.01 grid) at which the pooled
    malignant images reach ``min_sensitivity`` (found by the lesion rule and at or above the threshold).
 
+:func:`more_cautious` combines two policies (say, a student's own and its teacher's) into the one that misses
+no lesion either would find and flags every malignancy either would flag.
+
 Inputs are per-image rows: ``source``, ``true_class``, ``probs`` (name -> p), ``mask_empty``.
 """
 
@@ -97,3 +100,53 @@ def choose_suspicious(rows: Sequence[dict], names: list[str], no_lesion: str, po
                   "specificity_benign": float((~flagged[benign]).mean()) if benign.any() else math.nan}
     return {"class": cls, "threshold": chosen, "min_sensitivity": min_sensitivity,
             "pooled_sensitivity": float(flagged[pos].mean()), "per_source": per}
+
+
+def more_cautious(a: DecisionPolicy, b: DecisionPolicy) -> DecisionPolicy:
+    """The policy that says "no lesion" only where both ``a`` and ``b`` do, and flags malignancy wherever either
+    does (the lower suspicious threshold). For a student whose own validation figures are flattered and whose
+    teacher's honest policy was chosen on other probabilities (docs/breast_v4/a7_student_rule.md): a missed
+    lesion costs more than a false alarm. "No lesion" under each rule: ``mask`` when the mask is empty,
+    ``threshold`` when P(no lesion) >= t, ``mask_or_threshold`` when both, ``argmax`` when the no-lesion class
+    is the arg-max (implied by P >= t for t >= 0.5). Raises ValueError where the intersection is no rule of
+    :data:`~sonoseg.infer.decision.LESION_RULES`, or the suspicious classes differ."""
+    def parts(p: DecisionPolicy):  # (needs an empty mask, needs P(no lesion) >= this, needs the arg-max)
+        needs_empty = p.lesion_rule in ("mask", "mask_or_threshold")
+        if p.lesion_rule == "mask":
+            return True, None, False
+        if p.lesion_rule == "argmax" or p.no_lesion_threshold is None:  # as head_finds_lesion reads it
+            return needs_empty, None, True
+        return needs_empty, p.no_lesion_threshold, False
+
+    (ea, ta, xa), (eb, tb, xb) = parts(a), parts(b)
+    empty, argmax = ea or eb, xa or xb
+    t = max((v for v in (ta, tb) if v is not None), default=None)
+    if argmax and t is not None and t >= 0.5:
+        argmax = False  # P(no lesion) >= t >= 0.5 makes the no-lesion class the arg-max
+    if argmax and (empty or t is not None):
+        raise ValueError(f"no single lesion rule is as cautious as both {a.lesion_rule!r} and {b.lesion_rule!r} "
+                         f"(thresholds {ta}, {tb})")
+    rule = "argmax" if argmax else {(True, True): "mask_or_threshold", (True, False): "mask",
+                                    (False, True): "threshold"}[(empty, t is not None)]
+    flags = [(p.suspicious_class, p.suspicious_threshold) for p in (a, b) if p.suspicious_threshold is not None]
+    if len({c for c, _ in flags}) > 1:
+        raise ValueError(f"suspicious classes differ: {a.suspicious_class!r} and {b.suspicious_class!r}")
+    cls, thr = (flags[0][0], min(v for _, v in flags)) if flags else (None, None)
+    return DecisionPolicy(rule, t if rule != "argmax" else None, cls, thr)
+
+
+def policy_rates(rows: Sequence[dict], names: list[str], no_lesion: str, policy: DecisionPolicy) -> dict:
+    """Per source, what ``policy`` does on ``rows``: missed lesions, normals called "no lesion", and with a
+    suspicious threshold the malignant images flagged (sensitivity)."""
+    found = _found(rows, names, no_lesion, policy)
+    out = {}
+    for s in sorted({r["source"] for r in rows}):
+        m = np.array([r["source"] == s for r in rows])
+        sub = [r for r, keep in zip(rows, m) if keep]
+        out[s] = _rates(sub, found[m], no_lesion)
+        if policy.suspicious_threshold is not None:
+            pos = m & np.array([r["true_class"] == policy.suspicious_class for r in rows])
+            p = np.array([r["probs"].get(policy.suspicious_class, math.nan) for r in rows])
+            flagged = found & (p >= policy.suspicious_threshold)
+            out[s]["sensitivity"] = float(flagged[pos].mean()) if pos.any() else math.nan
+    return out
