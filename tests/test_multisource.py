@@ -94,11 +94,11 @@ def test_training_reports_validation_per_source(two_sources, tmp_path):
 
 def test_source_weight_sets_how_often_images_are_drawn(two_sources, tmp_path):
     from sonoseg.train.data_setup import select_samples
-    from sonoseg.train.trainer import _train_sampler
+    from sonoseg.train.loaders import train_sampler
 
     a, b = two_sources
     split = select_samples(_cfg(tmp_path, [DataSource(root=str(a)), DataSource(root=str(b), weight=3)]), tmp_path)
-    sampler = _train_sampler(split, split.train)
+    sampler = train_sampler(split, split.train)
     sampler.generator.manual_seed(0)
     draws = [i for _ in range(400) for i in sampler]
     beta = sum(split.train[i].source == "beta" for i in draws) / len(draws)
@@ -107,7 +107,7 @@ def test_source_weight_sets_how_often_images_are_drawn(two_sources, tmp_path):
     expected = 3 * nb / (na + 3 * nb)
     assert abs(beta - expected) < 0.03, (beta, expected)  # seeded: the same draws every run
     even = select_samples(_cfg(tmp_path, [DataSource(root=str(a)), DataSource(root=str(b))]), tmp_path)
-    assert type(_train_sampler(even, even.train)).__name__ == "RandomSampler"  # equal weights: each image once
+    assert type(train_sampler(even, even.train)).__name__ == "RandomSampler"  # equal weights: each image once
 
 
 def test_cli_pairs_split_files_with_datasets(tmp_path):
