@@ -67,35 +67,49 @@ def evaluate_model(
     (``model=``, ``out_dir=``, ``n_boot=`` ...) still work this release, with a DeprecationWarning."""
     o = options_with_legacy(EvaluateOptions, options, legacy, "evaluate_model", positional="split_file",
                             ignored=("show_progress",))
-    measurements, biometry = o.measurements, o.biometry  # a reference column turns both on below
-    from sonoseg.data import discover_dataset, read_split_csv
-    from sonoseg.data.layout import load_mask
     from sonoseg.evaluate import evaluate_pairs, write_metrics
-    from sonoseg.evaluate.report import GalleryItem, write_report
-    from sonoseg.infer.options import ModelOptions
-    from sonoseg.infer.predictor import Predictor
-    from sonoseg.io import load_image
+    from sonoseg.evaluate.report import write_report
 
     out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Evaluation(_predictor(o, log), o, _references(Path(dataset), o.reference), log)
+    samples = _samples_to_score(dataset, o, log)
+    distance_units = _auto_units(samples, log) if o.distance_units == "auto" else o.distance_units
+    result = evaluate_pairs(run.items(samples, progress), classes=run.classes, n_boot=o.n_boot,
+                            distance_units=distance_units)
+    if not run.evaluated:
+        raise ConfigError(f"{dataset}: no image could be evaluated ({len(run.failures)} failures)")
+    write_metrics(result, out_dir)
+    _record_spacing(out_dir / "metrics.json", run.sources)
+    run.write_measurements(result, out_dir)
+    if o.report:
+        write_report(result, out_dir, gallery=run.gallery)
+    run.write_classes(result, out_dir)
+    if run.failures:
+        (out_dir / "failures.txt").write_text("\n".join(run.failures) + "\n")
+    return result
+
+
+def _predictor(o: EvaluateOptions, log):
+    """The Predictor of ``o.model`` with the options and config overrides of this evaluation."""
+    from sonoseg.infer.options import ModelOptions
+    from sonoseg.infer.predictor import Predictor
+    from sonoseg.infer.run import apply_config
+
     model_options = ModelOptions(backend=o.backend, threads=o.threads, keep_largest=o.keep_largest,
                                  min_size=o.min_size, fill_holes=o.fill_holes, tta=o.tta,
                                  tentative_outline=o.tentative_outline)
     predictor = Predictor.from_path(o.model, model_options, log=log)
     log(f"backend: {predictor.backend.kind}, {predictor.backend.threads} thread(s)"
         + (f" ({predictor.backend.note})" if predictor.backend.note else ""))
-    classes = predictor.classes
-    from sonoseg.infer.run import apply_config
-    from sonoseg.io.spacing import parse_spacing, resolve_spacing
-
     apply_config(predictor, o.config, model_options)
-    refs = _references(Path(dataset), o.reference)
-    measurements = measurements or bool(refs)
-    if biometry is None and any(q in ("hc", "bpd", "ofd") for _, q, _ in refs):
-        biometry = True  # a reference HC/BPD/OFD needs the biometry of every mask
-    override = parse_spacing(o.spacing) if o.spacing is not None else None
-    sources: dict[str, int] = {}
-    meas_rows: list[dict] = []
+    return predictor
+
+
+def _samples_to_score(dataset, o: EvaluateOptions, log) -> list:
+    """The dataset's images that have a ground-truth mask, of ``o.split`` when a split file is given."""
+    from sonoseg.data import discover_dataset, read_split_csv
+
     samples = discover_dataset(dataset)
     labelled = [s for s in samples if s.mask_path is not None]
     if not labelled:
@@ -104,91 +118,117 @@ def evaluate_model(
                           + (" (the masks/ folder is missing)" if missing else "") + "; nothing to evaluate")
     if len(labelled) < len(samples):
         log(f"note: {len(samples) - len(labelled)} image(s) without a mask are not evaluated")
-    samples = labelled
-    if o.split_file is not None:
-        assignment = read_split_csv(o.split_file)
-        samples = [s for s in samples if assignment.get(s.stem) == o.split]
-        if not samples:
-            raise ConfigError(f"{o.split_file}: no images of {dataset} in split {o.split!r}")
-    evaluated: dict[str, object] = {}  # stem -> Sample; images are not kept in memory
-    class_rows: dict[str, dict] = {}  # stem -> class head output + decision (models with a class head)
-    failures: list[str] = []
+    if o.split_file is None:
+        return labelled
+    assignment = read_split_csv(o.split_file)
+    chosen = [s for s in labelled if assignment.get(s.stem) == o.split]
+    if not chosen:
+        raise ConfigError(f"{o.split_file}: no images of {dataset} in split {o.split!r}")
+    return chosen
 
-    def run_one(s):
+
+class _Evaluation:
+    """One evaluation's running state: what has been scored (stem -> Sample; images are not kept in memory, the
+    report's gallery runs its few again), the class head's rows, where pixel spacings came from, measurement rows
+    and the images that could not be read."""
+
+    def __init__(self, predictor, o: EvaluateOptions, refs: list, log):
+        from sonoseg.io.spacing import parse_spacing
+
+        self.predictor, self.o, self.refs, self.log = predictor, o, refs, log
+        self.classes = predictor.classes
+        self.measurements = o.measurements or bool(refs)  # a reference column turns measurements on
+        self.biometry = o.biometry
+        if self.biometry is None and any(q in ("hc", "bpd", "ofd") for _, q, _ in refs):
+            self.biometry = True  # a reference HC/BPD/OFD needs the biometry of every mask
+        self.override = parse_spacing(o.spacing) if o.spacing is not None else None
+        self.evaluated: dict[str, object] = {}
+        self.class_rows: dict[str, dict] = {}  # stem -> class head output + decision (models with a class head)
+        self.sources: dict[str, int] = {}
+        self.meas_rows: list[dict] = []
+        self.failures: list[str] = []
+
+    def run_one(self, s):
         """(display image, ground truth, prediction, meta) of one sample in original pixels."""
+        from sonoseg.data.layout import load_mask
+        from sonoseg.io import load_image
+
         loaded = load_image(s.image_path)
         img = loaded.pixels
         if loaded.meta.frames > 1 and img.ndim >= 3 and img.shape[0] == loaded.meta.frames:
             img = img[0]
         gt = load_mask(s.mask_path)
-        gt = (gt > 0).astype(np.uint8) if classes == 1 else gt.astype(np.uint8)
-        pred = predictor.predict(img, loaded.meta)
+        gt = (gt > 0).astype(np.uint8) if self.classes == 1 else gt.astype(np.uint8)
+        pred = self.predictor.predict(img, loaded.meta)
         if pred.mask.shape != gt.shape:
             raise InputError(s.mask_path, f"mask shape {gt.shape} != image shape {pred.mask.shape}")
-        if pred.class_probabilities is not None and s.stem not in class_rows:
-            class_rows[s.stem] = _class_row(predictor, s, pred)
+        if pred.class_probabilities is not None and s.stem not in self.class_rows:
+            self.class_rows[s.stem] = _class_row(self.predictor, s, pred)
         return img, gt, pred.mask, loaded.meta
 
-    def items():
+    def items(self, samples: list, progress):
+        """(stem, prediction, truth, spacing) of every sample that can be read, for ``evaluate_pairs``."""
+        from sonoseg.io.spacing import resolve_spacing
+
         for k, s in enumerate(samples):
             if progress is not None:
                 progress(f"evaluating {len(samples)} images", k, len(samples))
             try:
-                _, gt, pred, meta = run_one(s)
+                _, gt, pred, meta = self.run_one(s)
             except InputError as exc:
-                failures.append(str(exc))
-                log(f"skipped {exc}")
+                self.failures.append(str(exc))
+                self.log(f"skipped {exc}")
                 continue
-            evaluated[s.stem] = s
-            sp, src = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, override, s.spacing)
-            sources[src or "none (px)"] = sources.get(src or "none (px)", 0) + 1
-            if measurements:
-                meas_rows.append(_measurement_row(s.stem, pred, gt, sp, src))
+            self.evaluated[s.stem] = s
+            sp, src = resolve_spacing(meta.pixel_spacing_mm, meta.spacing_source, self.override, s.spacing)
+            self.sources[src or "none (px)"] = self.sources.get(src or "none (px)", 0) + 1
+            if self.measurements:
+                self.meas_rows.append(self._measurement_row(s.stem, pred, gt, sp, src))
             yield s.stem, pred, gt, sp
 
-    def _measurement_row(stem, pred, gt, sp, src):
+    def _measurement_row(self, stem, pred, gt, sp, src):
         from sonoseg.evaluate.agreement import measurement_row
         from sonoseg.infer.frames import MeasureOptions, measure_frame
 
-        opts = MeasureOptions.from_config(predictor.config, sp, src, None, contour=o.contour, biometry=biometry)
+        opts = MeasureOptions.from_config(self.predictor.config, sp, src, None, contour=self.o.contour,
+                                          biometry=self.biometry)
         _, prec = measure_frame(pred, 0, opts)
         opts.ellipse_fit = False  # the truth is measured as drawn
         _, grec = measure_frame(gt, 0, opts)
         return measurement_row(stem, prec, grec, opts.unit, src)
 
-    distance_units = _auto_units(samples, log) if o.distance_units == "auto" else o.distance_units
-    result = evaluate_pairs(items(), classes=classes, n_boot=o.n_boot, distance_units=distance_units)
-    if not evaluated:
-        raise ConfigError(f"{dataset}: no image could be evaluated ({len(failures)} failures)")
-    write_metrics(result, out_dir)
-    _record_spacing(out_dir / "metrics.json", sources)
-    if measurements and meas_rows:
-        from sonoseg.evaluate.agreement import BASE_KEYS, BIOMETRY_KEYS, add_reference, write_agreement
+    def gallery(self, stem: str):
+        """The report's picture of one image (called for the best, median and worst only)."""
+        from sonoseg.evaluate.report import GalleryItem
 
-        use_bio = biometry if biometry is not None else predictor.config.measure.biometry
-        keys = BASE_KEYS + (BIOMETRY_KEYS if use_bio else ())
-        for column, quantity, values in refs:
-            keys += tuple(add_reference(meas_rows, column, quantity, values))
-        result.measurement_agreement = write_agreement(meas_rows, keys, out_dir)
-
-    def gallery(stem: str) -> GalleryItem:  # called by the report for best/median/worst only
-        img, gt, pred, _ = run_one(evaluated[stem])
+        img, gt, pred, _ = self.run_one(self.evaluated[stem])
         return GalleryItem(stem=stem, image=_to_gray(img), gt=gt, pred=pred)
 
-    if o.report:
-        write_report(result, out_dir, gallery=gallery)
-    if class_rows:
-        from sonoseg.evaluate.class_report import write_class_report
+    def write_measurements(self, result, out_dir: Path) -> None:
+        """Measurement agreement with the truth (and any reference columns), when measurements are on."""
+        if not (self.measurements and self.meas_rows):
+            return
+        from sonoseg.evaluate.agreement import BASE_KEYS, BIOMETRY_KEYS, add_reference, write_agreement
 
-        head = predictor.config.model.classification
-        rows = [class_rows[s] for s in evaluated if s in class_rows]
-        result.class_metrics = write_class_report(rows, list(predictor.class_names), result.per_image, out_dir,
-                                                  head.no_lesion_class if head else None, n_boot=o.n_boot)
-    if classes == 1:
-        _record_detection(result, out_dir / "metrics.json", {s: r["lesion_found"] for s, r in class_rows.items()})
-    if failures:
-        (out_dir / "failures.txt").write_text("\n".join(failures) + "\n")
-    return result
+        use_bio = self.biometry if self.biometry is not None else self.predictor.config.measure.biometry
+        keys = BASE_KEYS + (BIOMETRY_KEYS if use_bio else ())
+        for column, quantity, values in self.refs:
+            keys += tuple(add_reference(self.meas_rows, column, quantity, values))
+        result.measurement_agreement = write_agreement(self.meas_rows, keys, out_dir)
+
+    def write_classes(self, result, out_dir: Path) -> None:
+        """The class head's report (models with one) and, for binary models, miss and false-lesion rates."""
+        if self.class_rows:
+            from sonoseg.evaluate.class_report import write_class_report
+
+            head = self.predictor.config.model.classification
+            rows = [self.class_rows[s] for s in self.evaluated if s in self.class_rows]
+            result.class_metrics = write_class_report(rows, list(self.predictor.class_names), result.per_image,
+                                                      out_dir, head.no_lesion_class if head else None,
+                                                      n_boot=self.o.n_boot)
+        if self.classes == 1:
+            _record_detection(result, out_dir / "metrics.json",
+                              {s: r["lesion_found"] for s, r in self.class_rows.items()})
 
 
 def _record_detection(result, metrics_path: Path, decisions: dict) -> None:
