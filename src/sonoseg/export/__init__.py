@@ -35,7 +35,7 @@ REPORT_NAME = "export_report.json"
 class ExportRefused(SonosegError):
     """An exported model lost more Dice than allowed; it was not written. ``report`` has the numbers."""
 
-    def __init__(self, message: str, report: "ExportReport"):
+    def __init__(self, message: str, report: ExportReport):
         super().__init__(message)
         self.report = report
 
@@ -210,13 +210,11 @@ def export_model(
     images change badly. The old keywords (``formats=``, ``tolerance=`` ...) and a positional
     ``out_dir`` still work this release, with a DeprecationWarning.
     """
-    from sonoseg.runtime.backends import create_backend, load_torch_model
+    from sonoseg.runtime.backends import load_torch_model
 
     t0 = time.perf_counter()
     o = options_with_legacy(ExportOptions, options, legacy, "export_model", positional="out_dir")
-    formats, tolerance, threads, stem = o.formats, o.tolerance, o.threads, o.stem
-    min_agreement, min_worst_agreement = o.min_agreement, o.min_worst_agreement
-    if "onnx-int8" in formats:
+    if "onnx-int8" in o.formats:
         if not calib_images:
             raise ConfigError("onnx-int8 needs calibration images from the training split (calib_images)")
         if not val_pairs:
@@ -229,84 +227,14 @@ def export_model(
     out_dir = Path(o.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     src_name = str(checkpoint) if isinstance(checkpoint, (str, Path)) else type(checkpoint).__name__
-    report = ExportReport(src_name, out_dir, formats, tolerance, n_val=len(val_pairs or ()),
-                          n_calib=len(calib_images or ()), min_agreement=min_agreement,
-                          min_worst_agreement=min_worst_agreement)
+    report = ExportReport(src_name, out_dir, o.formats, o.tolerance, n_val=len(val_pairs or ()),
+                          n_calib=len(calib_images or ()), min_agreement=o.min_agreement,
+                          min_worst_agreement=o.min_worst_agreement)
     staging = Path(tempfile.mkdtemp(prefix=".sonoseg-export-", dir=out_dir))
     try:
-        staged: dict[str, Path] = {}
-        if "onnx" in formats or "onnx-int8" in formats:
-            log("exporting ONNX (fp32)")
-            res = export_onnx(model, staging / FILE_NAMES["onnx"].format(stem=stem),
-                              OnnxOptions(opset=o.opset, exporter=o.exporter), config=cfg)
-            report.details["onnx"] = res.to_dict()
-            if "onnx" in formats:
-                staged["onnx"] = res.path
-        if "onnx-int8" in formats:
-            from sonoseg.runtime.quantize import default_scheme
-
-            scheme = o.scheme or default_scheme()
-            log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")
-            q = quantize_static_int8(staging / FILE_NAMES["onnx"].format(stem=stem),
-                                     staging / FILE_NAMES["onnx-int8"].format(stem=stem), calib_images,
-                                     scheme=scheme, calibrate_method=o.calibrate_method)
-            report.details["onnx-int8"] = q.to_dict()
-            staged["onnx-int8"] = q.path
-        if "torchscript" in formats:
-            log("exporting TorchScript")
-            ts = export_torchscript(model, staging / FILE_NAMES["torchscript"].format(stem=stem), config=cfg)
-            report.details["torchscript"] = ts.to_dict()
-            staged["torchscript"] = ts.path
-
+        staged = _build_formats(model, cfg, o, staging, calib_images, report, log)
         if val_pairs:
-            images = [p[0] for p in val_pairs]
-            has_gt = all(p[1] is not None for p in val_pairs)  # else: agreement with PyTorch only
-            gts = [np.asarray(p[1]) for p in val_pairs] if has_gt else []
-            k, ch = cfg.model.classes, cfg.model.in_channels
-            log(f"validating on {len(images)} images" + ("" if has_gt else " (no ground truth: agreement only)"))
-            ref_be = create_backend("torch", model, threads=threads, config=cfg)
-            ref_masks = predict_masks(ref_be.run, images, ch)
-            ref_cls = predict_class_probs(ref_be.run_all, images, ch)
-            int8_ref = _qat_reference(model, cfg, calib_images, images, threads, log) \
-                if "onnx-int8" in staged and cfg.train.qat.enabled else None
-            if has_gt:
-                report.dice["torch"] = mean_dice(ref_masks, gts, k)
-            lesion = [i for i, g in enumerate(gts) if np.any(g)]  # issue 22's measure: the frames with a lesion
-            for f, p in staged.items():
-                be = create_backend(BACKEND_OF[f], p, threads=threads)
-                masks = predict_masks(be.run, images, ch)
-                whose = "PyTorch's"
-                if f == "onnx-int8" and int8_ref is not None:  # a QAT model: int8 is what was validated
-                    plain = per_image_agreement(ref_masks, masks)
-                    report.details[f]["reference"] = "pytorch with the int8 simulation of training (train.qat)"
-                    report.details[f]["agreement_with_fp32"] = {"mean": float(plain.mean()), "worst": float(plain.min())}
-                    ref_masks_f, ref_cls_f, whose = int8_ref[0], int8_ref[1], "the int8 simulation's"
-                else:
-                    ref_masks_f, ref_cls_f = ref_masks, ref_cls
-                if ref_cls_f is not None:
-                    cls = predict_class_probs(be.run_all, images, ch)
-                    report.class_prob_diff[f] = float(np.abs(cls - ref_cls_f).max()) if cls is not None else float("inf")
-                    report.class_agreement[f] = (float(np.mean(cls.argmax(1) == ref_cls_f.argmax(1)))
-                                                 if cls is not None else 0.0)
-                be.close()
-                if has_gt:
-                    report.dice[f] = mean_dice(masks, gts, k)
-                    report.dice_delta[f] = report.dice[f] - report.dice["torch"]
-                report.agreement[f] = mask_agreement(ref_masks_f, masks)
-                per = per_image_agreement(ref_masks_f, masks)
-                report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
-                if lesion:
-                    report.details.setdefault(f, {})["agreement_lesion_frames"] = {
-                        "n": len(lesion), "mean": float(per[lesion].mean()), "worst": float(per[lesion].min())}
-                drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
-                if not drop <= tolerance:  # also refuses NaN
-                    report.refused[f] = f"Dice drop {drop:.4f} > tolerance {tolerance:.4f}"
-                elif not report.agreement_mean[f] >= min_agreement:
-                    report.refused[f] = (f"masks agree with {whose} at mean Dice {report.agreement_mean[f]:.4f} "
-                                         f"< {min_agreement:.4f}")
-                elif not report.agreement_worst[f] >= min_worst_agreement:
-                    report.refused[f] = (f"masks agree with {whose} at worst-image Dice "
-                                         f"{report.agreement_worst[f]:.4f} < {min_worst_agreement:.4f}")
+            _validate_formats(model, cfg, o, staged, val_pairs, calib_images, report, log)
         for f, p in staged.items():
             if f in report.refused:
                 continue
@@ -324,6 +252,98 @@ def export_model(
         raise ExportRefused(f"{names} model{'s' if len(report.refused) > 1 else ''} not written: {f} "
                             f"{report.refused[f]}{dice}", report)
     return report
+
+
+def _build_formats(model, cfg, o: ExportOptions, staging: Path, calib_images, report: ExportReport,
+                   log) -> dict[str, Path]:
+    """Every requested format written into ``staging`` (fp32 ONNX also when only int8 is asked: int8 is built
+    from it); format -> its staged file."""
+    staged: dict[str, Path] = {}
+    onnx_path = staging / FILE_NAMES["onnx"].format(stem=o.stem)
+    if "onnx" in o.formats or "onnx-int8" in o.formats:
+        log("exporting ONNX (fp32)")
+        res = export_onnx(model, onnx_path, OnnxOptions(opset=o.opset, exporter=o.exporter), config=cfg)
+        report.details["onnx"] = res.to_dict()
+        if "onnx" in o.formats:
+            staged["onnx"] = res.path
+    if "onnx-int8" in o.formats:
+        from sonoseg.runtime.quantize import default_scheme
+
+        scheme = o.scheme or default_scheme()
+        log(f"quantising int8 (static QDQ, scheme {scheme}, {len(calib_images)} calibration images)")
+        q = quantize_static_int8(onnx_path, staging / FILE_NAMES["onnx-int8"].format(stem=o.stem), calib_images,
+                                 scheme=scheme, calibrate_method=o.calibrate_method)
+        report.details["onnx-int8"] = q.to_dict()
+        staged["onnx-int8"] = q.path
+    if "torchscript" in o.formats:
+        log("exporting TorchScript")
+        ts = export_torchscript(model, staging / FILE_NAMES["torchscript"].format(stem=o.stem), config=cfg)
+        report.details["torchscript"] = ts.to_dict()
+        staged["torchscript"] = ts.path
+    return staged
+
+
+def _validate_formats(model, cfg, o: ExportOptions, staged: dict[str, Path], val_pairs, calib_images,
+                      report: ExportReport, log) -> None:
+    """Each staged format against PyTorch on the validation pairs (against the int8 simulation for a QAT model's
+    int8 build): Dice, mask agreement (all frames and lesion frames), class probabilities; ``report.refused``
+    names the formats that fail the gate."""
+    from sonoseg.runtime.backends import create_backend
+
+    images = [p[0] for p in val_pairs]
+    has_gt = all(p[1] is not None for p in val_pairs)  # else: agreement with PyTorch only
+    gts = [np.asarray(p[1]) for p in val_pairs] if has_gt else []
+    k, ch = cfg.model.classes, cfg.model.in_channels
+    log(f"validating on {len(images)} images" + ("" if has_gt else " (no ground truth: agreement only)"))
+    ref_be = create_backend("torch", model, threads=o.threads, config=cfg)
+    ref_masks = predict_masks(ref_be.run, images, ch)
+    ref_cls = predict_class_probs(ref_be.run_all, images, ch)
+    int8_ref = _qat_reference(model, cfg, calib_images, images, o.threads, log) \
+        if "onnx-int8" in staged and cfg.train.qat.enabled else None
+    if has_gt:
+        report.dice["torch"] = mean_dice(ref_masks, gts, k)
+    lesion = [i for i, g in enumerate(gts) if np.any(g)]  # issue 22's measure: the frames with a lesion
+    for f, p in staged.items():
+        be = create_backend(BACKEND_OF[f], p, threads=o.threads)
+        masks = predict_masks(be.run, images, ch)
+        whose = "PyTorch's"
+        if f == "onnx-int8" and int8_ref is not None:  # a QAT model: int8 is what was validated
+            plain = per_image_agreement(ref_masks, masks)
+            report.details[f]["reference"] = "pytorch with the int8 simulation of training (train.qat)"
+            report.details[f]["agreement_with_fp32"] = {"mean": float(plain.mean()), "worst": float(plain.min())}
+            ref_masks_f, ref_cls_f, whose = int8_ref[0], int8_ref[1], "the int8 simulation's"
+        else:
+            ref_masks_f, ref_cls_f = ref_masks, ref_cls
+        if ref_cls_f is not None:
+            cls = predict_class_probs(be.run_all, images, ch)
+            report.class_prob_diff[f] = float(np.abs(cls - ref_cls_f).max()) if cls is not None else float("inf")
+            report.class_agreement[f] = float(np.mean(cls.argmax(1) == ref_cls_f.argmax(1))) if cls is not None else 0.0
+        be.close()
+        if has_gt:
+            report.dice[f] = mean_dice(masks, gts, k)
+            report.dice_delta[f] = report.dice[f] - report.dice["torch"]
+        report.agreement[f] = mask_agreement(ref_masks_f, masks)
+        per = per_image_agreement(ref_masks_f, masks)
+        report.agreement_mean[f], report.agreement_worst[f] = float(per.mean()), float(per.min())
+        if lesion:
+            report.details.setdefault(f, {})["agreement_lesion_frames"] = {
+                "n": len(lesion), "mean": float(per[lesion].mean()), "worst": float(per[lesion].min())}
+        why = _refusal(report, f, whose, o)
+        if why:
+            report.refused[f] = why
+
+
+def _refusal(report: ExportReport, f: str, whose: str, o: ExportOptions) -> Optional[str]:
+    """Why format ``f`` is not written (Dice drop over the tolerance, mean or worst agreement under its bar)."""
+    drop = round(-report.dice_delta.get(f, 0.0), 6) + 0.0  # no "-0.0000" in messages
+    if not drop <= o.tolerance:  # also refuses NaN
+        return f"Dice drop {drop:.4f} > tolerance {o.tolerance:.4f}"
+    if not report.agreement_mean[f] >= o.min_agreement:
+        return f"masks agree with {whose} at mean Dice {report.agreement_mean[f]:.4f} < {o.min_agreement:.4f}"
+    if not report.agreement_worst[f] >= o.min_worst_agreement:
+        return (f"masks agree with {whose} at worst-image Dice {report.agreement_worst[f]:.4f} "
+                f"< {o.min_worst_agreement:.4f}")
+    return None
 
 
 __all__ = [
