@@ -376,7 +376,6 @@ def write_dicom_seg(
     :class:`SegWriteOptions`.
     """
     o = options or SegWriteOptions()
-    frame_indices = o.frame_indices
     out_path = Path(out_path)
     srcs = (list(source_path_or_datasets) if isinstance(source_path_or_datasets, (list, tuple))
             else [source_path_or_datasets])
@@ -392,6 +391,25 @@ def write_dicom_seg(
     if any(k < 1 for k in labels):
         raise InputError(name, "label values must be >= 1 (0 is background)")
 
+    arr, numbers = _segment_array(masks, ds, name, labels, seg_type)
+    common = _seg_arguments(o, ds, len(loaded), labels, numbers, seg_type)
+    seg = _build_segmentation(loaded, arr, common, o.frame_indices, name)
+
+    restore_referenced_classes(seg, retired)
+    seg.SeriesDescription = o.series_description[:64]
+    declare_local_scheme(seg)
+    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
+        # General Image, Type 2C: required when the image has no ImageOrientation/Position (Patient),
+        # as in every ultrasound image; the source's value (row/column directions) or empty = unknown
+        seg.PatientOrientation = ds.get("PatientOrientation") or ""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(out_path)
+    return out_path
+
+
+def _segment_array(masks, ds: Dataset, name: str, labels: dict, seg_type) -> tuple[np.ndarray, dict]:
+    """``masks`` checked against the image and the labels, as highdicom takes it (F x H x W; consecutive segment
+    numbers for BINARY, label values for LABELMAP, probabilities for FRACTIONAL), and label -> segment number."""
     arr = np.asarray(masks)
     if arr.ndim == 2:
         arr = arr[None]
@@ -429,7 +447,11 @@ def write_dicom_seg(
                     lut[k] = v
                 arr = lut[arr.astype(np.int64)]
             arr = arr.astype(np.uint8 if len(numbers) < 256 else np.uint16)
+    return arr, numbers
 
+
+def _seg_arguments(o: SegWriteOptions, ds: Dataset, n_sources: int, labels: dict, numbers: dict, seg_type) -> dict:
+    """highdicom's Segmentation keywords common to every source layout: segments, series, instance, device."""
     descriptions = _segment_descriptions(labels, numbers, o.algorithm_name, o.algorithm_version, o.property_codes,
                                          o.segment_display)
     if o.finding is not None and o.finding.get("class") is not None:
@@ -442,7 +464,7 @@ def write_dicom_seg(
         series_number=int(o.series_number),
         sop_instance_uid=_seeded(o.seed_uid, "sop"),
         instance_number=(int(o.instance_number) if o.instance_number is not None
-                         else _instance_number(ds) if len(loaded) == 1 else 1),
+                         else _instance_number(ds) if n_sources == 1 else 1),
         manufacturer="sonoseg",
         manufacturer_model_name=o.algorithm_name,
         software_versions=str(o.algorithm_version),
@@ -454,6 +476,14 @@ def write_dicom_seg(
     if seg_type == hd.seg.SegmentationTypeValues.FRACTIONAL:
         common["fractional_type"] = hd.seg.SegmentationFractionalTypeValues.PROBABILITY
 
+    return common
+
+
+def _build_segmentation(loaded: list, arr: np.ndarray, common: dict, frame_indices, name: str):
+    """The Segmentation for the source layout: several single-frame images with a frame of reference, a cine
+    without geometry (frames referenced by number), an enhanced multi-frame with plane positions, one frame."""
+    ds = loaded[0][0]
+    rows, cols = int(ds.Rows), int(ds.Columns)
     n_src = _frames_of(ds)
     try:
         no_geometry = get_image_coordinate_system(ds) is None
@@ -492,17 +522,7 @@ def write_dicom_seg(
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
-
-    restore_referenced_classes(seg, retired)
-    seg.SeriesDescription = o.series_description[:64]
-    declare_local_scheme(seg)
-    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in ds:
-        # General Image, Type 2C: required when the image has no ImageOrientation/Position (Patient),
-        # as in every ultrasound image; the source's value (row/column directions) or empty = unknown
-        seg.PatientOrientation = ds.get("PatientOrientation") or ""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(out_path)
-    return out_path
+    return seg
 
 
 def _instance_number(ds: Dataset) -> int:
