@@ -82,12 +82,10 @@ def _finish_status(res: InputResult) -> InputResult:
 
 def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: str,
                             settings: Optional[RunSettings] = None, tmpdir: Optional[Path] = None) -> InputResult:
-    from sonoseg.infer.cine_outputs import OverlayVideo, temporal_smooth
-    from sonoseg.infer.domain import confidence
-    from sonoseg.infer.frames import (MeasureOptions, chosen_reason, frame_area, measure_frame, overlay_caption, payload,
-                                      summary)
-    from sonoseg.infer.outputs import render_overlay, write_json, write_mask_nifti, write_mask_png, write_overlay
-    from sonoseg.io import iter_frames, read_meta
+    from sonoseg.infer.cine_outputs import OverlayVideo
+    from sonoseg.infer.frames import MeasureOptions, chosen_reason, overlay_caption, payload, summary
+    from sonoseg.infer.outputs import write_json, write_mask_nifti, write_mask_png, write_overlay
+    from sonoseg.io import read_meta
 
     st = settings or RunSettings()
     o = st.options
@@ -97,7 +95,7 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
     opts = MeasureOptions.from_config(predictor.config, spacing, source, meta.frame_time_ms if n > 1 else None,
                                       **o.measure)
     res = InputResult(str(path), ok=False, kind="cine" if n > 1 else "image", frames=n, warnings=list(meta.warnings))
-    tmp = None
+    tmp = masks = None  # a cine's masks: memory-mapped in the temporary folder, removed on every exit path
     if n > 1:
         from sonoseg.io.budget import check_declared
 
@@ -106,53 +104,28 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         masks = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, meta.rows, meta.columns))
     video = OverlayVideo(out / f"{stem}.overlay.webp", opts.frame_time_ms) if o.video and n > 1 else None
     window = st.temporal_window if (n > 1 and predictor.classes == 1) else 1
-    per_frame, best = [], (-1.0, None, None, None, None)
-    best_tentative = False  # the chosen frame's mask is a tentative outline (not after temporal smoothing)
-    class_sum = None  # class head: probabilities summed over frames (the image-level class is their mean)
-    i = 0
     try:
-        stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, o.batch_size), window,
-                                 predictor.mask_from_probability)
-        for i, (frame, pred, m, prob) in enumerate(stream):
-            if i >= n:
-                raise InputError(path, f"more frames than NumberOfFrames={n}")
-            m, rec = measure_frame(m, i, opts)
-            rec["confidence"] = confidence(m, prob)
-            if pred.class_probabilities is not None:
-                class_sum = pred.class_probabilities if class_sum is None else class_sum + pred.class_probabilities
-            if n > 1:
-                masks[i] = m
-            else:
-                masks = m[None]
-            per_frame.append(rec)
-            area = frame_area(rec)
-            if area > best[0]:
-                best = (area, i, frame, m, pred.grid_image)
-                best_tentative = pred.tentative and window == 1
-            if video is not None:
-                video.add(render_overlay(frame, m, caption=[f"frame {i + 1}/{n}"], biometry=rec.get("biometry"),
-                                         spacing=opts.spacing))
-            if st.progress is not None:
-                st.progress(path.name, i + 1, n)
+        scan, masks = _scan_frames(predictor, path, meta, n, masks, opts, window, video, o.batch_size, st.progress)
+        per_frame = scan.per_frame
         if not per_frame:
             raise InputError(path, "no frames decoded")
         if len(per_frame) < n:
             raise InputError(path, f"{n} frames declared but only {len(per_frame)} decoded")
         res.frames = len(per_frame)
-        chosen = best[1]
+        chosen = scan.chosen
         if n > 1:
             _output(res, "mask", lambda: write_mask_nifti(masks[: res.frames], out / f"{stem}.mask.nii.gz",
                                                           spacing=opts.spacing, frame_time_ms=opts.frame_time_ms))
         else:
             _output(res, "mask", lambda: write_mask_png(masks[0], out / f"{stem}.mask.png", spacing=opts.spacing))
-        domain = st.domain.assess(best[4]) if st.domain is not None and best[4] is not None else None
+        domain = st.domain.assess(scan.grid) if st.domain is not None and scan.grid is not None else None
         in_scope = None if domain is None else domain["in_scope"]
         why = chosen_reason(per_frame[chosen], opts)
-        decision = image_decision(predictor, int((best[3] > 0).sum()) if best[3] is not None else 0,
-                                  None if class_sum is None else class_sum / len(per_frame), o, best_tentative)
+        decision = image_decision(predictor, int((scan.mask > 0).sum()) if scan.mask is not None else 0,
+                                  None if scan.class_sum is None else scan.class_sum / len(per_frame), o, scan.tentative)
         caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
-        shown, caption, bio, banner = scope.overlay_labels(best[3], caption, per_frame[chosen].get("biometry"), domain)
-        _output(res, "overlay", lambda: write_overlay(best[2], shown, out / f"{stem}.overlay.png", caption=caption,
+        shown, caption, bio, banner = scope.overlay_labels(scan.mask, caption, per_frame[chosen].get("biometry"), domain)
+        _output(res, "overlay", lambda: write_overlay(scan.frame, shown, out / f"{stem}.overlay.png", caption=caption,
                                                       biometry=bio, spacing=opts.spacing, banner=banner))
         if video is not None and scope.out_of_scope(domain):
             res.warnings.append("overlay video not written: out of scope")
@@ -163,38 +136,8 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
                  **scope.decision_fields(decision, domain)}
         _output(res, "measurements", lambda: write_json(payload(path.name, res.kind, per_frame, opts, chosen, **extra),
                                                         out / f"{stem}.measurements.json"))
-        if fmt == "dicom" and o.write_seg and in_scope is not False:
-            from sonoseg.outputs.dicom_seg import SegWriteOptions, write_dicom_seg
-            from sonoseg.infer.structures import structure_names
-
-            labels = structure_names(predictor.config)
-            seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
-            def seg() -> Path:
-                from sonoseg.io.safety import atomic_path
-
-                series = output_series(predictor, "seg", meta.series_uid)
-                with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
-                    write_dicom_seg(path, seg_masks, tmp, SegWriteOptions(
-                        labels=labels, series_instance_uid=series,
-                        frame_indices=list(range(res.frames)) if n > 1 else None,
-                        finding=decision if decision["class"] is not None else None))
-                return out / f"{stem}.seg.dcm"
-
-            _output(res, "seg", seg)
-        if fmt == "dicom" and o.overlay_sc and res.overlay and in_scope is not False:
-            def capture() -> Path:
-                import cv2
-
-                from sonoseg.outputs.dicom_sc import write_overlay_sc
-                from sonoseg.io.safety import atomic_path
-
-                rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                with atomic_path(out / f"{stem}.overlay.dcm", "overlay capture") as tmp:
-                    write_overlay_sc(path, rgb, tmp, frame_index=chosen if n > 1 else None,
-                                     series_instance_uid=output_series(predictor, "sc", meta.series_uid))
-                return out / f"{stem}.overlay.dcm"
-
-            _output(res, "overlay_sc", capture)
+        if fmt == "dicom" and in_scope is not False:
+            _dicom_outputs(res, predictor, path, out, stem, masks, n, meta.series_uid, decision, chosen, o)
         res.summary = summary(per_frame, opts, chosen)
         res.summary.update({"confidence": per_frame[chosen].get("confidence"), "in_scope": in_scope,
                             "domain_score": None if domain is None else domain["score"], **_decision_summary(decision)})
@@ -206,6 +149,99 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         if tmp is not None:
             del masks
             Path(tmp).unlink(missing_ok=True)
+
+
+@dataclass
+class _Scan:
+    """What the frame loop keeps of an image or cine: every frame's measurement record, the chosen frame (the
+    largest segmented area; its pixels, mask and model-grid image), and the class probabilities summed over frames
+    (the image-level class is their mean)."""
+
+    per_frame: list = field(default_factory=list)
+    area: float = -1.0
+    chosen: Optional[int] = None
+    frame: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+    grid: Optional[np.ndarray] = None
+    tentative: bool = False  # the chosen frame's mask is a tentative outline (not after temporal smoothing)
+    class_sum: Optional[np.ndarray] = None
+
+
+def _scan_frames(predictor, path: Path, meta, n: int, masks, opts, window: int, video, batch_size: int,
+                 progress) -> tuple[_Scan, np.ndarray]:
+    """Predict, smooth (``window`` frames), measure and keep every frame of ``path``, streamed in batches: the
+    masks go into ``masks`` (a cine's memory map; for one image a new 1 x H x W array, returned)."""
+    from sonoseg.infer.cine_outputs import temporal_smooth
+    from sonoseg.infer.domain import confidence
+    from sonoseg.infer.frames import frame_area, measure_frame
+    from sonoseg.infer.outputs import render_overlay
+    from sonoseg.io import iter_frames
+
+    scan = _Scan()
+    stream = temporal_smooth(_paired(iter_frames(path), predictor, meta, batch_size), window,
+                             predictor.mask_from_probability)
+    for i, (frame, pred, m, prob) in enumerate(stream):
+        if i >= n:
+            raise InputError(path, f"more frames than NumberOfFrames={n}")
+        m, rec = measure_frame(m, i, opts)
+        rec["confidence"] = confidence(m, prob)
+        if pred.class_probabilities is not None:
+            scan.class_sum = pred.class_probabilities if scan.class_sum is None \
+                else scan.class_sum + pred.class_probabilities
+        if n > 1:
+            masks[i] = m
+        else:
+            masks = m[None]
+        scan.per_frame.append(rec)
+        area = frame_area(rec)
+        if area > scan.area:
+            scan.area, scan.chosen, scan.frame, scan.mask, scan.grid = area, i, frame, m, pred.grid_image
+            scan.tentative = pred.tentative and window == 1
+        if video is not None:
+            video.add(render_overlay(frame, m, caption=[f"frame {i + 1}/{n}"], biometry=rec.get("biometry"),
+                                     spacing=opts.spacing))
+        if progress is not None:
+            progress(path.name, i + 1, n)
+    return scan, masks
+
+
+def _dicom_outputs(res: InputResult, predictor, path: Path, out: Path, stem: str, masks, n: int,
+                   series_uid: Optional[str], decision: dict, chosen: int, o: PredictOptions) -> None:
+    """The DICOM outputs of a DICOM input in scope: the SEG of every analysed frame (with the finding) and the
+    overlay as a secondary capture, each written atomically and reported on its own."""
+    if o.write_seg:
+        from sonoseg.infer.structures import structure_names
+        from sonoseg.outputs.dicom_seg import SegWriteOptions, write_dicom_seg
+
+        labels = structure_names(predictor.config)
+        seg_masks = np.asarray(masks[: res.frames]) if n > 1 else masks[0]
+
+        def seg() -> Path:
+            from sonoseg.io.safety import atomic_path
+
+            series = output_series(predictor, "seg", series_uid)
+            with atomic_path(out / f"{stem}.seg.dcm", "DICOM SEG") as tmp:
+                write_dicom_seg(path, seg_masks, tmp, SegWriteOptions(
+                    labels=labels, series_instance_uid=series,
+                    frame_indices=list(range(res.frames)) if n > 1 else None,
+                    finding=decision if decision["class"] is not None else None))
+            return out / f"{stem}.seg.dcm"
+
+        _output(res, "seg", seg)
+    if o.overlay_sc and res.overlay:
+        def capture() -> Path:
+            import cv2
+
+            from sonoseg.io.safety import atomic_path
+            from sonoseg.outputs.dicom_sc import write_overlay_sc
+
+            rgb = cv2.cvtColor(cv2.imread(res.overlay, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            with atomic_path(out / f"{stem}.overlay.dcm", "overlay capture") as tmp:
+                write_overlay_sc(path, rgb, tmp, frame_index=chosen if n > 1 else None,
+                                 series_instance_uid=output_series(predictor, "sc", series_uid))
+            return out / f"{stem}.overlay.dcm"
+
+        _output(res, "overlay_sc", capture)
 
 
 def output_series(predictor, kind: str, source_series: Optional[str]) -> Optional[str]:
