@@ -122,7 +122,8 @@ def main() -> None:
     bestn = max(r["images_per_s"] for r in rows if r["threads"] == args.threads)
     md += [""]
     if best1 == best1:  # not NaN: the 1-thread rows ran
-        md += [f"{args.threads} threads reach {bestn / (args.threads * best1):.0%} of {args.threads} x the 1-thread rate "
+        md += [f"{args.threads} threads reach {bestn / (args.threads * best1):.0%} of {args.threads} x the 1-thread "
+               "rate "
                f"({bestn:.2f} vs {args.threads} x {best1:.2f}). "]
     md[-1] += ("With data loading excluded, this is the floor of an epoch's training time in one process; "
                "bench/train_epoch.py measures DDP against it.")

@@ -78,7 +78,8 @@ def report_md(lesion: dict, susp: dict) -> str:
 
 
 def _policy_text(p: DecisionPolicy) -> str:
-    text = p.lesion_rule + (f", no lesion at P >= {p.no_lesion_threshold:.2f}" if p.no_lesion_threshold is not None else "")
+    text = p.lesion_rule + (f", no lesion at P >= {p.no_lesion_threshold:.2f}"
+                            if p.no_lesion_threshold is not None else "")
     return text + (f", suspicious at P({p.suspicious_class}) >= {p.suspicious_threshold:.2f}"
                    if p.suspicious_threshold is not None else ", no suspicious flag")
 

@@ -511,8 +511,8 @@ def test_choose_operating_point_no_less_cautious_than_another_model(tmp_path):
     other["config"]["model"]["classification"].update(lesion_rule="mask_or_threshold", no_lesion_threshold=0.92,
                                                       suspicious_class="malignant", suspicious_threshold=0.4)
     torch.save(other, tmp_path / "teacher.pt")
-    assert _run_choose_operating_point(str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"),
-                                       "--max-missed", "0", "--no-less-cautious-than", str(tmp_path / "teacher.pt")) == 0
+    assert _run_choose_operating_point(str(src), str(tmp_path / "ev"), "--out", str(tmp_path / "p.pt"), "--max-missed",
+                                       "0", "--no-less-cautious-than", str(tmp_path / "teacher.pt")) == 0
     head = load_checkpoint(tmp_path / "p.pt")["config"]["model"]["classification"]
     # chosen here: threshold 0.9, suspicious 0.3; the teacher's: mask_or_threshold 0.92, suspicious 0.4
     assert (head["lesion_rule"], head["no_lesion_threshold"]) == ("mask_or_threshold", 0.92)
@@ -549,7 +549,8 @@ def test_more_cautious_says_no_lesion_only_where_both_do():
                 continue
             assert found(m) == [x or y for x, y in zip(found(a), found(b))], (a, b, m)
     assert refused  # arg-max beside a threshold < 0.5 or beside the mask rule
-    s = more_cautious(DecisionPolicy("threshold", 0.9, "malignant", 0.3), DecisionPolicy("mask", None, "malignant", 0.17))
+    s = more_cautious(DecisionPolicy("threshold", 0.9, "malignant", 0.3),
+                      DecisionPolicy("mask", None, "malignant", 0.17))
     assert s == DecisionPolicy("mask_or_threshold", 0.9, "malignant", 0.17)
     assert more_cautious(DecisionPolicy("argmax"), DecisionPolicy("threshold", 0.95, "malignant", 0.2)) == \
         DecisionPolicy("threshold", 0.95, "malignant", 0.2)

@@ -121,10 +121,12 @@ def _predict_dicom_or_image(predictor, path: Path, fmt: str, out: Path, stem: st
         domain = st.domain.assess(scan.grid) if st.domain is not None and scan.grid is not None else None
         in_scope = None if domain is None else domain["in_scope"]
         why = chosen_reason(per_frame[chosen], opts)
-        decision = image_decision(predictor, int((scan.mask > 0).sum()) if scan.mask is not None else 0,
-                                  None if scan.class_sum is None else scan.class_sum / len(per_frame), o, scan.tentative)
+        mean_probs = None if scan.class_sum is None else scan.class_sum / len(per_frame)
+        decision = image_decision(predictor, int((scan.mask > 0).sum()) if scan.mask is not None else 0, mean_probs, o,
+                                  scan.tentative)
         caption = [c for c in [decision_label(decision)] if c] + list(overlay_caption(per_frame[chosen], opts, res.frames, why))
-        shown, caption, bio, banner = scope.overlay_labels(scan.mask, caption, per_frame[chosen].get("biometry"), domain)
+        shown, caption, bio, banner = scope.overlay_labels(scan.mask, caption, per_frame[chosen].get("biometry"),
+                                                           domain)
         _output(res, "overlay", lambda: write_overlay(scan.frame, shown, out / f"{stem}.overlay.png", caption=caption,
                                                       biometry=bio, spacing=opts.spacing, banner=banner))
         if video is not None and scope.out_of_scope(domain):

@@ -67,12 +67,12 @@ def epoch_row(epoch: int, sc: EpochScores, optimizer, epoch_s: float, elapsed_s:
                 val_score=sc.score)
 
 
-def save_epoch_checkpoints(run_dir: Path, cfg: SonosegConfig, parts: TrainParts, epoch: int, prog: RunProgress, sc: EpochScores,
-                      improved: bool, csv_path: Path) -> None:
+def save_epoch_checkpoints(run_dir: Path, cfg: SonosegConfig, parts: TrainParts, epoch: int, prog: RunProgress,
+                           sc: EpochScores, improved: bool, csv_path: Path) -> None:
     """best.pt when the epoch improved the monitor; last.pt always, with everything an exact resume needs."""
     qat = parts.qat
-    state = dict(config=cfg, model_state={k: v.contiguous() for k, v in parts.model.state_dict().items()}, epoch=epoch,
-                 best_score=prog.best,
+    state = dict(config=cfg, model_state={k: v.contiguous() for k, v in parts.model.state_dict().items()},
+                 epoch=epoch, best_score=prog.best,
                  metrics={"val_dice": sc.val_dice, "val_loss": sc.val_loss, "val_score": sc.score,
                           **{f"val_{k}": v for k, v in sc.cls.items()}},
                  **({"qat": qat.record()} if qat is not None else {}))
@@ -89,7 +89,8 @@ def save_epoch_checkpoints(run_dir: Path, cfg: SonosegConfig, parts: TrainParts,
 
 def epoch_line(epoch: int, epochs: int, sc: EpochScores, improved: bool, lr: float, seconds: float) -> str:
     """The log line of one epoch (``*`` marks a new best.pt)."""
-    return (f"epoch {epoch:3d}/{epochs}  loss {sc.train_loss:.4f}  val loss {sc.val_loss:.4f}  val Dice {sc.val_dice:.4f}"
+    return (f"epoch {epoch:3d}/{epochs}  loss {sc.train_loss:.4f}  val loss {sc.val_loss:.4f}  "
+            f"val Dice {sc.val_dice:.4f}"
             + (f"  bacc {sc.cls['bacc']:.3f}  AUC {sc.cls['auc']:.3f}  score {sc.score:.4f}" if sc.cls else "")
             + "".join(f"  | {src}: Dice {v['dice']:.3f}" + (f" bacc {v['bacc']:.3f}" if "bacc" in v else "")
                       for src, v in sc.per_source.items())

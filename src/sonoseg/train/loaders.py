@@ -18,6 +18,7 @@ from sonoseg.train.distributed import DistContext
 
 
 def reseed_augment(aug, seed: int) -> None:
+    """Reseed the augmenter of the training set (ours or a bare albumentations Compose)."""
     if hasattr(aug, "reseed"):  # sonoseg.data.augment.Augmenter
         aug.reseed(seed)
     elif hasattr(aug, "set_random_seed"):  # a bare albumentations Compose
@@ -25,6 +26,8 @@ def reseed_augment(aug, seed: int) -> None:
 
 
 def seed_epoch(cfg: SonosegConfig, epoch: int, rank: int, train_ds) -> int:
+    """Seed Python, NumPy, torch and the augmenter for epoch ``epoch`` of rank ``rank``; returns the seed (the
+    sampler's generator takes it too)."""
     s = epoch_seed(cfg.train.seed, epoch, rank)
     random.seed(s)
     np.random.seed(s)
@@ -38,6 +41,9 @@ def seed_epoch(cfg: SonosegConfig, epoch: int, rank: int, train_ds) -> int:
 
 
 def build_loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext, soft_targets=None):
+    """(train set, val set, train loader, val loader, note): 2D sets over the preprocessed cache (a distillation
+    teacher's soft targets beside the training images), a DDP shard per rank or the source-weighted sampler;
+    volumes through :func:`sonoseg.train.volume_setup.volume_loaders`."""
     if cfg.is_3d:
         from sonoseg.train.volume_setup import volume_loaders
 
@@ -45,7 +51,8 @@ def build_loaders(cfg: SonosegConfig, split, cache_dir: Path, ctx: DistContext, 
     from sonoseg.data import SegmentationDataset
     from sonoseg.data.augment import build_augmentation
 
-    aug = build_augmentation(cfg.augment, seed=cfg.train.seed, fill=cfg.preprocess.pad_value) if cfg.augment.enabled else None
+    aug = build_augmentation(cfg.augment, seed=cfg.train.seed, fill=cfg.preprocess.pad_value) \
+        if cfg.augment.enabled else None
     common = dict(preprocess_cfg=cfg.preprocess, cache_dir=cache_dir, classes=cfg.model.classes,
                   class_names=cfg.model.class_names() or None)
     train_ds = SegmentationDataset(split.train, augment=aug, soft_targets=soft_targets, **common)

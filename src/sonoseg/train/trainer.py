@@ -139,7 +139,8 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
     model = _create_model(cfg, device)
     loss_fn = _build_loss(cfg, train_ds, soft, say)
     optimizer = build_optimizer(model.parameters(), cfg.train)
-    parts = TrainParts(model, optimizer, build_scheduler(optimizer, cfg.train), torch.amp.GradScaler(device.type, enabled=amp))
+    parts = TrainParts(model, optimizer, build_scheduler(optimizer, cfg.train),
+                       torch.amp.GradScaler(device.type, enabled=amp))
     if run.init is not None and fresh:
         from sonoseg.train.init_weights import init_from_checkpoint
 
@@ -284,8 +285,9 @@ def _build_loss(cfg: SonosegConfig, train_ds, soft, log):
     if cfg.model.class_names():
         loss_fn = joint_loss(loss_fn, cfg, train_ds.class_index)
         weights = loss_fn.class_weights
-        log(f"class head: {', '.join(cfg.model.class_names())}; class loss weight {cfg.model.classification.loss_weight}, "
-            f"class weights {[round(w, 3) for w in weights.tolist()] if weights is not None else 'none'}")
+        shown = [round(w, 3) for w in weights.tolist()] if weights is not None else "none"
+        log(f"class head: {', '.join(cfg.model.class_names())}; class loss weight "
+            f"{cfg.model.classification.loss_weight}, class weights {shown}")
     if soft is not None:
         from sonoseg.train.distill import DistillLoss
 
