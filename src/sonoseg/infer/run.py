@@ -417,7 +417,6 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
     from sonoseg.infer.journal import Journal
     from sonoseg.infer.sop_class import describe_skipped, split_images
     from sonoseg.infer.outputs import unique_stem, write_json
-    from sonoseg.infer.predictor import Predictor
     from sonoseg.io.safety import run_tempdir
     from sonoseg.redact import install
 
@@ -428,27 +427,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(out, f"cannot create the output folder: {reason(OSError(exc.errno, exc.strerror))}") from exc
-    if predictor is None:
-        predictor = Predictor.from_path(o.model, o, log=notify or log)
-    be = predictor.backend
-    (notify or log)(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
-    apply_config(predictor, o.config, o)
-    head = predictor.config.model.classification
-    if o.suspicious_threshold is not None and (head is None or not head.suspicious_class):
-        raise ConfigError(f"--suspicious-threshold: model {predictor.model_version} names no suspicious class "
-                          "(model.classification.suspicious_class)")
-    window = o.temporal_window if o.temporal_window is not None else predictor.config.postprocess.temporal_window
-    scorer = None
-    if o.domain:
-        from sonoseg.infer.domain import DomainScorer
-
-        # the statistics of the model that runs: a reused predictor's own file, not the shipped default
-        own = getattr(predictor, "path", None) or o.model
-        scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
-                                        if getattr(predictor.backend, "kind", "") == "torch" else None)
-    from sonoseg.data.spacing_table import SpacingTable
-
-    settings = RunSettings(o, int(window), scorer, progress, SpacingTable(o.spacing_file))
+    predictor, settings = _prepare(o, predictor, notify or log, progress)
     files, unusable = expand_inputs(inputs)
     files, not_images = split_images(files)  # SEG, SR, PR, KO ... are not segmented (infer.sop_class)
     if not_images:
@@ -456,26 +435,7 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
     results, taken, complete = [], set(), False
 
     def payload() -> dict:
-        return {
-            "model": str(o.model) if o.model else _model_name(predictor),
-            "model_version": predictor.model_version,
-            "class_names": list(predictor.class_names),
-            "backend": predictor.backend.kind,
-            "threads": predictor.backend.threads,
-            "threshold": predictor.threshold,
-            "spacing_override_mm": list(o.spacing) if o.spacing else None,
-            "domain_check": scorer is not None,
-            "complete": complete,
-            "n_inputs": len(results),
-            "n_ok": sum(r.status == "ok" for r in results),
-            "n_partial": sum(r.status == "partial" for r in results),
-            "n_failed": sum(r.status == "failed" for r in results),
-            "n_resumed": sum(bool(getattr(r, "resumed", False)) for r in results),
-            "n_out_of_scope": sum(1 for r in results if r.ok and (r.summary or {}).get("in_scope") is False),
-            "n_not_images": sum(not_images.values()),
-            "not_images": dict(not_images),
-            "results": [_as_dict(r) for r in results],
-        }
+        return _results_payload(o, predictor, settings.domain is not None, results, not_images, complete)
 
     with run_tempdir(out) as tmpdir, Journal(out, resume=o.resume) as journal:
         try:
@@ -504,6 +464,58 @@ def predict_inputs(inputs: list[str | Path], out_dir: str | Path, options: Optio
     data = payload()
     write_json(data, out / "results.json")
     return data
+
+
+def _prepare(o: PredictOptions, predictor, notify, progress) -> tuple:
+    """(predictor, run settings): the model loaded (or the given one reused) with this run's config overrides,
+    checked against the options, and the domain scorer of the model that actually runs."""
+    from sonoseg.data.spacing_table import SpacingTable
+    from sonoseg.infer.predictor import Predictor
+
+    if predictor is None:
+        predictor = Predictor.from_path(o.model, o, log=notify)
+    be = predictor.backend
+    notify(f"backend: {be.kind}, {be.threads} thread(s)" + (f" ({be.note})" if be.note else ""))
+    apply_config(predictor, o.config, o)
+    head = predictor.config.model.classification
+    if o.suspicious_threshold is not None and (head is None or not head.suspicious_class):
+        raise ConfigError(f"--suspicious-threshold: model {predictor.model_version} names no suspicious class "
+                          "(model.classification.suspicious_class)")
+    window = o.temporal_window if o.temporal_window is not None else predictor.config.postprocess.temporal_window
+    scorer = None
+    if o.domain:
+        from sonoseg.infer.domain import DomainScorer
+
+        # the statistics of the model that runs: a reused predictor's own file, not the shipped default
+        own = getattr(predictor, "path", None) or o.model
+        scorer = DomainScorer.for_model(own, getattr(predictor.backend, "model", None)
+                                        if getattr(predictor.backend, "kind", "") == "torch" else None)
+    return predictor, RunSettings(o, int(window), scorer, progress, SpacingTable(o.spacing_file))
+
+
+def _results_payload(o: PredictOptions, predictor, domain_check: bool, results: list, not_images: dict,
+                     complete: bool) -> dict:
+    """results.json: the model and how it ran, counts by status, and every input's result."""
+    return {
+        "model": str(o.model) if o.model else _model_name(predictor),
+        "model_version": predictor.model_version,
+        "class_names": list(predictor.class_names),
+        "backend": predictor.backend.kind,
+        "threads": predictor.backend.threads,
+        "threshold": predictor.threshold,
+        "spacing_override_mm": list(o.spacing) if o.spacing else None,
+        "domain_check": domain_check,
+        "complete": complete,
+        "n_inputs": len(results),
+        "n_ok": sum(r.status == "ok" for r in results),
+        "n_partial": sum(r.status == "partial" for r in results),
+        "n_failed": sum(r.status == "failed" for r in results),
+        "n_resumed": sum(bool(getattr(r, "resumed", False)) for r in results),
+        "n_out_of_scope": sum(1 for r in results if r.ok and (r.summary or {}).get("in_scope") is False),
+        "n_not_images": sum(not_images.values()),
+        "not_images": dict(not_images),
+        "results": [_as_dict(r) for r in results],
+    }
 
 
 def _predict_one(predictor, path: Path, out: Path, stem: str, settings: RunSettings, tmpdir: Path) -> InputResult:
