@@ -5,21 +5,15 @@
 # and rule 5 (the test splits and STU, once) are separate commands, run only after the verdict is written down.
 #
 #   bash scripts/a7_student_steps.sh runs runs/fast_a7_work    # runs folder, work folder; DATA=../shared/data
-set -euo pipefail
+source "$(dirname "$0")/_breast_steps_env.sh"
 runs=${1:?usage: a7_student_steps.sh RUNS_DIR WORK_DIR}
 work=${2:?usage: a7_student_steps.sh RUNS_DIR WORK_DIR}
-data=${DATA:-../shared/data}
-py=${PYTHON:-python}
-sonoseg=("$py" -m sonoseg)
-models=src/sonoseg/assets/models
-sources=(--dataset "$data/busi" --split-file configs/busi_split.csv
-         --dataset "$data/bus_uclm" --split-file configs/bus_uclm_split.csv)
 mkdir -p "$work"
 
 # the run (the config's teacher is the shipped accurate tier: A7 by now)
 [ -f "$runs/fast_a7/summary.json" ] || "${sonoseg[@]}" train "$data/busi" "$data/bus_uclm" \
-  --split-file configs/busi_split.csv --split-file configs/bus_uclm_split.csv \
-  -c configs/breast_fast128.yaml --init "$models/breast_fast.pt" --out "$runs" --name fast_a7 --no-progress
+  "${split_files[@]}" -c configs/breast_fast128.yaml --init "$models/breast_fast.pt" --out "$runs" --name fast_a7 \
+  --no-progress
 
 # rule 1: the last epoch, stored as ship_tier.py stores `fast`; rule 2: its fp32 layers, chosen on training frames
 "$py" scripts/ship_tier.py "$runs/fast_a7/last.pt" --tier fast --version "breast_fast v6" --out "$work/cand0.pt"
@@ -38,7 +32,7 @@ keep=$("$py" -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['c
 gate=pass
 "${sonoseg[@]}" export --model "$work/candidate.pt" "${sources[@]}" --out "$work/export" || gate=FAIL
 "${sonoseg[@]}" evaluate "$data/busi" "$data/bus_uclm" --model "$work/candidate.pt" --backend onnx-int8 --split val \
-  --split-file configs/busi_split.csv --split-file configs/bus_uclm_split.csv --out "$work/val_int8"
+  "${split_files[@]}" --out "$work/val_int8"
 "$py" bench/e2e_compare.py "fast=$models/breast_fast.pt" "fast_a7=$work/candidate.pt" --repeat 5 --rounds 5 \
   --out "$work/speed"
 

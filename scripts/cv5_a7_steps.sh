@@ -6,12 +6,9 @@
 # (the test splits and STU, once) are separate commands, run only after this verdict is written down.
 #
 #   bash scripts/cv5_a7_steps.sh runs/cv5 runs/a7      # CV run, work folder; DATA=../shared/data by default
-set -euo pipefail
+source "$(dirname "$0")/_breast_steps_env.sh"
 cv=${1:?usage: cv5_a7_steps.sh CV_RUN WORK_DIR}
 work=${2:?usage: cv5_a7_steps.sh CV_RUN WORK_DIR}
-data=${DATA:-../shared/data}
-py=${PYTHON:-python}
-sonoseg=("$py" -m sonoseg)
 mkdir -p "$work"
 
 "$py" scripts/package_cv_folds.py "$cv" "$work/cv5_int8"
@@ -33,6 +30,7 @@ verdict = all(r["passes"] for r in rows.values())
 for s, r in rows.items():
     print(f"{s}: Dice {r['dice']:.3f} (bar {r['dice_bar']}), balanced accuracy {r['bacc']:.3f} (bar {r['bacc_bar']}): "
           f"{'passes' if r['passes'] else 'FAILS'}")
-print("A7 " + ("passes the ship check: it replaces `accurate`" if verdict else "fails the ship check: `accurate` unchanged"))
+print("A7 " + ("passes the ship check: it replaces `accurate`" if verdict
+               else "fails the ship check: `accurate` unchanged"))
 json.dump({"sources": rows, "ships": verdict}, open(sys.argv[2], "w"), indent=1)
 EOF

@@ -16,6 +16,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from sonoseg.errors import ConfigError
 from sonoseg.evaluate.out_of_fold import fold_dirs
 from sonoseg.models.packaging import ShipOptions, ship_checkpoint
 
@@ -26,7 +27,11 @@ def main(argv=None) -> int:
     ap.add_argument("out", type=Path, help="the packaged CV folder to write")
     ap.add_argument("--storage", choices=("int8", "fp16"), default="int8")
     a = ap.parse_args(argv)
-    for fold in fold_dirs(a.cv_dir):  # refuses an unfinished run
+    try:
+        folds = fold_dirs(a.cv_dir)  # refuses an unfinished run
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for fold in folds:
         dst = a.out / fold.name
         ship_checkpoint(fold / "best.pt", dst / "best.pt", ShipOptions(storage=a.storage))
         for name in ("samples.json", "summary.json"):

@@ -120,3 +120,8 @@ def test_folds_packaged_as_they_ship_stay_a_cv_run_and_ensemble_without_loss(cv_
     a, b = load_checkpoint(ens)["model_state"], load_checkpoint(again)["model_state"]
     assert max(float((a[n].float() - b[n].float()).abs().max()) for n in a if a[n].is_floating_point()) < 1e-6
     assert np.isclose(again.stat().st_size, 2 * (out / "fold-0" / "best.pt").stat().st_size, rtol=0.2)
+    cut = tmp_path / "cut"  # an unfinished run: one line naming the fold, nothing written
+    (cut / "fold-0").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"^error: .*fold-0: fold not finished"):
+        pcf.main([str(cut), str(tmp_path / "cut_int8")])
+    assert not (tmp_path / "cut_int8").exists()
