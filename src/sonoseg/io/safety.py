@@ -94,13 +94,18 @@ def write_text(path: str | Path, text: str, what: str = "output") -> Path:
 def run_tempdir(parent: str | Path) -> Iterator[Path]:
     """One temporary folder per run inside ``parent`` (same disk as the outputs), removed on every
     exit path: normal return, exceptions, Ctrl-C and SIGTERM (turned into SystemExit while the run
-    lasts). Folders left by runs that were SIGKILLed (their pid is gone) are removed at the next start."""
+    lasts). Folders left by runs that were SIGKILLed (their pid is gone) are removed at the next start.
+    Python runs the handler wherever the main thread is, and a SystemExit raised inside a finaliser or a
+    garbage-collector callback is printed and ignored: a run that finishes after such a SIGTERM still exits
+    with 128 + SIGTERM, not 0."""
     parent = Path(parent)
     clean_stale(parent)
     folder = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=parent))
     previous = None
+    received: list[int] = []
     if threading.current_thread() is threading.main_thread():
         def _term(signum, frame):
+            received.append(signum)
             raise SystemExit(128 + signum)
 
         try:
@@ -113,6 +118,8 @@ def run_tempdir(parent: str | Path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if received:  # the SystemExit was swallowed where Python ignores exceptions: stop now, as signalled
+        raise SystemExit(128 + received[0])
 
 
 def _alive(pid: int) -> bool:
