@@ -9,8 +9,9 @@ the compute floor of one epoch, beside ``bench/train_epoch.py``'s whole epochs. 
 fresh process (thread pools do not shrink in place), 2 warm-up steps then the median of ``--steps``.
 Settings: 1 thread with half the batch (one DDP rank of two) and all threads with the whole batch,
 NCHW and channels_last, and with ``--compile`` channels_last under ``torch.compile`` (on the 2-core AMD EPYC
-it made the v3 recipe's step 1.7x slower in one run, bench/results/train_step_compile.md: the trainer does not
-compile). Prints a table; writes JSON (and Markdown) under bench/results/.
+it made the v3 recipe's step 1.3-1.7x slower in three runs, its backward pass 1.6-2x,
+bench/results/train_step_compile.md: the trainer does not compile). Prints a table; writes JSON (and Markdown)
+under bench/results/.
 """
 
 from __future__ import annotations
