@@ -63,31 +63,16 @@ def register(app: typer.Typer) -> None:
 
         from sonoseg.infer.options import ModelOptions
         from sonoseg.infer.predictor import Predictor
-        from sonoseg.pacs import server
+        from sonoseg.models.shipped import resolve_model
         from sonoseg.pacs.listener import Listener, ListenerSettings
-        from sonoseg.pacs.sinks import PacsSink, StoreSink
-        from sonoseg.pacs.tls import TlsSettings
 
-        tls = None
-        if tls_cert or tls_key or tls_ca:
-            if not (tls_cert and tls_key):
-                from sonoseg.cli._common import fail
-
-                fail("DICOM TLS needs --tls-cert and --tls-key (and optionally --tls-ca)")
-            tls = TlsSettings.parse({"cert_file": tls_cert, "key_file": tls_key, "ca_file": tls_ca}, "listen")
-        sinks = [PacsSink(server(n, servers), via) for n in send_to]
-        if store:
-            from sonoseg.serve.settings import Settings
-
-            st = Settings.from_env(data, db)
-            sinks.append(StoreSink(st.data_dir, st.db_url))
+        tls = _tls_settings(tls_cert, tls_key, tls_ca)
+        sinks = _sinks(send_to, via, servers, store, data, db)
         if not sinks:
             console.print("[yellow]warning:[/] no --send-to and no --store: SEGs are only written under "
                           f"{work / 'results'}")
         logging.getLogger("sonoseg.pacs").setLevel(logging.INFO)
         _show_info()
-        from sonoseg.models.shipped import resolve_model
-
         predictor = Predictor.from_path(resolve_model(model, "listen"), ModelOptions(backend=backend, threads=threads))
         settings = ListenerSettings(work_dir=work, ae_title=ae_title, host=host, port=port, allowed_aets=tuple(allow),
                                     quiet_s=quiet, max_pending=max_pending, keep_received=keep, domain=domain,
@@ -106,16 +91,49 @@ def register(app: typer.Typer) -> None:
             listener.stop(flush=True)
             for s in sinks:
                 getattr(s, "close", lambda: None)()
-            st = listener.stats
-            console.print(f"{st.received} instance(s) received, {st.segmented} segmented, {st.segs_sent} SEG(s) sent, "
-                          f"{st.refused} refused, {st.failures} failure(s)"
-                          + (f", {st.duplicates} already segmented" if st.duplicates else "")
-                          + (f", {st.rejected} association(s) rejected" if st.rejected else ""))
-            waiting = listener.waiting
-            if waiting:
-                console.print(f"{len(waiting)} study batch(es) not yet sent to "
-                              f"{', '.join(sorted({n for d in waiting for n in d.pending}))}: kept in "
-                              f"{work / 'outbox'}, sent at the next start")
+            _print_summary(listener, work)
+
+
+def _tls_settings(cert: Optional[Path], key: Optional[Path], ca: Optional[Path]):
+    """DICOM TLS settings from the three flags (None without any); a certificate needs its key."""
+    if not (cert or key or ca):
+        return None
+    if not (cert and key):
+        from sonoseg.cli._common import fail
+
+        fail("DICOM TLS needs --tls-cert and --tls-key (and optionally --tls-ca)")
+    from sonoseg.pacs.tls import TlsSettings
+
+    return TlsSettings.parse({"cert_file": cert, "key_file": key, "ca_file": ca}, "listen")
+
+
+def _sinks(send_to: List[str], via: Optional[str], servers: Optional[Path], store: bool, data: Optional[Path],
+           db: Optional[str]) -> list:
+    """Where the results go: each --send-to server (DIMSE or DICOMweb), and the results store with --store."""
+    from sonoseg.pacs import server
+    from sonoseg.pacs.sinks import PacsSink, StoreSink
+
+    sinks = [PacsSink(server(n, servers), via) for n in send_to]
+    if store:
+        from sonoseg.serve.settings import Settings
+
+        st = Settings.from_env(data, db)
+        sinks.append(StoreSink(st.data_dir, st.db_url))
+    return sinks
+
+
+def _print_summary(listener, work: Path) -> None:
+    """What the listener did, and the study batches still waiting for a destination (sent at the next start)."""
+    st = listener.stats
+    console.print(f"{st.received} instance(s) received, {st.segmented} segmented, {st.segs_sent} SEG(s) sent, "
+                  f"{st.refused} refused, {st.failures} failure(s)"
+                  + (f", {st.duplicates} already segmented" if st.duplicates else "")
+                  + (f", {st.rejected} association(s) rejected" if st.rejected else ""))
+    waiting = listener.waiting
+    if waiting:
+        console.print(f"{len(waiting)} study batch(es) not yet sent to "
+                      f"{', '.join(sorted({n for d in waiting for n in d.pending}))}: kept in "
+                      f"{work / 'outbox'}, sent at the next start")
 
 
 def _show_info() -> None:
