@@ -92,30 +92,10 @@ class UsWrapOptions:
     burned_in_annotation: Optional[bool] = None
 
 
-def _build(pixels: np.ndarray, out_path: Path, pixel_spacing_mm: Optional[Sequence[float]],
-           frame_time_ms: Optional[float], o: UsWrapOptions, default_description: str) -> Path:
-    """``frame_time_ms`` None: Ultrasound Image Storage (one frame); else US Multi-frame with Cine."""
-    # pixels: (F, H, W) or (F, H, W, 3), uint8
-    n_frames, rows, cols = pixels.shape[:3]
-    rgb = pixels.ndim == 4
-    spacing = None
-    if pixel_spacing_mm is not None:
-        spacing = (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
-        if not all(np.isfinite(spacing)) or min(spacing) <= 0:
-            raise InputError(out_path, f"pixel spacing must be two positive numbers (row, col) in mm, "
-                                       f"got {pixel_spacing_mm!r}")
-    multiframe = frame_time_ms is not None
+def _identity(ds: Dataset, sop_class: str, sop_uid: str, o: UsWrapOptions, default_description: str) -> None:
+    """SOP Common, Patient (anonymous sample or as given), General Study / Series / Equipment / Image, and the
+    optional Frame of Reference: every Type 1/2 attribute, dates empty so seeded files are byte-reproducible."""
     seed_uid = o.seed_uid
-    sop_class = US_MULTIFRAME_IMAGE_STORAGE if multiframe else US_IMAGE_STORAGE
-    sop_uid = _uid(seed_uid, "sop")
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset(str(out_path), {}, file_meta=meta, preamble=b"\0" * 128)
-
     # SOP Common
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class
@@ -160,6 +140,12 @@ def _build(pixels: np.ndarray, out_path: Path, pixel_spacing_mm: Optional[Sequen
     ds.ImageType = ["DERIVED", "PRIMARY"]
     if o.burned_in_annotation is not None:
         ds.BurnedInAnnotation = "YES" if o.burned_in_annotation else "NO"
+
+
+def _image(ds: Dataset, rows: int, cols: int, rgb: bool, spacing, n_frames: int, frame_time_ms) -> None:
+    """Image Pixel and US Image (calibration as SequenceOfUltrasoundRegions, as scanners write it), and for a cine
+    Multi-frame + Cine."""
+    multiframe = frame_time_ms is not None
     # Image Pixel + US Image
     ds.SamplesPerPixel = 3 if rgb else 1
     ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
@@ -183,6 +169,34 @@ def _build(pixels: np.ndarray, out_path: Path, pixel_spacing_mm: Optional[Sequen
         ds.FrameTime = f"{float(frame_time_ms):.6g}"
         ds.RecommendedDisplayFrameRate = max(1, int(round(1000.0 / float(frame_time_ms))))
         ds.CineRate = ds.RecommendedDisplayFrameRate
+
+
+def _build(pixels: np.ndarray, out_path: Path, pixel_spacing_mm: Optional[Sequence[float]],
+           frame_time_ms: Optional[float], o: UsWrapOptions, default_description: str) -> Path:
+    """``frame_time_ms`` None: Ultrasound Image Storage (one frame); else US Multi-frame with Cine."""
+    # pixels: (F, H, W) or (F, H, W, 3), uint8
+    n_frames, rows, cols = pixels.shape[:3]
+    rgb = pixels.ndim == 4
+    spacing = None
+    if pixel_spacing_mm is not None:
+        spacing = (float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1]))
+        if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+            raise InputError(out_path, f"pixel spacing must be two positive numbers (row, col) in mm, "
+                                       f"got {pixel_spacing_mm!r}")
+    multiframe = frame_time_ms is not None
+    seed_uid = o.seed_uid
+    sop_class = US_MULTIFRAME_IMAGE_STORAGE if multiframe else US_IMAGE_STORAGE
+    sop_uid = _uid(seed_uid, "sop")
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset(str(out_path), {}, file_meta=meta, preamble=b"\0" * 128)
+
+    _identity(ds, sop_class, sop_uid, o, default_description)
+    _image(ds, rows, cols, rgb, spacing, n_frames, frame_time_ms)
     data = pixels.tobytes() if multiframe else pixels[0].tobytes()
     if len(data) % 2:
         data += b"\0"  # DICOM values have even length
