@@ -6,11 +6,11 @@ mask, its contour and the overlay's captions burned in), in its own series "sono
 diagnosis)".
 
 * highdicom's SCImage builds it, with the patient / study attributes reduced as for the SEG
-  (:func:`sonoseg.outputs.dicom_seg._proxy`). highdicom insists on a patient orientation for a patient
+  (:func:`sonoseg.outputs.dicom_source.source_proxy`). highdicom insists on a patient orientation for a patient
   image; ultrasound has none, so the capture states it as the source does (usually empty = unknown,
   Type 2C) rather than an invented one.
 * SourceImageSequence references the image (and for a cine the frame) it was drawn on; the pixel
-  spacing is the SEG's (:func:`sonoseg.outputs.dicom_seg.pixel_measures_for`); Laterality and Burned In
+  spacing is the SEG's (:func:`sonoseg.outputs.dicom_source.pixel_measures_for`); Laterality and Burned In
   Annotation are the source's (a screen capture with the patient's name burned in stays flagged).
 * Manufacturer / Manufacturer's Model Name ``sonoseg`` / ``sonoseg overlay`` (:func:`is_overlay_capture`):
   a listener never segments a capture sent back to it (:mod:`sonoseg.pacs.segment`); sonoseg's other
@@ -29,7 +29,8 @@ from pydicom.uid import generate_uid
 
 from sonoseg import __version__
 from sonoseg.errors import InputError
-from sonoseg.outputs.dicom_seg import SourceLike, _frames_of, _instance_number, _proxy, _read_source, pixel_measures_for
+from sonoseg.outputs.dicom_source import (SourceLike, frames_of, pixel_measures_for, read_source,
+                                          source_instance_number, source_proxy)
 
 SERIES_DESCRIPTION = "sonoseg overlay (not for diagnosis)"
 MODEL_NAME = "sonoseg overlay"
@@ -43,24 +44,24 @@ def write_overlay_sc(source: SourceLike, rgb: np.ndarray, out_path: Union[str, P
                      series_number: int = 901) -> Path:
     """Write ``rgb`` (H x W x 3 uint8, the size of the source image) as a Secondary Capture in the
     source's study; ``frame_index``: the 0-based source frame it shows (cine)."""
-    ds, name = _read_source(source)
+    ds, name = read_source(source)
     out_path = Path(out_path)
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise InputError(name, f"overlay must be an H x W x 3 uint8 picture, got {arr.shape} {arr.dtype}")
     if arr.shape[:2] != (int(ds.Rows), int(ds.Columns)):
         raise InputError(name, f"overlay is {arr.shape[0]}x{arr.shape[1]} but the image is {ds.Rows}x{ds.Columns}")
-    n_src = _frames_of(ds)
+    n_src = frames_of(ds)
     if frame_index is not None and not 0 <= int(frame_index) < n_src:
         raise InputError(name, f"frame index {frame_index} outside 0..{n_src - 1}")
     pm = pixel_measures_for(ds)
-    proxy = _proxy(ds, name, no_geometry=True)
+    proxy = source_proxy(ds, name, no_geometry=True)
     try:
         sc = hd.sc.SCImage.from_ref_dataset(
             proxy, arr, hd.PhotometricInterpretationValues.RGB, 8, hd.CoordinateSystemNames.PATIENT,
             series_instance_uid=series_instance_uid or generate_uid(), series_number=int(series_number),
             sop_instance_uid=generate_uid(),
-            instance_number=int(instance_number) if instance_number is not None else _instance_number(ds),
+            instance_number=int(instance_number) if instance_number is not None else source_instance_number(ds),
             manufacturer="sonoseg", patient_orientation=_PLACEHOLDER_ORIENTATION,
             pixel_spacing=tuple(float(v) for v in pm[0].PixelSpacing) if pm is not None else None,
             transfer_syntax_uid="1.2.840.10008.1.2.1",

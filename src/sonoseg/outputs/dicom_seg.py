@@ -42,24 +42,18 @@ non-zero when present), but highdicom 0.28 cannot read a PixelMeasures item with
 else :data:`NOMINAL_SLICE_THICKNESS_MM` = 1 mm: a 2D ultrasound frame states no elevational thickness,
 and a unit slab makes any "volume" a viewer derives from a 2D segment read as its area in mm².
 
-Privacy: highdicom copies the Patient and Study modules from the source (required for the SEG to attach
-to the study). Before that, the source header is reduced to what the SEG IOD requires: Type 3 patient /
-study attributes (other IDs, birth time, age, weight, comments, physicians...) and the optional Patient
-Study / Clinical Trial modules are not copied, nor institution / station names and device serial
-numbers (which highdicom would put in ContributingEquipmentSequence). Nothing here logs header values.
+Privacy: the source header is reduced before highdicom copies its Patient and Study modules
+(:func:`sonoseg.outputs.dicom_source.source_proxy`; the module says what is kept). Nothing here logs header values.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -70,9 +64,10 @@ from pydicom.uid import generate_uid
 from sonoseg import __version__
 from sonoseg.errors import ConfigError, InputError
 from sonoseg.outputs.seg_class_codes import CLASS_SCHEME, add_class_finding, declare_local_scheme  # noqa: F401
-from sonoseg.outputs.seg_legacy import RETIRED_SUCCESSOR, current_form, restore_referenced_classes, with_current_class
-
-SourceLike = Union[str, Path, Dataset]
+from sonoseg.outputs.dicom_source import NOMINAL_SLICE_THICKNESS_MM  # noqa: F401 (callers import it from here)
+from sonoseg.outputs.dicom_source import (SourceLike, frames_of, pixel_measures_for, read_source,
+                                          source_instance_number, source_proxy)
+from sonoseg.outputs.seg_legacy import RETIRED_SUCCESSOR, restore_referenced_classes, with_current_class
 
 _MAS = codes.SCT.MorphologicallyAbnormalStructure
 _ANAT = codes.SCT.AnatomicalStructure
@@ -130,35 +125,8 @@ def property_codes_for(name: str):
     return (*GENERIC_CODES, None)
 GENERIC_CODES = (codes.SCT.Tissue, codes.SCT.Tissue)  # unknown names ("class 2"): generic tissue
 
-# Patient / study attributes kept from the source: Type 1/2 (+1C/2C) of the Patient and General Study
-# modules plus the de-identification flags and the study description. Everything else is dropped.
-_KEEP_EXTRA = {"PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
-               "StudyDescription"}
-_DROP_MODULES = ("patient-study", "clinical-trial-subject", "clinical-trial-study")
-# highdicom records the source's equipment in ContributingEquipmentSequence: keep make/model/software,
-# not where or on which unit the patient was scanned.
-_DROP_EQUIPMENT = {"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-                   "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber"}
-NOMINAL_SLICE_THICKNESS_MM = 1.0  # see the module doc (Pixel spacing)
 _TEMPORAL_POSITION_INDEX = 0x00209128
 _FRAME_CONTENT_SEQUENCE = 0x00209111
-
-
-@lru_cache(maxsize=1)
-def _identifying_keywords() -> frozenset[str]:
-    from highdicom._standard_utils import get_module_attribute_map  # noqa: PLC0415 (private, pinned)
-
-    amap = get_module_attribute_map()
-    drop = set()
-    for module in ("patient", "general-study"):
-        drop |= {a["keyword"] for a in amap[module] if not a["path"] and a["type"] == "3"}
-    for module in _DROP_MODULES:
-        drop |= {a["keyword"] for a in amap[module] if not a["path"]}
-    return frozenset((drop - _KEEP_EXTRA) | _DROP_EQUIPMENT)
-
-
-_REQUIRED_EMPTY_OK = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                      "AccessionNumber", "StudyID", "ReferringPhysicianName")
 
 
 class _CineSegmentation(hd.seg.Segmentation):
@@ -215,61 +183,6 @@ class _CineSegmentation(hd.seg.Segmentation):
         return item
 
 
-def _read_source(src: SourceLike) -> tuple[Dataset, str]:
-    if isinstance(src, Dataset):
-        return src, str(getattr(src, "filename", None) or "<dataset>")
-    path = Path(src)
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except Exception as exc:  # pydicom raises many types for non-DICOM input
-        raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
-    return ds, str(path)
-
-
-def _proxy(ds: Dataset, name: str, no_geometry: bool = False) -> Dataset:
-    """Metadata-only copy of the source, reduced to what the SEG may copy (see module doc). Without a
-    frame of reference the pixel measures are sonoseg's (:func:`pixel_measures_for`), never highdicom's
-    copy of PixelSpacing without SliceThickness, which highdicom could not read back."""
-    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns"):
-        if kw not in ds:
-            raise InputError(name, f"source image has no {kw}")
-    drop = _identifying_keywords()
-    proxy = Dataset()
-    if no_geometry:
-        drop = drop | {"PixelSpacing", "SliceThickness", "SpacingBetweenSlices"}
-    for elem in ds:
-        if elem.tag.group in (0x7FE0, 0x0002) or elem.keyword in drop:
-            continue
-        proxy.add(copy.copy(current_form(elem)))  # shallow: the caller's dataset is never modified
-    for kw in _REQUIRED_EMPTY_OK:  # Type 2 in both IODs: present, possibly empty
-        if kw not in proxy:
-            setattr(proxy, kw, "")
-    if "Modality" not in proxy:
-        proxy.Modality = "US"
-    return proxy
-
-
-def pixel_measures_for(ds: Dataset) -> Optional[hd.PixelMeasuresSequence]:
-    """The SEG's PixelMeasuresSequence for a source without a frame of reference (see the module doc),
-    or None when the source has no usable calibration."""
-    import math
-
-    from sonoseg.io.dicom import calibration
-
-    spacing, source, _ = calibration(ds)
-    if spacing is None or source not in ("PixelSpacing", "SequenceOfUltrasoundRegions"):
-        return None
-    try:
-        thickness = float(ds.get("SliceThickness") or 0)
-    except (TypeError, ValueError):
-        thickness = 0.0
-    if not (math.isfinite(thickness) and thickness > 0):
-        thickness = NOMINAL_SLICE_THICKNESS_MM
-    return hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing], slice_thickness=thickness)
-
-
 def _segment_descriptions(labels: Mapping[int, str], numbers: Mapping[int, int], algorithm_name: str,
                           algorithm_version: str, property_codes, display=None) -> list:
     algo = hd.AlgorithmIdentificationSequence(
@@ -307,13 +220,6 @@ def _multiframe_class(ds: Dataset) -> bool:
         return bool(is_multiframe_image(ds))
     except KeyError:
         return True
-
-
-def _frames_of(ds: Dataset) -> int:
-    try:
-        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
-    except (TypeError, ValueError):
-        return 1
 
 
 SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
@@ -381,7 +287,7 @@ def write_dicom_seg(
             else [source_path_or_datasets])
     if not srcs:
         raise InputError(out_path, "no source image given")
-    loaded = [_read_source(s) for s in srcs]
+    loaded = [read_source(s) for s in srcs]
     retired = {str(d.SOPInstanceUID): str(d.SOPClassUID) for d, _ in loaded
                if str(d.get("SOPClassUID", "")) in RETIRED_SUCCESSOR and "SOPInstanceUID" in d}
     loaded = [(with_current_class(d)[0], n) for d, n in loaded]  # highdicom knows no retired class
@@ -464,7 +370,7 @@ def _seg_arguments(o: SegWriteOptions, ds: Dataset, n_sources: int, labels: dict
         series_number=int(o.series_number),
         sop_instance_uid=_seeded(o.seed_uid, "sop"),
         instance_number=(int(o.instance_number) if o.instance_number is not None
-                         else _instance_number(ds) if n_sources == 1 else 1),
+                         else source_instance_number(ds) if n_sources == 1 else 1),
         manufacturer="sonoseg",
         manufacturer_model_name=o.algorithm_name,
         software_versions=str(o.algorithm_version),
@@ -484,7 +390,7 @@ def _build_segmentation(loaded: list, arr: np.ndarray, common: dict, frame_indic
     without geometry (frames referenced by number), an enhanced multi-frame with plane positions, one frame."""
     ds = loaded[0][0]
     rows, cols = int(ds.Rows), int(ds.Columns)
-    n_src = _frames_of(ds)
+    n_src = frames_of(ds)
     try:
         no_geometry = get_image_coordinate_system(ds) is None
         multiframe = n_src > 1 or is_multiframe_image(ds)  # KeyError for SOP classes highdicom lacks
@@ -496,11 +402,11 @@ def _build_segmentation(loaded: list, arr: np.ndarray, common: dict, frame_indic
                                        "write one SEG per image")
             if frame_indices is not None or arr.shape[0] != len(loaded):
                 raise InputError(name, f"{arr.shape[0]} mask frames for {len(loaded)} source images")
-            seg = hd.seg.Segmentation([_proxy(d, n) for d, n in loaded], arr, **common)
+            seg = hd.seg.Segmentation([source_proxy(d, n) for d, n in loaded], arr, **common)
         elif multiframe and no_geometry:
             idx = list(range(n_src)) if frame_indices is None else [int(i) for i in frame_indices]
             _check_indices(idx, arr.shape[0], n_src, name)
-            proxy = _proxy(ds, name, no_geometry)
+            proxy = source_proxy(ds, name, no_geometry)
             del proxy.NumberOfFrames  # highdicom's single-frame guard; real frames are referenced by number
             proxy.NumberOfFrames = 1
             seg = _CineSegmentation.build([i + 1 for i in idx], [proxy], arr,
@@ -513,24 +419,16 @@ def _build_segmentation(loaded: list, arr: np.ndarray, common: dict, frame_indic
                 full = np.zeros((n_src, rows, cols), arr.dtype)
                 full[idx] = arr
                 common["omit_empty_frames"] = True  # frames that were not analysed are left out
-            seg = hd.seg.Segmentation([_proxy(ds, name)], full, **common)
+            seg = hd.seg.Segmentation([source_proxy(ds, name)], full, **common)
         else:
             if arr.shape[0] != 1 or (frame_indices is not None and list(frame_indices) != [0]):
                 raise InputError(name, f"single-frame image but {arr.shape[0]} mask frames")
-            seg = hd.seg.Segmentation([_proxy(ds, name, no_geometry)], arr[0], **common)
+            seg = hd.seg.Segmentation([source_proxy(ds, name, no_geometry)], arr[0], **common)
     except InputError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(name, f"cannot build DICOM SEG: {str(exc).splitlines()[0][:200]}") from None
     return seg
-
-
-def _instance_number(ds: Dataset) -> int:
-    try:
-        n = int(ds.get("InstanceNumber") or 1)
-    except (TypeError, ValueError):
-        return 1
-    return n if 0 < n < 2**31 else 1
 
 
 def _seeded(seed: Optional[str], role: str) -> str:
