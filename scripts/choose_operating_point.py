@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from sonoseg.evaluate.aggregate import _jsonable
+from sonoseg.evaluate.aggregate import jsonable
 from sonoseg.evaluate.operating_point import choose_lesion_rule, choose_suspicious, more_cautious, policy_rates
 from sonoseg.infer.decision import DecisionPolicy
 
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         md += cautious_md(a.no_less_cautious_than.name, theirs, policy,
                           policy_rates(rows, names, cc["no_lesion_class"], policy))
     (a.eval_dir / "operating_point.md").write_text(md)
-    (a.eval_dir / "operating_point.json").write_text(json.dumps(_jsonable(
+    (a.eval_dir / "operating_point.json").write_text(json.dumps(jsonable(
         {"lesion": lesion, "suspicious": susp, "stored": dataclasses.asdict(policy)}), indent=1))
     print(md)
     cc.update(lesion_rule=policy.lesion_rule, no_lesion_threshold=policy.no_lesion_threshold,

@@ -116,7 +116,8 @@ def is_image_file(path: Path) -> bool:
     return True
 
 
-def _scan_dir(d: Path) -> tuple[dict[str, Path], dict[str, list[Path]], list[Path]]:
+def scan_dir(d: Path) -> tuple[dict[str, Path], dict[str, list[Path]], list[Path]]:
+    """The image files of folder ``d`` by stem: (stem -> file, stems with several files, other files ignored)."""
     found: dict[str, list[Path]] = {}
     ignored: list[Path] = []
     for p in sorted(d.iterdir()):
@@ -216,12 +217,12 @@ def scan_dataset(root: str | Path) -> DatasetScan:
     img_dir = root / IMAGE_DIR
     if not img_dir.is_dir():
         raise InputError(root, f"no '{IMAGE_DIR}/' folder (expected {IMAGE_DIR}/ and {MASK_DIR}/)")
-    images, dup_images, ignored = _scan_dir(img_dir)
+    images, dup_images, ignored = scan_dir(img_dir)
     mask_dir = root / MASK_DIR
     masks: dict[str, Path] = {}
     dup_masks: dict[str, list[Path]] = {}
     if mask_dir.is_dir():
-        masks, dup_masks, ignored_m = _scan_dir(mask_dir)
+        masks, dup_masks, ignored_m = scan_dir(mask_dir)
         ignored += ignored_m
     labels_path = root / LABELS_FILE
     labels = read_labels(labels_path) if labels_path.is_file() else None

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from sonoseg.data.layout import IMAGE_DIR, MASK_DIR, Sample, _scan_dir, natural_sorted, read_csv_records
+from sonoseg.data.layout import IMAGE_DIR, MASK_DIR, Sample, scan_dir, natural_sorted, read_csv_records
 from sonoseg.data.validate import Problem, ValidationReport
 from sonoseg.errors import InputError
 
@@ -86,7 +86,7 @@ def discover_volumes(root: str | Path, require_masks: bool = False) -> list[Samp
     img_dir, mask_dir = root / IMAGE_DIR, root / MASK_DIR
     if not img_dir.is_dir():
         raise InputError(root, f"no '{IMAGE_DIR}/' folder (expected {IMAGE_DIR}/ and {MASK_DIR}/)")
-    images, dups, _ = _scan_dir(img_dir)
+    images, dups, _ = scan_dir(img_dir)
     if dups:
         stem, paths = next(iter(dups.items()))
         raise InputError(paths[1], f"two images share the stem {stem!r}")
@@ -94,7 +94,7 @@ def discover_volumes(root: str | Path, require_masks: bool = False) -> list[Samp
         if name in images:
             raise InputError(p, f"both a file and a series folder are named {name!r}")
         images[name] = p
-    masks = _scan_dir(mask_dir)[0] if mask_dir.is_dir() else {}
+    masks = scan_dir(mask_dir)[0] if mask_dir.is_dir() else {}
     if not images:
         raise InputError(img_dir, "no volumes (NIfTI files or DICOM series folders)")
     out = []
@@ -153,7 +153,7 @@ def validate_volumes(root: str | Path, on_progress: Optional[Callable[[int, int]
     samples = discover_volumes(root)
     names = read_class_names(root)
     mask_dir = root / MASK_DIR
-    masks = _scan_dir(mask_dir)[0] if mask_dir.is_dir() else {}
+    masks = scan_dir(mask_dir)[0] if mask_dir.is_dir() else {}
     rep = ValidationReport(root, max(names or [0]) + 1, len(samples), len(masks))
     add = rep.problems.append
     if not mask_dir.is_dir():

@@ -206,12 +206,12 @@ def evaluate_pairs(
     )
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """NaN/inf -> null (strict JSON), numpy scalars -> Python, int dict keys -> str."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer, int)):
@@ -244,7 +244,7 @@ def write_metrics(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mpath, cpath = out / "metrics.json", out / "per_image.csv"
-    mpath.write_text(json.dumps(_jsonable(metrics_dict(result)), indent=2, allow_nan=False) + "\n")
+    mpath.write_text(json.dumps(jsonable(metrics_dict(result)), indent=2, allow_nan=False) + "\n")
     result.per_image.to_csv(cpath, index=False)
     return {"metrics": mpath, "per_image": cpath}
 

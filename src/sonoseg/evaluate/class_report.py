@@ -126,7 +126,7 @@ def write_class_report(rows: list[dict], names: list[str], per_image: pd.DataFra
                   for r in rows]).to_csv(out / "per_image_class.csv", index=False)
     if (labels >= 0).any():
         _plots(probs[labels >= 0], labels[labels >= 0], names, cm, out)
-    from sonoseg.evaluate.aggregate import _jsonable
+    from sonoseg.evaluate.aggregate import jsonable
 
-    (out / "class_metrics.json").write_text(json.dumps(_jsonable(res), indent=2, allow_nan=False) + "\n")
+    (out / "class_metrics.json").write_text(json.dumps(jsonable(res), indent=2, allow_nan=False) + "\n")
     return res

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sonoseg.errors import ConfigError
-from sonoseg.evaluate.aggregate import _jsonable, aggregate
+from sonoseg.evaluate.aggregate import jsonable, aggregate
 from sonoseg.evaluate.detection import detection_summary
 from sonoseg.evaluate.options import EvaluateOptions
 from sonoseg.evaluate.per_source import headline, write_per_source
@@ -102,7 +102,7 @@ def evaluate_out_of_fold(cv_dir: str | Path, datasets: Sequence[str | Path], opt
         per.to_csv(out / source / "per_image.csv", index=False)
         if len(cls):
             cls.to_csv(out / source / "per_image_class.csv", index=False)
-        (out / source / "metrics.json").write_text(json.dumps(_jsonable(
+        (out / source / "metrics.json").write_text(json.dumps(jsonable(
             {"out_of_fold": True, "folds": len(evaluated), **res}), indent=2) + "\n")
         summaries[source] = res["summary"]
     write_per_source(summaries, out, f"out of fold ({len(folds)} folds) per source")

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from sonoseg.evaluate.aggregate import _jsonable
+from sonoseg.evaluate.aggregate import jsonable
 
 ROWS = (  # (key in the summary, label, format)
     ("n_images", "images", "{:d}"),
@@ -64,5 +64,5 @@ def write_per_source(summaries: dict[str, dict], out_dir: str | Path, title: str
         lines.append(f"| {label} | " + " | ".join(_cell(key, fmt, summaries[n]) for n in names) + " |")
     md = "\n".join(lines) + "\n"
     (out / "per_source.md").write_text(md)
-    (out / "per_source.json").write_text(json.dumps(_jsonable({"title": title, "sources": summaries}), indent=2) + "\n")
+    (out / "per_source.json").write_text(json.dumps(jsonable({"title": title, "sources": summaries}), indent=2) + "\n")
     return md

@@ -235,12 +235,12 @@ def _record_detection(result, metrics_path: Path, decisions: dict) -> None:
     """Miss and false-lesion rates (binary models) into the result and metrics.json (``detection``)."""
     import json
 
-    from sonoseg.evaluate.aggregate import _jsonable
+    from sonoseg.evaluate.aggregate import jsonable
     from sonoseg.evaluate.detection import detection_summary
 
     result.detection = detection_summary(result.per_image, decisions)
     data = json.loads(metrics_path.read_text())
-    data["detection"] = _jsonable(result.detection)
+    data["detection"] = jsonable(result.detection)
     metrics_path.write_text(json.dumps(data, indent=2))
 
 

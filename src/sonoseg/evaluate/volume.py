@@ -66,7 +66,7 @@ def summarize_organs(rows: list[dict], n_boot: int = 1000) -> dict:
 
 def _overlay_pair(image, gt, pred, names, path: Path, vcfg) -> Path:
     """Axial slice with the most ground-truth voxels: ground truth | prediction."""
-    from sonoseg.infer.outputs import render_overlay, _write_png
+    from sonoseg.infer.outputs import render_overlay, write_png
 
     import cv2
 
@@ -75,7 +75,7 @@ def _overlay_pair(image, gt, pred, names, path: Path, vcfg) -> Path:
     img = (np.clip((image.array[z].astype(np.float32) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     a = render_overlay(img, gt[z], caption=[f"ground truth, slice {z}"])
     b = render_overlay(img, pred[z], caption=["prediction"])
-    return _write_png(cv2.cvtColor(np.concatenate([a, b], 1), cv2.COLOR_RGB2BGR), path, "overlay")
+    return write_png(cv2.cvtColor(np.concatenate([a, b], 1), cv2.COLOR_RGB2BGR), path, "overlay")
 
 
 def evaluate_volumes(dataset: str | Path, model: str | Path, out: str | Path, split_file: Optional[str | Path] = None,

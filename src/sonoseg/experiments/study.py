@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from sonoseg.errors import ConfigError, SonosegError
-from sonoseg.evaluate.aggregate import _jsonable
+from sonoseg.evaluate.aggregate import jsonable
 from sonoseg.experiments.budget import Budget
 from sonoseg.experiments.options import StudyOptions
 
@@ -96,7 +96,7 @@ class Study:
         """study.json: enough to see (and rerun) what the study is. Refuses a folder that holds a study
         made with another recipe, budget or overrides (finished cells would be skipped and mixed in)."""
         o = self.opts
-        data = _jsonable({
+        data = jsonable({
             "kind": self.kind, "dataset": str(Path(self.dataset).resolve()), "budget": o.budget.as_dict(),
             "recipe": self.base, "kind_defaults": self.defaults, "overrides": list(o.overrides),
             "threads": o.threads, "device": o.device, "n_boot": o.n_boot, "reports": o.reports,
@@ -138,7 +138,7 @@ class StudyResult:
 def atomic_write_json(path: Path, data: dict) -> None:
     """Write to a temporary file in the same folder, then rename: a record is whole or absent.
     NaN/inf become null (strict JSON), as in evaluate's metrics.json."""
-    data = _jsonable(data)
+    data = jsonable(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

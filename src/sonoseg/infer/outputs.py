@@ -42,10 +42,11 @@ def write_mask_png(mask: np.ndarray, path: Path, spacing=None) -> Path:
         with atomic_path(path, "mask") as tmp:
             save_png_with_spacing(m, tmp, spacing)
         return path
-    return _write_png(m, path, "mask")
+    return write_png(m, path, "mask")
 
 
-def _write_png(img: np.ndarray, path: Path, what: str) -> Path:
+def write_png(img: np.ndarray, path: Path, what: str) -> Path:
+    """``img`` as a PNG at ``path``, written atomically; OutputError naming ``what`` when it cannot be."""
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OutputError(path, f"cannot encode {what} as PNG")
@@ -66,7 +67,7 @@ def render_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35, cap
 
 def write_overlay(image: np.ndarray, mask: np.ndarray, path: Path, alpha: float = 0.35, **labels) -> Path:
     rgb = render_overlay(image, mask, alpha, **labels)
-    return _write_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path, "overlay")
+    return write_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path, "overlay")
 
 
 def write_json(obj, path: Path) -> Path:

@@ -330,10 +330,10 @@ def _predict_volume(predictor, path: Path, out: Path, stem: str, settings: Optio
                                       summary)
     from sonoseg.infer.outputs import save_nifti, write_json, write_overlay
     from sonoseg.io.budget import check_finite, sane_spacing
-    from sonoseg.io.nifti import _open
+    from sonoseg.io.nifti import open_nifti
 
     st = settings or RunSettings()
-    img = _open(path)  # checks the declared size against the budget before any voxel is read
+    img = open_nifti(path)  # checks the declared size against the budget before any voxel is read
     if len(img.shape) not in (2, 3):
         raise InputError(path, f"expected a 2D/3D NIfTI, got {len(img.shape)}D")
     try:

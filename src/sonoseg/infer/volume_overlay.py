@@ -92,8 +92,8 @@ def _with_legend(img: np.ndarray, entries: list[LabelEntry], on_slice: list[int]
 
 def write_volume_overlay(image_zyx: np.ndarray, labels_zyx: np.ndarray, affine: np.ndarray,
                          entries: list[LabelEntry], window: tuple[float, float], path: Path) -> OverlayInfo:
-    from sonoseg.infer.outputs import _write_png
+    from sonoseg.infer.outputs import write_png
 
     rgb, k, s_mm, on_slice = render_volume_overlay(image_zyx, labels_zyx, affine, entries, window)
-    _write_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path, "overlay")
+    write_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path, "overlay")
     return OverlayInfo(path, k, round(s_mm, 2), on_slice)

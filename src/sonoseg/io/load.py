@@ -46,9 +46,9 @@ def load_image(path: str | Path, voi: bool = True) -> LoadedImage:
 
 
 def _nifti_slices(path: Path) -> Iterator[np.ndarray]:
-    from sonoseg.io.nifti import _open
+    from sonoseg.io.nifti import open_nifti
 
-    img = _open(path)
+    img = open_nifti(path)
     if len(img.shape) > 3:
         raise InputError(path, f"iter_frames supports 2D/3D NIfTI only, got shape {tuple(img.shape)}")
     if len(img.shape) == 2:

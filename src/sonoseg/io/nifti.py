@@ -12,7 +12,9 @@ from sonoseg.errors import InputError
 from sonoseg.io.types import ImageMeta, LoadedImage, Volume
 
 
-def _open(path: str | Path) -> nib.Nifti1Image:
+def open_nifti(path: str | Path) -> nib.Nifti1Image:
+    """The NIfTI header of ``path`` (voxels not read yet), its declared size checked against the memory budget;
+    InputError with the reason for a missing, unreadable, non-NIfTI or empty file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such file")
@@ -56,7 +58,7 @@ def _meta(path: Path, img, affine: np.ndarray) -> ImageMeta:
 
 
 def read_nifti_meta(path: str | Path) -> ImageMeta:
-    img = _open(path)
+    img = open_nifti(path)
     return _meta(Path(path), img, _affine(img))
 
 
@@ -71,14 +73,14 @@ def _data(path: Path, img) -> np.ndarray:
 def load_nifti_image(path: str | Path) -> LoadedImage:
     """The array exactly as nibabel gives it ([x, y, z, ...]); geometry in meta.affine."""
     p = Path(path)
-    img = _open(p)
+    img = open_nifti(p)
     return LoadedImage(pixels=_data(p, img), meta=_meta(p, img, _affine(img)))
 
 
 def read_nifti(path: str | Path) -> Volume:
     """3D (or 2D, promoted to one slice) NIfTI -> Volume with array [z, y, x]."""
     p = Path(path)
-    img = _open(p)
+    img = open_nifti(p)
     data = _data(p, img)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
