@@ -117,7 +117,9 @@ def _load(path: Path):
     return load_image(path)
 
 
-def _reason(exc: BaseException) -> str:
+def problem_reason(exc: BaseException) -> str:
+    """A report row's reason for a failed read: an input error's own reason (the row names the file already),
+    else the exception's first line."""
     if isinstance(exc, SonosegError) and hasattr(exc, "reason"):
         return exc.reason
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -178,14 +180,14 @@ def _check_pair(stem: str, image_path: Path, mask_path: Optional[Path], classes:
         img = _load(image_path)
         shape = image_shape(img.pixels, img.meta)
     except Exception as exc:  # any decoder failure is a finding, not a crash
-        add(Problem("error", "unreadable_image", str(image_path), _reason(exc), stem))
+        add(Problem("error", "unreadable_image", str(image_path), problem_reason(exc), stem))
     if mask_path is None:
         return
     try:
         loaded = _load(mask_path)
         mask = to_label_map(loaded.pixels, mask_path, shape, loaded.meta.format)
     except Exception as exc:
-        add(Problem("error", "unreadable_mask", str(mask_path), _reason(exc), stem))
+        add(Problem("error", "unreadable_mask", str(mask_path), problem_reason(exc), stem))
         return
     if shape is None:
         return

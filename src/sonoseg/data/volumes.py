@@ -171,7 +171,7 @@ def validate_volumes(root: str | Path, on_progress: Optional[Callable[[int, int]
 
 
 def _check_case(s: Sample, names: dict[int, str], rep: ValidationReport) -> None:
-    from sonoseg.data.validate import _reason
+    from sonoseg.data.validate import problem_reason
     from sonoseg.io import read_nifti
     from sonoseg.preprocess.volume import read_volume
 
@@ -181,14 +181,14 @@ def _check_case(s: Sample, names: dict[int, str], rep: ValidationReport) -> None
     try:
         image = read_volume(s.image_path)
     except Exception as exc:  # any reader failure is a finding
-        add(Problem("error", "unreadable_image", str(s.image_path), _reason(exc), s.stem))
+        add(Problem("error", "unreadable_image", str(s.image_path), problem_reason(exc), s.stem))
         return
     if s.mask_path is None:
         return
     try:
         mask = read_nifti(s.mask_path) if s.mask_path.name.lower().endswith((".nii", ".nii.gz")) else read_volume(s.mask_path)
     except Exception as exc:
-        add(Problem("error", "unreadable_mask", str(s.mask_path), _reason(exc), s.stem))
+        add(Problem("error", "unreadable_mask", str(s.mask_path), problem_reason(exc), s.stem))
         return
     rep.n_checked += 1
     for msg in grid_problems(image, mask):
