@@ -18,33 +18,12 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from sonoseg.evaluate.operating_point import _found, _rates
+from sonoseg.evaluate.operating_point import policy_rates
 from sonoseg.infer.decision import DecisionPolicy
 from sonoseg.models.checkpoint import checkpoint_config, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from choose_operating_point import read_rows  # noqa: E402
-
-
-def applied(rows: list[dict], names: list[str], policy: DecisionPolicy, no_lesion: str) -> dict:
-    found = _found(rows, names, no_lesion, policy)
-    out = {}
-    for s in sorted({r["source"] for r in rows}):
-        m = np.array([r["source"] == s for r in rows])
-        sub = [r for r, k in zip(rows, m) if k]
-        res = _rates(sub, found[m], no_lesion)
-        if policy.suspicious_class and policy.suspicious_threshold is not None:
-            cls = policy.suspicious_class
-            p = np.array([r["probs"][cls] for r in sub])
-            flagged = found[m] & (p >= policy.suspicious_threshold)
-            pos = np.array([r["true_class"] == cls for r in sub])
-            res.update(n_malignant=int(pos.sum()),
-                       sensitivity=float(flagged[pos].mean()) if pos.any() else math.nan,
-                       specificity=float((~flagged[~pos]).mean()) if (~pos).any() else math.nan)
-        out[s] = res
-    return out
 
 
 def main(argv=None) -> int:
@@ -56,7 +35,7 @@ def main(argv=None) -> int:
     head = cfg.model.classification
     policy = DecisionPolicy.from_head(head)
     rows, names = read_rows(a.eval_dir)
-    res = applied(rows, names, policy, head.no_lesion_class)
+    res = policy_rates(rows, names, head.no_lesion_class, policy)
     print(f"policy: {policy}")
     print("| source | missed lesions | normals called no lesion | malignant sensitivity | specificity |")
     print("| --- | ---: | ---: | ---: | ---: |")

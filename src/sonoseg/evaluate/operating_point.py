@@ -136,17 +136,22 @@ def more_cautious(a: DecisionPolicy, b: DecisionPolicy) -> DecisionPolicy:
 
 
 def policy_rates(rows: Sequence[dict], names: list[str], no_lesion: str, policy: DecisionPolicy) -> dict:
-    """Per source, what ``policy`` does on ``rows``: missed lesions, normals called "no lesion", and with a
-    suspicious threshold the malignant images flagged (sensitivity)."""
+    """Per source, what ``policy`` does on ``rows`` (chosen elsewhere, applied unchanged): missed lesions, normals
+    called "no lesion", and with a suspicious flag the malignant images flagged (sensitivity) and the others not
+    (specificity)."""
     found = _found(rows, names, no_lesion, policy)
     out = {}
     for s in sorted({r["source"] for r in rows}):
         m = np.array([r["source"] == s for r in rows])
         sub = [r for r, keep in zip(rows, m) if keep]
-        out[s] = _rates(sub, found[m], no_lesion)
-        if policy.suspicious_threshold is not None:
-            pos = m & np.array([r["true_class"] == policy.suspicious_class for r in rows])
-            p = np.array([r["probs"].get(policy.suspicious_class, math.nan) for r in rows])
-            flagged = found & (p >= policy.suspicious_threshold)
-            out[s]["sensitivity"] = float(flagged[pos].mean()) if pos.any() else math.nan
+        res = _rates(sub, found[m], no_lesion)
+        if policy.suspicious_class and policy.suspicious_threshold is not None:
+            cls = policy.suspicious_class
+            p = np.array([r["probs"][cls] for r in sub])
+            flagged = found[m] & (p >= policy.suspicious_threshold)
+            pos = np.array([r["true_class"] == cls for r in sub])
+            res.update(n_malignant=int(pos.sum()),
+                       sensitivity=float(flagged[pos].mean()) if pos.any() else math.nan,
+                       specificity=float((~flagged[~pos]).mean()) if (~pos).any() else math.nan)
+        out[s] = res
     return out
