@@ -77,9 +77,9 @@ def main(argv=None) -> int:
                          iters=args.iters, max_seconds=args.max_seconds, isolate=True)
     frames = calib = None
     if args.dataset is not None:
-        from sonoseg.cli.benchmark_cmd import _dataset_frames
+        from sonoseg.bench.frames import dataset_frames
 
-        frames, calib = _dataset_frames(args.dataset, models[0].config)
+        frames, calib = dataset_frames(args.dataset, models[0].config)
     rows = run_benchmark(models, plan, calib_images=calib, frames=frames,
                          log=lambda m: console.print(f"[dim]{m}[/]"))
     out_console = Console()

@@ -74,7 +74,9 @@ def register(app: typer.Typer) -> None:
             models += comparison_models(tuple(models[0].config.preprocess.size))
         frames = calib = None
         if dataset is not None:
-            frames, calib = _dataset_frames(dataset, models[0].config)
+            from sonoseg.bench.frames import dataset_frames
+
+            frames, calib = dataset_frames(dataset, models[0].config)
         say = lambda m: err_console.print(f"[dim]{m}[/]", highlight=False)  # noqa: E731
         rows = run_benchmark(models, plan, calib_images=calib, frames=frames, log=say)
         from rich.console import Console
@@ -92,26 +94,3 @@ def register(app: typer.Typer) -> None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
             console.print(f"[green]wrote[/] {json_out}")
-
-
-def _dataset_frames(dataset: Path, cfg, n_frames: int = 16, n_calib: int = 32):
-    """Decoded frames of a dataset (e2e input) and their preprocessed grids (int8 calibration; latency
-    only -- the accuracy-checked int8 model comes from ``sonoseg export``)."""
-    import numpy as np
-
-    from sonoseg.data import discover_dataset
-    from sonoseg.io import load_image
-    from sonoseg.preprocess import preprocess_image
-
-    samples = discover_dataset(dataset)
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(samples), size=min(len(samples), max(n_frames, n_calib)), replace=False)
-    frames = []
-    for i in pick:
-        loaded = load_image(samples[int(i)].image_path)
-        px = loaded.pixels
-        if loaded.meta.frames > 1 and px.shape[0] == loaded.meta.frames:
-            px = px[0]  # a cine: its first frame
-        frames.append(np.ascontiguousarray(px))
-    calib = [preprocess_image(f, cfg.preprocess).image for f in frames[:n_calib]]
-    return frames[:n_frames], calib
