@@ -30,7 +30,6 @@ from typing import Callable, Optional
 
 from sonoseg.errors import ConfigError, SonosegError
 from sonoseg.evaluate.aggregate import jsonable
-from sonoseg.experiments.budget import Budget
 from sonoseg.experiments.options import StudyOptions
 
 RECORD = "cell.json"
