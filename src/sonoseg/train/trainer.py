@@ -33,7 +33,7 @@ from sonoseg.train.epoch_record import (EpochScores, RunProgress, TrainParts, ep
                                         save_epoch_checkpoints)
 from sonoseg.train.loaders import build_loaders, sample_id, seed_epoch
 from sonoseg.train.loop import train_one_epoch, validate
-from sonoseg.train.optim import build_optimizer, build_scheduler, current_lr, restore_scheduler, step_scheduler
+from sonoseg.train.optim import build_optimizer, build_scheduler, restore_scheduler, step_scheduler
 from sonoseg.train.options import RunOptions
 
 
@@ -192,7 +192,7 @@ def train(cfg: SonosegConfig, run: Optional[RunOptions] = None, *, log: Callable
                 for k in ("train_loss", "val_loss", "val_dice", "lr"):
                     writer.add_scalar(k, row[k], epoch)
             save_epoch_checkpoints(run_dir, cfg, parts, epoch, prog, sc, improved, csv_path)
-            log(epoch_line(epoch, cfg.train.epochs, sc, improved, current_lr(optimizer), row["epoch_seconds"]))
+            log(epoch_line(epoch, cfg.train.epochs, sc, improved, row["lr"], row["epoch_seconds"]))
             if epoch == cfg.train.epochs or time.time() - last_plot > PLOT_EVERY_S:
                 history.plot_curves(csv_path, png_path)
                 last_plot = time.time()
