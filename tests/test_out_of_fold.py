@@ -125,3 +125,41 @@ def test_folds_packaged_as_they_ship_stay_a_cv_run_and_ensemble_without_loss(cv_
     with pytest.raises(SystemExit, match=r"^error: .*fold-0: fold not finished"):
         pcf.main([str(cut), str(tmp_path / "cut_int8")])
     assert not (tmp_path / "cut_int8").exists()
+
+
+def test_finished_folds_packaged_mid_run_continue_the_run_on_another_machine(cv_run, tmp_path):
+    """A CV run outlives a session's machine: `package_cv_folds.py --finished-only` keeps the folds that finished
+    (int8-stored, small enough to commit) with the run's config; a copy of that folder resumes with
+    `--folds K --resume`, keeps those folds untrained, trains the missing one on the same split, and packaging
+    again adds it without rewriting the kept fold."""
+    import importlib.util
+    import shutil
+
+    from sonoseg.evaluate.out_of_fold import fold_dirs
+    from sonoseg.train.kfold import train_kfold
+
+    _, _, cv = cv_run
+    spec = importlib.util.spec_from_file_location("pcf", Path(__file__).parents[1] / "scripts" / "package_cv_folds.py")
+    pcf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pcf)
+    machine_1 = tmp_path / "machine_1"  # fold 1 had not finished when the session ended
+    shutil.copytree(cv, machine_1)
+    shutil.rmtree(machine_1 / "fold-1")
+    kept = tmp_path / "kept"
+    assert pcf.main([str(machine_1), str(kept), "--finished-only"]) == 0
+    assert sorted(p.name for p in kept.iterdir()) == ["cv_config.yaml", "cv_folds.json", "fold-0"]
+    stamp = (kept / "fold-0" / "best.pt").stat().st_mtime_ns
+
+    machine_2 = tmp_path / "machine_2"
+    shutil.copytree(kept, machine_2)
+    said: list[str] = []
+    train_kfold(None, k=2, resume=machine_2, log=said.append, show_progress=False)
+    assert "fold 1/2: finished earlier, kept" in said and "fold 2/2" in said
+    assert (machine_2 / "fold-0" / "best.pt").read_bytes() == (kept / "fold-0" / "best.pt").read_bytes()
+    assert (json.loads((machine_2 / "fold-1" / "samples.json").read_text())["val"]
+            == json.loads((cv / "fold-1" / "samples.json").read_text())["val"])
+    assert pcf.main([str(machine_2), str(kept), "--finished-only"]) == 0
+    assert (kept / "fold-0" / "best.pt").stat().st_mtime_ns == stamp
+    assert [f.name for f in fold_dirs(kept)] == ["fold-0", "fold-1"]
+    with pytest.raises(SystemExit, match=r"^error: .*no finished fold-<i> folders"):
+        pcf.main([str(tmp_path / "empty"), str(tmp_path / "x"), "--finished-only"])

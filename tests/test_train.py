@@ -187,6 +187,30 @@ def test_a_cut_cross_validation_run_resumes_to_the_same_weights(phantom_ds, tmp_
 
 
 
+def test_a_new_fold_that_does_not_fit_the_kept_folds_is_refused_before_it_trains(phantom_ds, tmp_path):
+    """Folds kept from another session must be the folds this data and code make now: a kept fold whose val
+    images overlap the next fold's val is refused before any epoch (its out-of-fold scores would be flattered)."""
+    import shutil
+
+    from sonoseg.errors import ConfigError
+    from sonoseg.train.kfold import train_kfold
+
+    run = Path(train_kfold(_cfg(phantom_ds, tmp_path, 1), k=2, out=tmp_path / "runs", name="cv", log=lambda m: None,
+                           show_progress=False)["run_dir"])
+    fold1_val = json.loads((run / "fold-1" / "samples.json").read_text())["val"]
+    shutil.rmtree(run / "fold-1")  # as if fold 1 had not begun: it starts again and fits the kept fold 0
+    train_kfold(None, k=2, resume=run, log=lambda m: None, show_progress=False)
+    assert json.loads((run / "fold-1" / "samples.json").read_text())["val"] == fold1_val
+    shutil.rmtree(run / "fold-1")
+    rec = json.loads((run / "fold-0" / "samples.json").read_text())
+    rec["val"].append(fold1_val[0])  # fold 0 split another way: one image also in fold 1's val
+    (run / "fold-0" / "samples.json").write_text(json.dumps(rec))
+    said: list[str] = []
+    with pytest.raises(ConfigError, match=r"fold-0: its val images are not the fold .* \(1 shared with fold-1's val"):
+        train_kfold(None, k=2, resume=run, log=said.append, show_progress=False)
+    assert not (run / "fold-1").exists() and "fold 2/2" not in said
+
+
 def test_resumed_cosine_schedule_is_refitted_to_the_new_epoch_count():
     """A run of 8 epochs stopped after 2 and resumed with --epochs 4 anneals to min_lr on epoch 4."""
     from sonoseg.config import TrainConfig

@@ -29,11 +29,15 @@ from sonoseg.metrics.classification import class_metrics
 OOF_SPLIT = "oof"
 
 
-def fold_dirs(cv_dir: str | Path) -> list[Path]:
-    """The fold folders of a CV run, in fold order; every one must have finished (best.pt, samples.json)."""
+def fold_dirs(cv_dir: str | Path, finished_only: bool = False) -> list[Path]:
+    """The fold folders of a CV run, in fold order; every one must have finished (best.pt, samples.json), or
+    with ``finished_only`` those that have (a run still training)."""
     folds = sorted(Path(cv_dir).glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    if finished_only:
+        folds = [f for f in folds if (f / "summary.json").is_file()]
     if not folds:
-        raise ConfigError(f"{cv_dir}: no fold-<i> folders (not a `sonoseg train --folds` run)")
+        raise ConfigError(f"{cv_dir}: no {'finished ' if finished_only else ''}fold-<i> folders"
+                          f"{'' if finished_only else ' (not a `sonoseg train --folds` run)'}")
     for f in folds:
         if not (f / "summary.json").is_file():
             raise ConfigError(f"{f}: fold not finished (no summary.json); resume the run with --folds --resume first")

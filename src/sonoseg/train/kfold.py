@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 from sonoseg.config import SonosegConfig, load_config, save_config
 from sonoseg.errors import ConfigError
+from sonoseg.train.data_setup import select_samples
+from sonoseg.train.loaders import sample_id
 from sonoseg.train.options import RunOptions
 from sonoseg.train.trainer import TrainResult, new_run_dir, train
 
@@ -35,6 +38,27 @@ def _fold_dir_ready(fold_dir: Path, log: Callable[[str], None]) -> None:
         shutil.rmtree(fold_dir)
     else:
         raise ConfigError(f"{fold_dir}: neither finished (summary.json) nor resumable (last.pt); move it away")
+
+
+def _check_new_fold_matches_kept(parent: Path, cfg: SonosegConfig, k: int, i: int) -> None:
+    """A fold about to start must fit the folds already trained (perhaps in another session, on another machine,
+    from a copy): its val images disjoint from theirs and theirs all in its training set. Otherwise the
+    out-of-fold scores would judge images with a model that trained on them; refused before any epoch."""
+    recorded = {}
+    for p in parent.glob("fold-*/samples.json"):
+        if p.parent.name != f"fold-{i}":
+            recorded[p.parent.name] = set(json.loads(p.read_text())["val"])
+    if not recorded:
+        return
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh split writes its CSV: not into the CV run
+        split = select_samples(cfg.model_copy(deep=True), Path(tmp), (k, i))
+    val, train_ids = {sample_id(s) for s in split.val}, {sample_id(s) for s in split.train}
+    for name, other in sorted(recorded.items()):
+        if other & val or not other <= train_ids:
+            raise ConfigError(
+                f"{parent / name}: its val images are not the fold this data and code make now "
+                f"({len(other & val)} shared with fold-{i}'s val, {len(other - train_ids)} outside its training set); "
+                "the data, the split files or the fold code changed since it trained")
 
 
 def train_kfold(cfg: Optional[SonosegConfig], k: int, out: str | Path = "runs", name: Optional[str] = None,
@@ -73,6 +97,7 @@ def train_kfold(cfg: Optional[SonosegConfig], k: int, out: str | Path = "runs", 
             run = RunOptions(resume=fold_dir, epochs=cfg.train.epochs, show_progress=show_progress)
         else:
             _fold_dir_ready(fold_dir, log)
+            _check_new_fold_matches_kept(parent, cfg, k, i)
             log(f"fold {i + 1}/{k}")
             run = RunOptions(out=parent, name=f"fold-{i}", folds=(k, i), show_progress=show_progress)
         results.append(train(cfg.model_copy(deep=True), run, log=log))
