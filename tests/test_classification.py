@@ -556,3 +556,30 @@ def test_more_cautious_says_no_lesion_only_where_both_do():
         DecisionPolicy("threshold", 0.95, "malignant", 0.2)
     with pytest.raises(ValueError, match="suspicious classes differ"):
         more_cautious(DecisionPolicy("mask", None, "malignant", 0.2), DecisionPolicy("mask", None, "benign", 0.2))
+
+
+def test_suspicious_flag_rates_per_source_match_decide():
+    """The chooser's per-source table and policy_rates (the same numbers for a stored policy) against decide()'s own
+    `suspicious` verdict per image, on random probabilities, masks and classes of two sources."""
+    from sonoseg.evaluate.operating_point import choose_suspicious, policy_rates
+    from sonoseg.infer.decision import DecisionPolicy, decide
+
+    names = ["benign", "malignant", "normal"]
+    rng = np.random.default_rng(3)
+    rows = [{"source": src, "true_class": names[int(rng.integers(3))], "mask_empty": bool(rng.random() < 0.3),
+             "probs": dict(zip(names, rng.dirichlet([0.7, 0.7, 0.7])))} for src in ("a", "b") for _ in range(150)]
+    lesion_rule = DecisionPolicy("threshold", 0.6)
+    susp = choose_suspicious(rows, names, "normal", lesion_rule, min_sensitivity=0.6)
+    assert susp["threshold"] == pytest.approx(0.18)  # the P(no lesion) < 0.6 rule finds too few malignant images for 0.8
+    policy = DecisionPolicy("threshold", 0.6, "malignant", susp["threshold"])
+    applied = policy_rates(rows, names, "normal", policy)
+    for src in ("a", "b"):
+        sub = [r for r in rows if r["source"] == src]
+        flag = np.array([decide(0 if r["mask_empty"] else 1, np.array([r["probs"][n] for n in names]), names, "normal",
+                                policy)["suspicious"] for r in sub])
+        cls = np.array([r["true_class"] for r in sub])
+        want = {"n_malignant": int((cls == "malignant").sum()), "sensitivity": flag[cls == "malignant"].mean(),
+                "specificity": 1 - flag[cls != "malignant"].mean(), "specificity_benign": 1 - flag[cls == "benign"].mean()}
+        for got in (susp["per_source"][src], applied[src]):
+            assert {k: got[k] for k in want} == pytest.approx(want), src
+    assert 0 < want["specificity"] < 1 and 0 < want["sensitivity"] < 1  # the figures are not trivial

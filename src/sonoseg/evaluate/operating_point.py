@@ -88,18 +88,25 @@ def choose_suspicious(rows: Sequence[dict], names: list[str], no_lesion: str, po
             break
     if chosen is None:
         return {"class": cls, "threshold": None, "why": f"no threshold reaches sensitivity {min_sensitivity:.2f}"}
-    flagged = found & (p >= chosen)
-    per = {}
-    for s in sorted({r["source"] for r in rows}):
-        m = np.array([r["source"] == s for r in rows])
-        neg = m & ~pos
-        benign = m & np.array([r["true_class"] not in (cls, no_lesion) for r in rows])
-        per[s] = {"n_malignant": int((m & pos).sum()),
-                  "sensitivity": float(flagged[m & pos].mean()) if (m & pos).any() else math.nan,
-                  "specificity": float((~flagged[neg]).mean()) if neg.any() else math.nan,
-                  "specificity_benign": float((~flagged[benign]).mean()) if benign.any() else math.nan}
+    per = {s: _flag_rates([r for r in rows if r["source"] == s], found[[r["source"] == s for r in rows]], no_lesion,
+                          cls, chosen)
+           for s in sorted({r["source"] for r in rows})}
     return {"class": cls, "threshold": chosen, "min_sensitivity": min_sensitivity,
-            "pooled_sensitivity": float(flagged[pos].mean()), "per_source": per}
+            "pooled_sensitivity": float((found & (p >= chosen))[pos].mean()), "per_source": per}
+
+
+def _flag_rates(rows: Sequence[dict], found: np.ndarray, no_lesion: str, cls: str, threshold: float) -> dict:
+    """What a suspicious flag at ``threshold`` does on ``rows`` (one source): ``cls`` images flagged
+    (sensitivity), the others not (specificity), and the lesion images of other classes not (benign specificity)."""
+    flagged = found & (np.array([r["probs"][cls] for r in rows]) >= threshold)
+    pos = np.array([r["true_class"] == cls for r in rows], dtype=bool)
+    benign = np.array([r["true_class"] not in (cls, no_lesion) for r in rows], dtype=bool)
+
+    def share(sel: np.ndarray, value: bool) -> float:
+        return float((flagged[sel] == value).mean()) if sel.any() else math.nan
+
+    return {"n_malignant": int(pos.sum()), "sensitivity": share(pos, True), "specificity": share(~pos, False),
+            "specificity_benign": share(benign, False)}
 
 
 def more_cautious(a: DecisionPolicy, b: DecisionPolicy) -> DecisionPolicy:
@@ -138,7 +145,7 @@ def more_cautious(a: DecisionPolicy, b: DecisionPolicy) -> DecisionPolicy:
 def policy_rates(rows: Sequence[dict], names: list[str], no_lesion: str, policy: DecisionPolicy) -> dict:
     """Per source, what ``policy`` does on ``rows`` (chosen elsewhere, applied unchanged): missed lesions, normals
     called "no lesion", and with a suspicious flag the malignant images flagged (sensitivity) and the others not
-    (specificity)."""
+    (specificity; on benign images alone too)."""
     found = _found(rows, names, no_lesion, policy)
     out = {}
     for s in sorted({r["source"] for r in rows}):
@@ -146,12 +153,6 @@ def policy_rates(rows: Sequence[dict], names: list[str], no_lesion: str, policy:
         sub = [r for r, keep in zip(rows, m) if keep]
         res = _rates(sub, found[m], no_lesion)
         if policy.suspicious_class and policy.suspicious_threshold is not None:
-            cls = policy.suspicious_class
-            p = np.array([r["probs"][cls] for r in sub])
-            flagged = found[m] & (p >= policy.suspicious_threshold)
-            pos = np.array([r["true_class"] == cls for r in sub])
-            res.update(n_malignant=int(pos.sum()),
-                       sensitivity=float(flagged[pos].mean()) if pos.any() else math.nan,
-                       specificity=float((~flagged[~pos]).mean()) if (~pos).any() else math.nan)
+            res.update(_flag_rates(sub, found[m], no_lesion, policy.suspicious_class, policy.suspicious_threshold))
         out[s] = res
     return out
