@@ -135,6 +135,7 @@ def test_finished_folds_packaged_mid_run_continue_the_run_on_another_machine(cv_
     import importlib.util
     import shutil
 
+    from sonoseg.errors import ConfigError
     from sonoseg.evaluate.out_of_fold import fold_dirs
     from sonoseg.train.kfold import train_kfold
 
@@ -148,6 +149,8 @@ def test_finished_folds_packaged_mid_run_continue_the_run_on_another_machine(cv_
     kept = tmp_path / "kept"
     assert pcf.main([str(machine_1), str(kept), "--finished-only"]) == 0
     assert sorted(p.name for p in kept.iterdir()) == ["cv_config.yaml", "cv_folds.json", "fold-0"]
+    with pytest.raises(ConfigError, match=r"1 of its 2 folds are there"):  # not yet a run to score or ensemble
+        fold_dirs(kept)
     stamp = (kept / "fold-0" / "best.pt").stat().st_mtime_ns
 
     machine_2 = tmp_path / "machine_2"

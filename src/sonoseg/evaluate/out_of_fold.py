@@ -30,8 +30,8 @@ OOF_SPLIT = "oof"
 
 
 def fold_dirs(cv_dir: str | Path, finished_only: bool = False) -> list[Path]:
-    """The fold folders of a CV run, in fold order; every one must have finished (best.pt, samples.json), or
-    with ``finished_only`` those that have (a run still training)."""
+    """The fold folders of a CV run, in fold order; all k of them (``cv_folds.json``) must have finished (best.pt,
+    samples.json), or with ``finished_only`` those that have (a run still training)."""
     folds = sorted(Path(cv_dir).glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
     if finished_only:
         folds = [f for f in folds if (f / "summary.json").is_file()]
@@ -41,6 +41,11 @@ def fold_dirs(cv_dir: str | Path, finished_only: bool = False) -> list[Path]:
     for f in folds:
         if not (f / "summary.json").is_file():
             raise ConfigError(f"{f}: fold not finished (no summary.json); resume the run with --folds --resume first")
+    k_file = Path(cv_dir) / "cv_folds.json"  # a run's fold not begun has no folder: count them
+    k = json.loads(k_file.read_text())["k"] if k_file.is_file() else None
+    if not finished_only and k is not None and len(folds) != k:
+        raise ConfigError(f"{cv_dir}: {len(folds)} of its {k} folds are there; "
+                          f"resume the run with --folds {k} --resume first")
     return folds
 
 
