@@ -267,12 +267,9 @@ def test_int8_of_a_qat_fine_tune_agrees_with_fp32_better_than_a_plain_fine_tune(
 
     if not cpu_info().avx2:
         pytest.skip("the comparison pins its CPU kernels to AVX2, which this CPU lacks")
+    from _qat_compare import PINNED_ENV  # tests/ is on sys.path, as for _tls
+
     helper = Path(__file__).with_name("_qat_compare.py")
-    sys.path.insert(0, str(helper.parent))
-    try:
-        from _qat_compare import PINNED_ENV
-    finally:
-        sys.path.remove(str(helper.parent))
     res = subprocess.run([sys.executable, str(helper), str(tmp_path)], capture_output=True, text=True, timeout=900,
                          env={**os.environ, **PINNED_ENV})
     assert res.returncode == 0, res.stderr[-3000:]
